@@ -1,0 +1,68 @@
+import { Hono } from 'hono';
+import type { ApiContext } from './context.js';
+import { Authenticator } from './auth.js';
+import { bodyLimit, errorBody, toErrorResponse, type Env } from './http.js';
+import { jobsRouter } from './jobs.js';
+import { runnerJobRouter, runnerProtocolRouter } from './runner-protocol.js';
+import { runnersRouter } from './runners.js';
+import { poolsRouter } from './pools.js';
+import { tokensRouter } from './tokens.js';
+import { eventsRouter } from './events.js';
+import { artifactsRouter } from './artifacts.js';
+
+export function createApp(ctx: ApiContext) {
+  const app = new Hono<Env>();
+  const auth = new Authenticator(ctx);
+
+  app.use('*', async (c, next) => {
+    const started = performance.now();
+    await next();
+    const route = c.req.routePath ?? 'unmatched';
+    ctx.metrics.httpLatency.observe({ method: c.req.method, route, status: String(c.res.status) }, (performance.now() - started) / 1000);
+  });
+
+  app.onError((err, c) => toErrorResponse(err, c, ctx.log));
+  app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
+
+  app.get('/healthz', async (c) => {
+    try {
+      await ctx.db.query('select 1');
+      return c.json({ status: 'ok', version: ctx.version, store: ctx.db.kind });
+    } catch {
+      return c.json({ status: 'unavailable', store: ctx.db.kind }, 503);
+    }
+  });
+
+  app.get('/metrics', async (c) => {
+    await refreshGauges(ctx);
+    return c.text(await ctx.metrics.registry.metrics(), 200, { 'content-type': ctx.metrics.registry.contentType });
+  });
+
+  const api = new Hono<Env>();
+  api.use('/artifacts', async (c, next) => next());
+  api.use('*', async (c, next) => (c.req.path.startsWith('/api/v1/artifacts') ? next() : bodyLimit(ctx.config.limits.maxBodyBytes)(c, next)));
+  api.route('/runners', runnerProtocolRouter(ctx, auth)); // register (own auth), then runner-authenticated calls
+  api.use('*', auth.middleware());
+  api.route('/runners', runnersRouter(ctx, auth));
+  api.route('/jobs', runnerJobRouter(ctx));
+  api.route('/jobs', jobsRouter(ctx));
+  api.route('/pools', poolsRouter(ctx));
+  api.route('/tokens', tokensRouter(ctx, auth));
+  api.route('/events', eventsRouter(ctx));
+  api.route('/artifacts', artifactsRouter(ctx));
+  api.get('/class-sizes', (c) => {
+    if (c.var.principal.kind !== 'admin') return c.json(errorBody('forbidden', 'this call needs an admin token'), 403);
+    return c.json({ classSizes: Object.entries(ctx.classSizes).map(([name, s]) => ({ name, ...s })) });
+  });
+  app.route('/api/v1', api);
+  return { app, auth };
+}
+
+async function refreshGauges(ctx: ApiContext) {
+  ctx.metrics.jobsQueued.reset();
+  for (const r of await ctx.db.query(`select pool, state, count(*)::int as n from jobs where state in ('queued', 'claimed', 'running') group by pool, state`))
+    ctx.metrics.jobsQueued.set({ pool: r.pool, state: r.state }, r.n);
+  ctx.metrics.runners.reset();
+  for (const r of await ctx.db.query(`select pool, state, count(*)::int as n from runners where state <> 'terminated' group by pool, state`))
+    ctx.metrics.runners.set({ pool: r.pool, state: r.state }, r.n);
+}

@@ -1,0 +1,86 @@
+import type { MiddlewareHandler } from 'hono';
+import type { ApiContext } from './context.js';
+import { findTokenBySecret, type TokenRow } from '../store/queries/tokens.js';
+import { ForbiddenError, UnauthorizedError } from '../lib/errors.js';
+import { recordEvents } from '../store/queries/events.js';
+import type { Env } from './http.js';
+
+export type Principal =
+  | { kind: 'admin'; tokenId: string }
+  | { kind: 'registration'; tokenId: string; pool: string; runnerId: string | null }
+  | { kind: 'runner'; tokenId: string; runnerId: string; pool: string };
+
+const CACHE_TTL_MS = 5000;
+
+/**
+ * Resolves the bearer token to a principal. Lookups are cached for a few seconds: runners call
+ * several times a second at scale, and a revoked token stops working within the TTL.
+ */
+export class Authenticator {
+  private cache = new Map<string, { token: TokenRow | undefined; at: number }>();
+
+  constructor(private ctx: ApiContext) {}
+
+  async resolve(secret: string): Promise<Principal | undefined> {
+    const now = this.ctx.clock.now();
+    let hit = this.cache.get(secret);
+    if (!hit || now - hit.at > CACHE_TTL_MS || now < hit.at) {
+      hit = { token: await findTokenBySecret(this.ctx.db, secret), at: now };
+      if (this.cache.size > 50_000) this.cache.clear();
+      this.cache.set(secret, hit);
+    }
+    const t = hit.token;
+    if (!t || t.revokedAt || (t.expiresAt && t.expiresAt.getTime() <= now)) return undefined;
+    if (t.kind === 'admin') return { kind: 'admin', tokenId: t.id };
+    if (t.kind === 'registration') return { kind: 'registration', tokenId: t.id, pool: t.pool!, runnerId: t.runnerId };
+    return { kind: 'runner', tokenId: t.id, runnerId: t.runnerId!, pool: t.pool! };
+  }
+
+  /** Forget cached lookups (after a revoke on this server). */
+  invalidate(): void {
+    this.cache.clear();
+  }
+
+  /** Why a token failed, for registration (revoked tokens make agents give up). */
+  async describe(secret: string): Promise<'unknown' | 'revoked' | 'expired' | 'ok'> {
+    const t = await findTokenBySecret(this.ctx.db, secret);
+    if (!t) return 'unknown';
+    if (t.revokedAt) return 'revoked';
+    if (t.expiresAt && t.expiresAt.getTime() <= this.ctx.clock.now()) return 'expired';
+    return 'ok';
+  }
+
+  middleware(): MiddlewareHandler<Env> {
+    return async (c, next) => {
+      const header = c.req.header('authorization') ?? '';
+      const m = /^Bearer\s+(\S+)$/i.exec(header);
+      if (!m) {
+        await this.audit(c.req.method, c.req.path, 'missing bearer token');
+        throw new UnauthorizedError('missing bearer token: send Authorization: Bearer <token> (see `runyard tokens create`)');
+      }
+      const principal = await this.resolve(m[1]!);
+      if (!principal) {
+        await this.audit(c.req.method, c.req.path, 'invalid, revoked or expired token');
+        throw new UnauthorizedError('invalid, revoked or expired token');
+      }
+      c.set('principal', principal);
+      await next();
+    };
+  }
+
+  private async audit(method: string, path: string, reason: string) {
+    await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'auth', subject: `${method} ${path}`.slice(0, 200), reason, actor: 'anonymous' }]).catch(() => {});
+  }
+}
+
+export function requireAdmin(p: Principal): asserts p is Extract<Principal, { kind: 'admin' }> {
+  if (p.kind !== 'admin') throw new ForbiddenError(`this call needs an admin token; a ${p.kind} token was given`);
+}
+
+/** Runner endpoints: only the runner itself, with its own credential. */
+export function requireRunner(p: Principal, runnerId?: string): asserts p is Extract<Principal, { kind: 'runner' }> {
+  if (p.kind !== 'runner') throw new ForbiddenError(`this call needs a runner credential; a ${p.kind} token was given`);
+  if (runnerId && p.runnerId !== runnerId) throw new ForbiddenError('a runner may only act as itself');
+}
+
+export const actorOf = (p: Principal) => (p.kind === 'runner' ? p.runnerId : `${p.kind}:${p.tokenId}`);

@@ -1,0 +1,25 @@
+import type { Config, ClassSize } from '../config/schema.js';
+import type { Db } from '../store/db.js';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import type { ControlHub } from './control-hub.js';
+import type { HeartbeatBuffer } from './heartbeats.js';
+import type { Metrics } from './metrics.js';
+import type { EventEmitter } from 'node:events';
+
+/** What the HTTP layer needs from the server; built once in server.ts. */
+export interface ApiContext {
+  db: Db;
+  config: Config;
+  clock: Clock;
+  log: Logger;
+  hub: ControlHub;
+  heartbeats: HeartbeatBuffer;
+  metrics: Metrics;
+  /** at-rest key for job secrets */
+  secretKey: Buffer;
+  classSizes: Record<string, ClassSize>;
+  /** in-process notifications: 'jobs' (pool, count), 'logs' (jobId), 'job-state' (jobId), 'runners' */
+  bus: EventEmitter;
+  version: string;
+}

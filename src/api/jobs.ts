@@ -1,0 +1,209 @@
+import { Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { z } from 'zod';
+import type { ApiContext } from './context.js';
+import { actorOf, requireAdmin } from './auth.js';
+import { parseId, query, readJson, type Env } from './http.js';
+import { duration, slug } from '../config/schema.js';
+import { cancelJob, enqueue, getJob, listJobs, readLogs, retryJob, FINAL_STATES, type Job, type JobSpec, type JobState } from '../queue/jobs.js';
+import { getPool, listPools, type Pool } from '../store/queries/pools.js';
+import { listEvents } from '../store/queries/events.js';
+import { encryptAtRest } from '../lib/sealed.js';
+import { InvalidError, UnprocessableError } from '../lib/errors.js';
+import { waitForAny } from './waiters.js';
+
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
+const JOB_STATES = ['queued', 'claimed', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out'] as const;
+
+export const jobSpecSchema = z
+  .strictObject({
+    pool: slug.optional(),
+    commands: z.array(z.string().min(1).max(100_000)).min(1).max(100).optional(),
+    command: z.string().min(1).max(100_000).optional(),
+    payload: z.unknown().optional(),
+    env: z.record(envName, z.string().max(65_536)).optional(),
+    secrets: z.record(envName, z.string().max(65_536)).optional(),
+    labels: z.array(z.string().min(1).max(128)).max(64).optional(),
+    image: z.string().min(1).max(512).optional(),
+    idempotencyKey: z.string().min(1).max(200).optional(),
+    maxAttempts: z.number().int().min(1).max(100).optional(),
+    retryOnFailure: z.boolean().optional(),
+    timeout: duration.optional(),
+  })
+  .superRefine((s, ctx) => {
+    if (!s.commands && !s.command) ctx.addIssue({ code: 'custom', path: ['commands'], message: 'give commands (an array of shell commands) or command' });
+    if (s.commands && s.command) ctx.addIssue({ code: 'custom', path: ['command'], message: 'give either commands or command, not both' });
+    if (s.timeout !== undefined && s.timeout <= 0) ctx.addIssue({ code: 'custom', path: ['timeout'], message: 'must be positive' });
+    if (s.payload !== undefined && JSON.stringify(s.payload).length > 512 * 1024) ctx.addIssue({ code: 'custom', path: ['payload'], message: 'payload exceeds 512 KiB' });
+  });
+export type JobSpecInput = z.output<typeof jobSpecSchema>;
+
+/** The job as the user API shows it: secrets are never included, only their names. */
+export function publicJob(j: Job) {
+  const { ...rest } = j;
+  return rest;
+}
+
+/** Resolves pools, applies defaults and encrypts secrets; throws 422 for an unknown pool. */
+export async function prepareSpecs(ctx: ApiContext, inputs: JobSpecInput[], source = 'api', fieldPrefix = ''): Promise<JobSpec[]> {
+  const pools = new Map<string, Pool>();
+  let defaultPool: string | undefined;
+  const out: JobSpec[] = [];
+  for (const [i, s] of inputs.entries()) {
+    let name = s.pool;
+    if (!name) {
+      if (defaultPool === undefined) {
+        const all = await listPools(ctx.db);
+        defaultPool = all.find((p) => p.name === 'local')?.name ?? (all.length === 1 ? all[0]!.name : '');
+      }
+      if (!defaultPool) throw new UnprocessableError('pool is required: more than one pool exists and none is named local', `${fieldPrefix}pool`);
+      name = defaultPool;
+    }
+    if (!pools.has(name)) {
+      const pool = await getPool(ctx.db, name).catch(() => undefined);
+      if (!pool) throw new UnprocessableError(`unknown pool ${JSON.stringify(name)}; see \`runyard pools list\``, `${fieldPrefix}pool`);
+      pools.set(name, pool);
+    }
+    const pool = pools.get(name)!;
+    out.push({
+      pool: name,
+      commands: s.commands ?? [s.command!],
+      payload: s.payload,
+      env: s.env,
+      secretsEnc: s.secrets && Object.keys(s.secrets).length ? encryptAtRest(ctx.secretKey, s.secrets) : null,
+      secretNames: Object.keys(s.secrets ?? {}),
+      labels: s.labels,
+      image: s.image,
+      idempotencyKey: s.idempotencyKey,
+      maxAttempts: s.maxAttempts,
+      retryOnFailure: s.retryOnFailure,
+      timeoutMs: s.timeout ?? pool.config.jobTimeout,
+      source,
+    });
+  }
+  return out;
+}
+
+export async function submitJobs(ctx: ApiContext, specs: JobSpec[], actor: string) {
+  const results = await enqueue(ctx.db, ctx.clock.now(), specs, actor);
+  const perPool = new Map<string, number>();
+  for (const r of results) {
+    if (!r.created) continue;
+    perPool.set(r.job.pool, (perPool.get(r.job.pool) ?? 0) + 1);
+    ctx.metrics.jobsSubmitted.inc({ pool: r.job.pool, source: r.job.source });
+  }
+  for (const [pool, count] of perPool) ctx.bus.emit('jobs', pool, count);
+  return results;
+}
+
+export function jobsRouter(ctx: ApiContext) {
+  const app = new Hono<Env>();
+
+  app.post('/', async (c) => {
+    requireAdmin(c.var.principal);
+    const input = await readJson(c, jobSpecSchema);
+    const [r] = await submitJobs(ctx, await prepareSpecs(ctx, [input]), actorOf(c.var.principal));
+    return c.json({ job: publicJob(r!.job), created: r!.created }, r!.created ? 201 : 200);
+  });
+
+  app.post('/batch', async (c) => {
+    requireAdmin(c.var.principal);
+    const body = await readJson(c, z.strictObject({ jobs: z.array(jobSpecSchema).min(1).max(ctx.config.limits.maxBatch) }));
+    const results = await submitJobs(ctx, await prepareSpecs(ctx, body.jobs, 'api', 'jobs[].'), actorOf(c.var.principal));
+    return c.json({ jobs: results.map((r) => ({ ...publicJob(r.job), created: r.created })) }, 201);
+  });
+
+  app.get('/', async (c) => {
+    requireAdmin(c.var.principal);
+    const q = query(
+      c,
+      z.object({
+        state: z
+          .string()
+          .transform((s) => s.split(','))
+          .pipe(z.array(z.enum(JOB_STATES)))
+          .optional(),
+        pool: slug.optional(),
+        runner: z.uuid().optional(),
+        limit: z.coerce.number().int().min(1).max(1000).default(50),
+        before: z.coerce.number().int().positive().optional(),
+      }),
+    );
+    const jobs = await listJobs(ctx.db, { state: q.state as JobState[] | undefined, pool: q.pool, runnerId: q.runner, before: q.before, limit: q.limit });
+    return c.json({ jobs: jobs.map(publicJob), nextBefore: jobs.length === q.limit ? jobs[jobs.length - 1]!.id : null });
+  });
+
+  app.get('/:id', async (c) => {
+    requireAdmin(c.var.principal);
+    return c.json({ job: publicJob(await getJob(ctx.db, parseId(c))) });
+  });
+
+  app.get('/:id/events', async (c) => {
+    requireAdmin(c.var.principal);
+    const id = parseId(c);
+    await getJob(ctx.db, id);
+    const events = await listEvents(ctx.db, { kind: 'job', subject: String(id), after: 0, limit: 1000 });
+    return c.json({ events });
+  });
+
+  app.post('/:id/cancel', async (c) => {
+    requireAdmin(c.var.principal);
+    const id = parseId(c);
+    const { job, signalRunner } = await ctx.db.transaction((tx) => cancelJob(tx, ctx.clock.now(), id, actorOf(c.var.principal)));
+    if (signalRunner) ctx.hub.send(signalRunner, 'cancel', { jobId: id });
+    ctx.bus.emit(`job:${id}`);
+    if (job.state === 'cancelled') ctx.metrics.jobOutcomes.inc({ pool: job.pool, state: 'cancelled' });
+    return c.json({ job: publicJob(job) });
+  });
+
+  app.post('/:id/retry', async (c) => {
+    requireAdmin(c.var.principal);
+    const id = parseId(c);
+    const job = await ctx.db.transaction((tx) => retryJob(tx, ctx.clock.now(), id, actorOf(c.var.principal)));
+    ctx.bus.emit('jobs', job.pool, 1);
+    ctx.bus.emit(`job:${id}`);
+    return c.json({ job: publicJob(job) });
+  });
+
+  app.get('/:id/logs', async (c) => {
+    requireAdmin(c.var.principal);
+    const id = parseId(c);
+    const q = query(c, z.object({ after: z.coerce.number().int().min(0).default(0), follow: z.enum(['0', '1', 'true', 'false']).optional(), limit: z.coerce.number().int().min(1).max(5000).default(1000) }));
+    await getJob(ctx.db, id);
+    if (q.follow !== '1' && q.follow !== 'true') {
+      const batches = await readLogs(ctx.db, id, q.after, q.limit);
+      const job = await getJob(ctx.db, id);
+      return c.json({
+        lines: batches.flatMap((b) => b.lines.map((l) => ({ seq: b.seq, ...l }))),
+        nextAfter: batches.length ? batches[batches.length - 1]!.seq : q.after,
+        state: job.state,
+        finished: FINAL_STATES.includes(job.state),
+      });
+    }
+    return streamSSE(c, async (stream) => {
+      const abort = new AbortController();
+      stream.onAbort(() => abort.abort());
+      let after = q.after;
+      while (!abort.signal.aborted) {
+        // read the state before the logs: a job seen finished has no logs still to come
+        const job = await getJob(ctx.db, id);
+        const batches = await readLogs(ctx.db, id, after, 500);
+        for (const b of batches) {
+          await stream.writeSSE({ event: 'log', id: String(b.seq), data: JSON.stringify({ seq: b.seq, lines: b.lines }) });
+          after = b.seq;
+        }
+        if (batches.length === 500) continue;
+        if (FINAL_STATES.includes(job.state)) {
+          await stream.writeSSE({ event: 'end', data: JSON.stringify({ state: job.state, exitCode: job.exitCode, error: job.error }) });
+          break;
+        }
+        // woken by this server's log appends; the timeout covers appends made on another server
+        await waitForAny(ctx.bus, [`log:${id}`, `job:${id}`], 1000, abort.signal);
+      }
+    });
+  });
+
+  return app;
+}
+
+export { InvalidError };

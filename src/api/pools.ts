@@ -1,0 +1,63 @@
+import { Hono } from 'hono';
+import { z } from 'zod';
+import type { ApiContext } from './context.js';
+import { actorOf, requireAdmin } from './auth.js';
+import { readJson, type Env } from './http.js';
+import { poolSchema, slug, type PoolConfig } from '../config/schema.js';
+import { applyPool, configHash, getPool, listPools, type Pool } from '../store/queries/pools.js';
+import { listRunners } from '../store/queries/runners.js';
+import { InvalidError, UnprocessableError } from '../lib/errors.js';
+
+/** Validates a pool against the server's class sizes and stores it. */
+export async function applyPoolConfig(ctx: ApiContext, p: PoolConfig, source: string, actor: string) {
+  if (p.class && !ctx.classSizes[p.class]) throw new UnprocessableError(`unknown class size ${p.class}; known: ${Object.keys(ctx.classSizes).join(', ')}`, 'class');
+  const result = await ctx.db.transaction((tx) => applyPool(tx, ctx.clock.now(), p, configHash(p, p.class ? ctx.classSizes[p.class] : undefined), source, actor));
+  ctx.bus.emit('runners');
+  return result;
+}
+
+export async function poolSummary(ctx: ApiContext, pool: Pool) {
+  const runners = await listRunners(ctx.db, { pool: pool.name });
+  const byState: Record<string, number> = {};
+  for (const r of runners) byState[r.state] = (byState[r.state] ?? 0) + 1;
+  const [q] = await ctx.db.query(`select count(*)::int as n from jobs where pool = $1 and state = 'queued'`, [pool.name]);
+  return { ...pool, runners: byState, queued: q!.n };
+}
+
+export function poolsRouter(ctx: ApiContext) {
+  const app = new Hono<Env>();
+
+  app.get('/', async (c) => {
+    requireAdmin(c.var.principal);
+    const pools = await listPools(ctx.db);
+    return c.json({ pools: await Promise.all(pools.map((p) => poolSummary(ctx, p))) });
+  });
+
+  app.get('/:name', async (c) => {
+    requireAdmin(c.var.principal);
+    const name = c.req.param('name');
+    if (!slug.safeParse(name).success) throw new InvalidError('pool name must be a slug', 'name');
+    return c.json({ pool: await poolSummary(ctx, await getPool(ctx.db, name)) });
+  });
+
+  // Apply one pool or several ({pools: [...]}) — create or replace, by name.
+  app.post('/', async (c) => {
+    requireAdmin(c.var.principal);
+    const body = await readJson(c, z.union([z.strictObject({ pools: z.array(poolSchema).min(1).max(100) }), poolSchema]));
+    const list = 'pools' in body ? body.pools : [body as PoolConfig];
+    for (const [i, p] of list.entries()) if (p.class && !ctx.classSizes[p.class]) throw new UnprocessableError(`unknown class size ${p.class}`, `pools[${i}].class`);
+    const results = [];
+    for (const p of list) results.push(await applyPoolConfig(ctx, p, 'api', actorOf(c.var.principal)));
+    return c.json({ pools: results.map((r) => ({ ...r.pool, created: r.created, configChanged: r.hashChanged })) });
+  });
+
+  app.put('/:name', async (c) => {
+    requireAdmin(c.var.principal);
+    const body = await readJson(c, poolSchema);
+    if (body.name !== c.req.param('name')) throw new InvalidError('name in the body must match the URL', 'name');
+    const r = await applyPoolConfig(ctx, body, 'api', actorOf(c.var.principal));
+    return c.json({ pool: { ...r.pool, created: r.created, configChanged: r.hashChanged } });
+  });
+
+  return app;
+}

@@ -1,0 +1,332 @@
+/*
+ * The runner protocol: register -> control channel (SSE) -> heartbeats -> claim (long poll)
+ * -> start -> logs -> result. Every job call is fenced by the claim (runner id + attempt).
+ */
+import { Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { z } from 'zod';
+import type { ApiContext } from './context.js';
+import type { Authenticator } from './auth.js';
+import { requireRunner } from './auth.js';
+import { parseId, parseUuid, readJson, type Env } from './http.js';
+import { activeJobIdsOfRunner, appendLogs, claimJobs, completeJob, markRunning, recoverJobs, type ClaimedJob } from '../queue/jobs.js';
+import { findRunner, getRunner, incrementJobsStarted, refreshBusyIdle, registerRunner, transitionRunner, type Runner } from '../store/queries/runners.js';
+import { getPool, type Pool } from '../store/queries/pools.js';
+import { createToken, revokeRunnerTokens } from '../store/queries/tokens.js';
+import { decryptAtRest, isValidPublicKey, sealTo } from '../lib/sealed.js';
+import { ConflictError, ForbiddenError, RunyardError, UnauthorizedError } from '../lib/errors.js';
+import { artifactInfo } from './artifacts.js';
+
+export class GoneError extends RunyardError {
+  override readonly status = 410;
+  override readonly code = 'gone';
+}
+
+const registerSchema = z.strictObject({
+  id: z.uuid(),
+  name: z.string().min(1).max(200),
+  version: z.string().min(1).max(100),
+  publicKey: z.string().min(1).max(1000),
+  labels: z.array(z.string().min(1).max(128)).max(64).default([]),
+});
+
+const heartbeatSchema = z.strictObject({
+  version: z.string().min(1).max(100),
+  jobs: z.array(z.strictObject({ id: z.number().int().positive(), attempt: z.number().int().positive() })).max(1000).default([]),
+});
+
+const claimSchema = z.strictObject({
+  max: z.number().int().min(1).max(256).default(1),
+  waitMs: z.number().int().min(0).max(60_000).default(20_000),
+});
+
+const fenceSchema = { attempt: z.number().int().positive() };
+const logSchema = z.strictObject({
+  ...fenceSchema,
+  seq: z.number().int().positive(),
+  lines: z
+    .array(z.strictObject({ t: z.number().int().nonnegative(), s: z.enum(['o', 'e', 's']), m: z.string().max(65_536) }))
+    .max(10_000),
+});
+const resultSchema = z.strictObject({
+  ...fenceSchema,
+  exitCode: z.number().int().nullable(),
+  output: z.unknown().optional(),
+  error: z.string().max(10_000).nullable().optional(),
+  outcome: z.enum(['cancelled', 'timed_out']).optional(),
+  durationMs: z.number().int().nonnegative().optional(),
+});
+
+/** A claim not confirmed by the runner's heartbeat after this long is considered lost. */
+const LOST_CLAIM_MS = 30_000;
+
+export function runnerConfig(ctx: ApiContext, pool: Pool, runner: Runner) {
+  return {
+    pool: pool.name,
+    maxJobsPerRunner: runner.slots,
+    ephemeral: runner.ephemeral || pool.config.ephemeral,
+    heartbeatIntervalMs: ctx.config.runner.heartbeatInterval,
+    pingIntervalMs: ctx.config.runner.pingInterval,
+    idleTimeoutMs: pool.config.idleTimeout,
+    jobTimeoutMs: pool.config.jobTimeout,
+    setup: pool.config.setup,
+    env: pool.config.env,
+  };
+}
+
+export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
+  const app = new Hono<Env>();
+
+  // Registration uses the registration token, so it is mounted before the general auth check.
+  app.post('/register', async (c) => {
+    const m = /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '');
+    if (!m) throw new UnauthorizedError('missing registration token: send Authorization: Bearer <token>');
+    const principal = await auth.resolve(m[1]!);
+    if (!principal) {
+      const why = await auth.describe(m[1]!);
+      if (why === 'revoked') throw new ForbiddenError('registration token has been revoked; create a new one with `runyard tokens create --pool <pool>`', 'token');
+      throw new UnauthorizedError(why === 'expired' ? 'registration token has expired' : 'invalid registration token');
+    }
+    if (principal.kind !== 'registration') throw new ForbiddenError(`registration needs a registration token; a ${principal.kind} token was given`);
+    const body = await readJson(c, registerSchema);
+    if (!isValidPublicKey(body.publicKey)) throw new ForbiddenError('publicKey must be a base64 DER (SPKI) X25519 public key', 'publicKey');
+    const id = body.id.toLowerCase();
+    if (principal.runnerId && principal.runnerId !== id) throw new ForbiddenError('this registration token belongs to another runner', 'id');
+    const now = ctx.clock.now();
+    const result = await ctx.db.transaction(async (tx) => {
+      const pool = await getPool(tx, principal.pool);
+      const existing = await findRunner(tx, id);
+      if (existing?.state === 'terminated') throw new GoneError(`runner ${id} was terminated; start the agent with a fresh state dir`);
+      if (existing && existing.pool !== pool.name) throw new ConflictError(`runner ${id} belongs to pool ${existing.pool}`);
+      const { runner, from } = await registerRunner(tx, now, {
+        id,
+        pool: pool.name,
+        name: body.name,
+        version: body.version,
+        publicKey: body.publicKey,
+        labels: body.labels,
+        slots: pool.config.maxJobsPerRunner,
+        configHash: pool.configHash,
+        ephemeral: pool.config.ephemeral,
+      });
+      // A runner that re-registers after a restart has lost whatever it was running.
+      const lost = await activeJobIdsOfRunner(tx, id);
+      if (lost.length) await recoverJobs(tx, now, lost, 'runner restarted');
+      await revokeRunnerTokens(tx, now, id);
+      const { secret } = await createToken(tx, now, { kind: 'runner', pool: pool.name, runnerId: id, description: `credential of ${body.name}` });
+      const distribution = pool.config.distribution ? await artifactInfo(tx, pool.config.distribution) : null;
+      return { runner, from, pool, secret, distribution, lost };
+    });
+    auth.invalidate();
+    if (result.from === 'starting') ctx.metrics.coldStart.observe({ pool: result.pool.name }, (now - result.runner.createdAt.getTime()) / 1000);
+    if (result.lost.length) ctx.bus.emit('jobs', result.pool.name, result.lost.length);
+    ctx.bus.emit('runners');
+    ctx.log.info({ runnerId: id, pool: result.pool.name, name: body.name }, 'runner registered');
+    return c.json({
+      runner: result.runner,
+      credential: result.secret,
+      config: { ...runnerConfig(ctx, result.pool, result.runner), distribution: result.distribution },
+    }, 201);
+  });
+
+  app.use('*', auth.middleware());
+
+  app.get('/:id/control', async (c) => {
+    const id = parseUuid(c);
+    requireRunner(c.var.principal, id);
+    const runner = await getRunner(ctx.db, id);
+    if (runner.state === 'terminated') throw new GoneError(`runner ${id} was terminated`);
+    return streamSSE(c, async (stream) => {
+      const queue: { event: string; data: string }[] = [];
+      let wake: (() => void) | undefined;
+      const push = (event: string, data: unknown) => {
+        queue.push({ event, data: JSON.stringify(data) });
+        wake?.();
+      };
+      const disconnect = ctx.hub.connect(id, runner.pool, push);
+      ctx.metrics.controlChannels.set(ctx.hub.connectionCount());
+      let open = true;
+      stream.onAbort(() => {
+        open = false;
+        wake?.();
+      });
+      push('hello', { state: runner.state });
+      if (runner.state === 'disabled') push('disable', {});
+      if (runner.state === 'draining') push('drain', {});
+      const ping = setInterval(() => push('ping', { at: ctx.clock.now() }), ctx.config.runner.pingInterval);
+      try {
+        while (open) {
+          while (queue.length) {
+            const e = queue.shift()!;
+            await stream.writeSSE({ event: e.event, data: e.data });
+          }
+          if (!open) break;
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+        }
+      } finally {
+        clearInterval(ping);
+        disconnect();
+        ctx.metrics.controlChannels.set(ctx.hub.connectionCount());
+      }
+    });
+  });
+
+  app.post('/:id/heartbeat', async (c) => {
+    const id = parseUuid(c);
+    requireRunner(c.var.principal, id);
+    const body = await readJson(c, heartbeatSchema);
+    const now = ctx.clock.now();
+    ctx.heartbeats.record(id, now, body.version);
+    ctx.metrics.heartbeats.inc();
+    const rows = await ctx.db.query<{ id: number; attempt: number; cancel_requested: boolean; claimed_at: Date; state: string }>(
+      `select id, attempt, cancel_requested, claimed_at, state from jobs where runner_id = $1 and state in ('claimed', 'running')`,
+      [id],
+    );
+    const [runner] = await ctx.db.query<{ state: string }>('select state from runners where id = $1', [id]);
+    if (!runner || runner.state === 'terminated') throw new GoneError(`runner ${id} was terminated`);
+    const serverHas = new Map(rows.map((r) => [r.id, r]));
+    const reported = new Set(body.jobs.map((j) => j.id));
+    // Jobs the runner runs that it no longer holds: it must stop them.
+    const lost = body.jobs.filter((j) => serverHas.get(j.id)?.attempt !== j.attempt).map((j) => j.id);
+    const cancel = rows.filter((r) => r.cancel_requested && reported.has(r.id)).map((r) => r.id);
+    // Claims the runner never picked up (its claim response was lost): back to the queue.
+    const unclaimed = rows.filter((r) => !reported.has(r.id) && now - r.claimed_at.getTime() > LOST_CLAIM_MS).map((r) => r.id);
+    if (unclaimed.length) {
+      await ctx.db.transaction((tx) => recoverJobs(tx, now, unclaimed, 'claim lost: runner does not report the job'));
+      ctx.bus.emit('jobs', c.var.principal.pool, unclaimed.length);
+    }
+    if (runner.state === 'offline') {
+      await ctx.db.transaction(async (tx) => {
+        await transitionRunner(tx, now, id, 'idle', 'heartbeats resumed', { from: ['offline'], actor: id });
+        await refreshBusyIdle(tx, now, id);
+      });
+      ctx.bus.emit('runners');
+    }
+    return c.json({ state: runner.state === 'offline' ? 'idle' : runner.state, cancel, lost });
+  });
+
+  app.post('/:id/claim', async (c) => {
+    const id = parseUuid(c);
+    requireRunner(c.var.principal, id);
+    const body = await readJson(c, claimSchema);
+    const pool = c.var.principal.pool;
+    const abort = new AbortController();
+    c.req.raw.signal?.addEventListener('abort', () => abort.abort(), { once: true });
+    const deadline = Date.now() + body.waitMs;
+    for (;;) {
+      const gen = ctx.hub.generation(pool);
+      const jobs = await tryClaim(ctx, id, body.max);
+      if (jobs === 'stop') return c.json({ jobs: [], stop: true });
+      if (jobs.length > 0 || abort.signal.aborted) return c.json({ jobs });
+      const left = deadline - Date.now();
+      if (left <= 0) return c.json({ jobs: [] });
+      // The periodic re-check covers jobs enqueued through another server.
+      await ctx.hub.park(pool, gen, abort.signal, Math.min(left, 2000));
+    }
+  });
+
+  app.post('/:id/deregister', async (c) => {
+    const id = parseUuid(c);
+    requireRunner(c.var.principal, id);
+    const now = ctx.clock.now();
+    const lost = await ctx.db.transaction(async (tx) => {
+      const jobs = await activeJobIdsOfRunner(tx, id);
+      const moved = await recoverJobs(tx, now, jobs, 'runner exited');
+      await transitionRunner(tx, now, id, 'terminated', 'agent exited', { actor: id });
+      await revokeRunnerTokens(tx, now, id);
+      return moved;
+    });
+    auth.invalidate();
+    ctx.bus.emit('runners');
+    if (lost.length) ctx.bus.emit('jobs', c.var.principal.pool, lost.length);
+    return c.json({ ok: true });
+  });
+
+  return app;
+}
+
+/** One claim attempt: respects the runner's state, free slots, config hash and ephemerality. */
+async function tryClaim(ctx: ApiContext, runnerId: string, max: number): Promise<ClaimedJob[] | 'stop'> {
+  const now = ctx.clock.now();
+  const started = performance.now();
+  const result = await ctx.db.transaction(async (tx) => {
+    const runner = await getRunner(tx, runnerId, true);
+    if (runner.state === 'terminated') return 'stop' as const;
+    if (runner.state !== 'idle' && runner.state !== 'busy') return [];
+    const pool = await getPool(tx, runner.pool);
+    if (runner.configHash && runner.configHash !== pool.configHash) return []; // stale: the scheduler drains it
+    const [{ n }] = (await tx.query(`select count(*)::int as n from jobs where runner_id = $1 and state in ('claimed', 'running')`, [runnerId])) as [{ n: number }];
+    let free = Math.min(max, runner.slots - n);
+    if (runner.ephemeral) free = Math.min(free, runner.jobsStarted > 0 ? 0 : 1);
+    if (free <= 0) return [];
+    const jobs = await claimJobs(tx, now, runnerId, runner.pool, free);
+    if (jobs.length) {
+      await incrementJobsStarted(tx, runnerId, jobs.length);
+      await refreshBusyIdle(tx, now, runnerId);
+    }
+    return jobs.map((j) => ({ ...j, env: { ...pool.config.env, ...j.env } }));
+  });
+  if (result === 'stop' || result.length === 0) return result;
+  ctx.metrics.claimLatency.observe((performance.now() - started) / 1000);
+  const runner = await getRunner(ctx.db, runnerId);
+  for (const j of result) {
+    ctx.metrics.claims.inc({ pool: j.pool });
+    ctx.metrics.waitTime.observe({ pool: j.pool }, Math.max(0, now - j.queuedAt.getTime()) / 1000);
+    ctx.bus.emit(`job:${j.id}`);
+  }
+  ctx.bus.emit('runners');
+  // Secrets leave the server only sealed to the claiming runner's key.
+  return result.map((j) => ({
+    ...j,
+    secretsEnc: null,
+    secrets: j.secretsEnc && runner.publicKey ? sealTo(runner.publicKey, decryptAtRest(ctx.secretKey, j.secretsEnc)) : null,
+  })) as any;
+}
+
+export function runnerJobRouter(ctx: ApiContext) {
+  const app = new Hono<Env>();
+
+  app.post('/:id/start', async (c) => {
+    const p = c.var.principal;
+    requireRunner(p);
+    const jobId = parseId(c);
+    const body = await readJson(c, z.strictObject(fenceSchema));
+    const job = await markRunning(ctx.db, ctx.clock.now(), { jobId, runnerId: p.runnerId, attempt: body.attempt });
+    ctx.bus.emit(`job:${jobId}`);
+    return c.json({ state: job.state, cancel: job.cancelRequested });
+  });
+
+  app.post('/:id/logs', async (c) => {
+    const p = c.var.principal;
+    if (p.kind !== 'runner') return c.notFound();
+    const jobId = parseId(c);
+    const body = await readJson(c, logSchema);
+    const r = await appendLogs(ctx.db, ctx.clock.now(), { jobId, runnerId: p.runnerId, attempt: body.attempt }, body.seq, body.lines);
+    ctx.bus.emit(`log:${jobId}`);
+    return c.json({ cancel: r.cancelRequested });
+  });
+
+  app.post('/:id/result', async (c) => {
+    const p = c.var.principal;
+    requireRunner(p);
+    const jobId = parseId(c);
+    const body = await readJson(c, resultSchema);
+    const now = ctx.clock.now();
+    const job = await ctx.db.transaction(async (tx) => {
+      const done = await completeJob(tx, now, { jobId, runnerId: p.runnerId, attempt: body.attempt }, body);
+      await refreshBusyIdle(tx, now, p.runnerId);
+      return done;
+    });
+    if (job.state === 'queued') ctx.bus.emit('jobs', job.pool, 1);
+    else {
+      ctx.metrics.jobOutcomes.inc({ pool: job.pool, state: job.state });
+      if (job.startedAt) ctx.metrics.runTime.observe({ pool: job.pool }, (now - job.startedAt.getTime()) / 1000);
+    }
+    ctx.bus.emit(`job:${jobId}`);
+    ctx.bus.emit('runners');
+    return c.json({ state: job.state });
+  });
+
+  return app;
+}

@@ -1,0 +1,87 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/** A CLI error with its exit code: 2 for bad input, 1 for everything else. */
+export class CliError extends Error {
+  constructor(message: string, readonly exitCode = 1) {
+    super(message);
+  }
+}
+
+export interface ClientOptions {
+  server?: string;
+  token?: string;
+  dataDir?: string;
+}
+
+/** Where `runyard up` leaves its address and admin token for the CLI on the same machine. */
+export function localServerFiles(dataDir?: string): string[] {
+  const dirs = [dataDir ?? process.env.RUNYARD_DATA_DIR ?? '.runyard', join(homedir(), '.runyard')];
+  return dirs.map((d) => resolve(d));
+}
+
+export function resolveConnection(opts: ClientOptions): { server: string; token: string | undefined } {
+  let server = opts.server ?? process.env.RUNYARD_SERVER;
+  let token = opts.token ?? process.env.RUNYARD_TOKEN;
+  for (const dir of localServerFiles(opts.dataDir)) {
+    if (!server && existsSync(join(dir, 'server.json'))) {
+      try {
+        server = JSON.parse(readFileSync(join(dir, 'server.json'), 'utf8')).url;
+      } catch {
+        // unreadable: fall through to the next place
+      }
+    }
+    if (!token && existsSync(join(dir, 'admin-token'))) token = readFileSync(join(dir, 'admin-token'), 'utf8').trim();
+  }
+  return { server: (server ?? 'http://127.0.0.1:8080').replace(/\/+$/, ''), token };
+}
+
+/** A small JSON client over fetch; API errors become CliErrors carrying the server's message. */
+export class ApiClient {
+  readonly server: string;
+  readonly token: string | undefined;
+
+  constructor(opts: ClientOptions = {}) {
+    const c = resolveConnection(opts);
+    this.server = c.server;
+    this.token = c.token;
+  }
+
+  headers(extra: Record<string, string> = {}): Record<string, string> {
+    return { ...(this.token ? { authorization: `Bearer ${this.token}` } : {}), ...extra };
+  }
+
+  async request<T = any>(method: string, path: string, body?: unknown, init: { signal?: AbortSignal; raw?: BodyInit; contentType?: string } = {}): Promise<T> {
+    const res = await this.fetch(method, path, body, init);
+    const text = await res.text();
+    let json: any;
+    try {
+      json = text ? JSON.parse(text) : {};
+    } catch {
+      json = { error: { message: text.slice(0, 200) } };
+    }
+    if (!res.ok) {
+      const e = json.error ?? {};
+      const field = e.field ? ` (field: ${e.field})` : '';
+      const hint = res.status === 401 ? '\nhint: pass --token or set RUNYARD_TOKEN (the admin token printed by `runyard up`)' : '';
+      throw new CliError(`error: ${e.message ?? res.statusText}${field}${hint}`, res.status >= 400 && res.status < 500 && res.status !== 401 && res.status !== 403 && res.status !== 404 ? 2 : 1);
+    }
+    return json as T;
+  }
+
+  async fetch(method: string, path: string, body?: unknown, init: { signal?: AbortSignal; raw?: BodyInit; contentType?: string } = {}): Promise<Response> {
+    try {
+      return await fetch(this.server + path, {
+        method,
+        headers: this.headers(body !== undefined || init.raw ? { 'content-type': init.contentType ?? 'application/json' } : {}),
+        body: init.raw ?? (body !== undefined ? JSON.stringify(body) : undefined),
+        signal: init.signal,
+        duplex: 'half',
+      } as RequestInit);
+    } catch (err) {
+      if ((err as Error).name === 'AbortError') throw err;
+      throw new CliError(`error: cannot reach the runyard server at ${this.server} (${(err as any).cause?.code ?? (err as Error).message})\nhint: start it with \`runyard up\`, or pass --server / set RUNYARD_SERVER`);
+    }
+  }
+}

@@ -1,0 +1,423 @@
+/*
+ * The job queue. States:
+ *
+ *   queued ──claim──▶ claimed ──start──▶ running ──result──▶ succeeded | failed | cancelled | timed_out
+ *     ▲                  │                  │
+ *     └──── runner lost / stuck / lost claim (attempt < maxAttempts) ─┘   otherwise: failed
+ *
+ * Every report from a runner is fenced by (runner_id, attempt): a runner that lost its claim
+ * (the job was requeued and claimed again) is refused with a ConflictError.
+ */
+import type { Queryable } from '../store/db.js';
+import { recordEvents } from '../store/queries/events.js';
+import { ConflictError, NotFoundError } from '../lib/errors.js';
+
+export type JobState = 'queued' | 'claimed' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out';
+export const ACTIVE_STATES: JobState[] = ['claimed', 'running'];
+export const FINAL_STATES: JobState[] = ['succeeded', 'failed', 'cancelled', 'timed_out'];
+
+export interface JobSpec {
+  pool: string;
+  commands: string[];
+  payload?: unknown;
+  env?: Record<string, string>;
+  /** Already encrypted with the server's key. */
+  secretsEnc?: string | null;
+  secretNames?: string[];
+  labels?: string[];
+  image?: string | null;
+  source?: string;
+  externalId?: string | null;
+  idempotencyKey?: string | null;
+  maxAttempts?: number;
+  retryOnFailure?: boolean;
+  timeoutMs: number;
+}
+
+export interface Job {
+  id: number;
+  pool: string;
+  state: JobState;
+  commands: string[];
+  payload: unknown;
+  env: Record<string, string>;
+  secretNames: string[];
+  labels: string[];
+  image: string | null;
+  source: string;
+  externalId: string | null;
+  idempotencyKey: string | null;
+  attempt: number;
+  maxAttempts: number;
+  retryOnFailure: boolean;
+  timeoutMs: number;
+  runnerId: string | null;
+  cancelRequested: boolean;
+  exitCode: number | null;
+  output: unknown;
+  error: string | null;
+  createdAt: Date;
+  queuedAt: Date;
+  claimedAt: Date | null;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  lastActivityAt: Date | null;
+}
+
+/** A claimed job as handed to a runner, with its server-encrypted secrets. */
+export interface ClaimedJob extends Job {
+  secretsEnc: string | null;
+}
+
+export function toJob(r: any): Job {
+  return {
+    id: r.id,
+    pool: r.pool,
+    state: r.state,
+    commands: r.commands,
+    payload: r.payload ?? null,
+    env: r.env ?? {},
+    secretNames: r.secret_names ?? [],
+    labels: r.labels ?? [],
+    image: r.image,
+    source: r.source,
+    externalId: r.external_id,
+    idempotencyKey: r.idempotency_key,
+    attempt: r.attempt,
+    maxAttempts: r.max_attempts,
+    retryOnFailure: r.retry_on_failure,
+    timeoutMs: r.timeout_ms,
+    runnerId: r.runner_id,
+    cancelRequested: r.cancel_requested,
+    exitCode: r.exit_code,
+    output: r.output ?? null,
+    error: r.error,
+    createdAt: r.created_at,
+    queuedAt: r.queued_at,
+    claimedAt: r.claimed_at,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    lastActivityAt: r.last_activity_at,
+  };
+}
+
+/**
+ * Inserts jobs in one statement. A spec whose idempotency key was seen before returns the
+ * existing job instead (created: false). Results are in the order of the specs.
+ */
+export async function enqueue(q: Queryable, now: number, specs: JobSpec[], actor = 'api'): Promise<{ job: Job; created: boolean }[]> {
+  if (specs.length === 0) return [];
+  const rows = specs.map((s, i) => ({
+    ord: i,
+    pool: s.pool,
+    commands: s.commands,
+    payload: s.payload ?? null,
+    env: s.env ?? {},
+    secrets_enc: s.secretsEnc ?? null,
+    secret_names: s.secretNames ?? [],
+    labels: s.labels ?? [],
+    image: s.image ?? null,
+    source: s.source ?? 'api',
+    external_id: s.externalId ?? null,
+    idempotency_key: s.idempotencyKey ?? null,
+    max_attempts: s.maxAttempts ?? 3,
+    retry_on_failure: s.retryOnFailure ?? false,
+    timeout_ms: s.timeoutMs,
+  }));
+  const inserted = await q.query(
+    `with ins as (
+       insert into jobs (pool, state, commands, payload, env, secrets_enc, secret_names, labels, image, source, external_id,
+                         idempotency_key, max_attempts, retry_on_failure, timeout_ms, created_at, queued_at)
+       select x.pool, 'queued', x.commands, x.payload, x.env, x.secrets_enc, x.secret_names, x.labels, x.image, x.source, x.external_id,
+              x.idempotency_key, x.max_attempts, x.retry_on_failure, x.timeout_ms, $1, $1
+       from jsonb_to_recordset($2::jsonb) as x(ord int, pool text, commands jsonb, payload jsonb, env jsonb, secrets_enc text,
+              secret_names jsonb, labels jsonb, image text, source text, external_id text, idempotency_key text,
+              max_attempts int, retry_on_failure boolean, timeout_ms bigint)
+       order by x.ord
+       on conflict (idempotency_key) where idempotency_key is not null do nothing
+       returning *
+     ), ev as (
+       insert into events (at, kind, subject, to_state, reason, actor)
+       select $1, 'job', id::text, 'queued', 'submitted', $3 from ins
+     )
+     select * from ins order by id`,
+    [new Date(now), JSON.stringify(rows), actor],
+  );
+  const byKey = new Map<string, Job>();
+  const unkeyed: Job[] = [];
+  for (const r of inserted) {
+    const job = toJob(r);
+    if (job.idempotencyKey) byKey.set(job.idempotencyKey, job);
+    else unkeyed.push(job);
+  }
+  const missingKeys = specs.map((s) => s.idempotencyKey).filter((k): k is string => !!k && !byKey.has(k));
+  const existing = new Map<string, Job>();
+  if (missingKeys.length > 0) {
+    for (const r of await q.query('select * from jobs where idempotency_key = any($1::text[])', [missingKeys])) existing.set(r.idempotency_key, toJob(r));
+  }
+  let u = 0;
+  return specs.map((s) => {
+    if (!s.idempotencyKey) return { job: unkeyed[u++]!, created: true };
+    const fresh = byKey.get(s.idempotencyKey);
+    if (fresh) {
+      byKey.delete(s.idempotencyKey); // a key repeated inside one batch: later ones get the same job
+      existing.set(s.idempotencyKey, fresh);
+      return { job: fresh, created: true };
+    }
+    return { job: existing.get(s.idempotencyKey)!, created: false };
+  });
+}
+
+/**
+ * Atomically claims up to `max` queued jobs of `pool` for one runner. Concurrent claimers
+ * skip each other's locked rows, so no job is ever handed to two runners.
+ */
+export async function claimJobs(q: Queryable, now: number, runnerId: string, pool: string, max: number): Promise<ClaimedJob[]> {
+  if (max <= 0) return [];
+  const rows = await q.query(
+    `with picked as (
+       select id from jobs where state = 'queued' and pool = $1 order by id limit $2 for update skip locked
+     ), upd as (
+       update jobs j set state = 'claimed', runner_id = $3, attempt = j.attempt + 1, claimed_at = $4, last_activity_at = $4
+       from picked where j.id = picked.id
+       returning j.*
+     ), ev as (
+       insert into events (at, kind, subject, from_state, to_state, reason, actor)
+       select $4, 'job', id::text, 'queued', 'claimed', 'claimed by runner', $3::text from upd
+     )
+     select * from upd order by id`,
+    [pool, max, runnerId, new Date(now)],
+  );
+  return rows.map((r) => ({ ...toJob(r), secretsEnc: r.secrets_enc }));
+}
+
+export interface Fence {
+  jobId: number;
+  runnerId: string;
+  attempt: number;
+}
+
+async function fenced(q: Queryable, f: Fence, lock = false): Promise<any> {
+  const rows = await q.query(`select * from jobs where id = $1 ${lock ? 'for update' : ''}`, [f.jobId]);
+  const row = rows[0];
+  if (!row) throw new NotFoundError(`job ${f.jobId} not found`);
+  if (row.runner_id !== f.runnerId || row.attempt !== f.attempt || !ACTIVE_STATES.includes(row.state))
+    throw new ConflictError(`runner ${f.runnerId} no longer holds the claim on job ${f.jobId} (attempt ${f.attempt})`);
+  return row;
+}
+
+/** claimed -> running, when the runner has started the job's process. */
+export async function markRunning(q: Queryable, now: number, f: Fence): Promise<Job> {
+  const rows = await q.query(
+    `with upd as (
+       update jobs set state = 'running', started_at = $4, last_activity_at = $4
+       where id = $1 and runner_id = $2 and attempt = $3 and state = 'claimed'
+       returning *
+     ), ev as (
+       insert into events (at, kind, subject, from_state, to_state, reason, actor)
+       select $4, 'job', id::text, 'claimed', 'running', 'process started', $2::text from upd
+     )
+     select * from upd`,
+    [f.jobId, f.runnerId, f.attempt, new Date(now)],
+  );
+  if (rows[0]) return toJob(rows[0]);
+  return toJob(await fenced(q, f)); // already running is fine; a lost claim throws
+}
+
+export interface LogLine {
+  /** epoch ms when the runner read the line */
+  t: number;
+  /** 'o' stdout, 'e' stderr, 's' system (runner messages) */
+  s: 'o' | 'e' | 's';
+  m: string;
+}
+
+/**
+ * Appends one batch of log lines. Batches are idempotent by seq (a retried batch is ignored),
+ * and fenced: only the runner holding the claim may write. Returns whether cancel was requested.
+ */
+export async function appendLogs(q: Queryable, now: number, f: Fence, seq: number, lines: LogLine[]): Promise<{ cancelRequested: boolean }> {
+  const rows = await q.query(
+    `with j as (
+       update jobs set last_activity_at = $5, log_seq = greatest(log_seq, $4)
+       where id = $1 and runner_id = $2 and attempt = $3 and state in ('claimed', 'running')
+       returning id, cancel_requested
+     ), ins as (
+       insert into job_logs (job_id, seq, at, lines) select id, $4, $5, $6::jsonb from j
+       on conflict (job_id, seq) do nothing
+     )
+     select cancel_requested from j`,
+    [f.jobId, f.runnerId, f.attempt, seq, new Date(now), JSON.stringify(lines)],
+  );
+  if (!rows[0]) await fenced(q, f);
+  return { cancelRequested: rows[0]?.cancel_requested ?? false };
+}
+
+export interface JobResult {
+  exitCode: number | null;
+  output?: unknown;
+  error?: string | null;
+  /** Set by the runner when it killed the job itself. */
+  outcome?: 'cancelled' | 'timed_out';
+}
+
+/** Records a runner's result. A non-zero exit is retried only when the job asked for it. */
+export async function completeJob(q: Queryable, now: number, f: Fence, result: JobResult): Promise<Job> {
+  const row = await fenced(q, f, true);
+  let state: JobState;
+  let reason: string;
+  if (row.cancel_requested || result.outcome === 'cancelled') [state, reason] = ['cancelled', 'cancelled'];
+  else if (result.outcome === 'timed_out') [state, reason] = ['timed_out', `exceeded timeout of ${row.timeout_ms}ms`];
+  else if (result.exitCode === 0) [state, reason] = ['succeeded', 'exit code 0'];
+  else [state, reason] = ['failed', result.error ?? `exit code ${result.exitCode}`];
+
+  if (state === 'failed' && row.retry_on_failure && row.attempt < row.max_attempts) {
+    const [requeued] = await q.query(
+      `update jobs set state = 'queued', runner_id = null, queued_at = $2, exit_code = $3, error = $4, output = $5 where id = $1 returning *`,
+      [f.jobId, new Date(now), result.exitCode, reason, JSON.stringify(result.output ?? null)],
+    );
+    await recordEvents(q, now, [{ kind: 'job', subject: String(f.jobId), from: row.state, to: 'queued', reason: `retry after ${reason} (attempt ${row.attempt} of ${row.max_attempts})`, actor: f.runnerId }]);
+    return toJob(requeued);
+  }
+  const [done] = await q.query(
+    `update jobs set state = $2, exit_code = $3, output = $4, error = $5, finished_at = $6, last_activity_at = $6, secrets_enc = null
+     where id = $1 returning *`,
+    [f.jobId, state, result.exitCode, JSON.stringify(result.output ?? null), state === 'succeeded' ? null : (result.error ?? reason), new Date(now)],
+  );
+  await recordEvents(q, now, [{ kind: 'job', subject: String(f.jobId), from: row.state, to: state, reason, actor: f.runnerId }]);
+  return toJob(done);
+}
+
+/**
+ * Cancels a job. Queued: cancelled at once. Claimed or running: marked, and the caller signals
+ * the runner (returned as runnerId); the runner's result then records it as cancelled.
+ */
+export async function cancelJob(q: Queryable, now: number, jobId: number, actor: string): Promise<{ job: Job; signalRunner: string | null }> {
+  const [row] = await q.query('select * from jobs where id = $1 for update', [jobId]);
+  if (!row) throw new NotFoundError(`job ${jobId} not found`);
+  if (FINAL_STATES.includes(row.state)) throw new ConflictError(`job ${jobId} is already ${row.state}`);
+  if (row.state === 'queued') {
+    const [done] = await q.query(
+      `update jobs set state = 'cancelled', finished_at = $2, error = 'cancelled before it started', secrets_enc = null where id = $1 returning *`,
+      [jobId, new Date(now)],
+    );
+    await recordEvents(q, now, [{ kind: 'job', subject: String(jobId), from: 'queued', to: 'cancelled', reason: 'cancelled by operator', actor }]);
+    return { job: toJob(done), signalRunner: null };
+  }
+  const [marked] = await q.query('update jobs set cancel_requested = true where id = $1 returning *', [jobId]);
+  await recordEvents(q, now, [{ kind: 'job', subject: String(jobId), from: row.state, to: row.state, reason: 'cancel requested', actor }]);
+  return { job: toJob(marked), signalRunner: row.runner_id };
+}
+
+/** Puts a finished job back in the queue as a new attempt budget (operator "retry"). */
+export async function retryJob(q: Queryable, now: number, jobId: number, actor: string): Promise<Job> {
+  const [row] = await q.query('select state from jobs where id = $1 for update', [jobId]);
+  if (!row) throw new NotFoundError(`job ${jobId} not found`);
+  if (!['failed', 'cancelled', 'timed_out'].includes(row.state)) throw new ConflictError(`job ${jobId} is ${row.state}; only failed, cancelled or timed-out jobs can be retried`);
+  const [upd] = await q.query(
+    `update jobs set state = 'queued', runner_id = null, cancel_requested = false, exit_code = null, output = null, error = null,
+       finished_at = null, started_at = null, claimed_at = null, queued_at = $2, max_attempts = attempt + greatest(max_attempts - attempt, 1)
+     where id = $1 returning *`,
+    [jobId, new Date(now)],
+  );
+  await recordEvents(q, now, [{ kind: 'job', subject: String(jobId), from: row.state, to: 'queued', reason: 'retried by operator', actor }]);
+  return toJob(upd);
+}
+
+/**
+ * The recovery path for jobs whose runner is gone, stuck or lost its claim: back to queued
+ * while attempts remain, otherwise failed with the reason. Returns what happened to each job.
+ */
+export async function recoverJobs(q: Queryable, now: number, jobIds: number[], reason: string): Promise<{ id: number; from: JobState; to: JobState }[]> {
+  if (jobIds.length === 0) return [];
+  const rows = await q.query(
+    `with lost as (
+       select id, state as from_state from jobs where id = any($1::bigint[]) and state in ('claimed', 'running') for update
+     ), upd as (
+       update jobs j set
+         state = case when j.cancel_requested then 'cancelled' when j.attempt < j.max_attempts then 'queued' else 'failed' end,
+         runner_id = case when not j.cancel_requested and j.attempt < j.max_attempts then null else j.runner_id end,
+         queued_at = case when not j.cancel_requested and j.attempt < j.max_attempts then $2 else j.queued_at end,
+         finished_at = case when j.cancel_requested or j.attempt >= j.max_attempts then $2 end,
+         error = case when j.cancel_requested then 'cancelled' when j.attempt >= j.max_attempts
+                      then $3 || ' (attempt ' || j.attempt || ' of ' || j.max_attempts || ')' else j.error end
+       from lost where j.id = lost.id
+       returning j.id, lost.from_state, j.state, j.attempt, j.max_attempts
+     ), ev as (
+       insert into events (at, kind, subject, from_state, to_state, reason, actor)
+       select $2, 'job', id::text, from_state, state, $3 || ' (attempt ' || attempt || ' of ' || max_attempts || ')', 'recovery' from upd
+     )
+     select id, from_state, state from upd order by id`,
+    [jobIds, new Date(now), reason],
+  );
+  return rows.map((r) => ({ id: r.id, from: r.from_state, to: r.state }));
+}
+
+export async function activeJobIdsOfRunner(q: Queryable, runnerId: string): Promise<number[]> {
+  return (await q.query(`select id from jobs where runner_id = $1 and state in ('claimed', 'running')`, [runnerId])).map((r) => r.id);
+}
+
+/** Running jobs with no log activity and no heartbeat from their runner since `cutoff`. */
+export async function findStuckJobs(q: Queryable, cutoff: number): Promise<number[]> {
+  const rows = await q.query(
+    `select j.id from jobs j left join runners r on r.id = j.runner_id
+     where j.state in ('claimed', 'running') and coalesce(j.last_activity_at, j.claimed_at) < $1
+       and (r.id is null or r.last_heartbeat_at is null or r.last_heartbeat_at < $1)`,
+    [new Date(cutoff)],
+  );
+  return rows.map((r) => r.id);
+}
+
+/**
+ * Jobs past their timeout plus a grace period: the runner should have killed them; the server
+ * records them timed_out so nothing waits forever. Returns them so their runners can be told.
+ */
+export async function expireTimedOutJobs(q: Queryable, now: number, graceMs: number): Promise<{ id: number; runnerId: string | null }[]> {
+  const rows = await q.query(
+    `with upd as (
+       update jobs set state = 'timed_out', finished_at = $1, error = 'exceeded timeout of ' || timeout_ms || 'ms', secrets_enc = null
+       where state in ('claimed', 'running') and coalesce(started_at, claimed_at) + (timeout_ms + $2) * interval '1 millisecond' < $1
+       returning id, runner_id
+     ), ev as (
+       insert into events (at, kind, subject, to_state, reason, actor)
+       select $1, 'job', id::text, 'timed_out', 'timeout enforced by server', 'recovery' from upd
+     )
+     select id, runner_id from upd`,
+    [new Date(now), graceMs],
+  );
+  return rows.map((r) => ({ id: r.id, runnerId: r.runner_id }));
+}
+
+export async function getJob(q: Queryable, id: number): Promise<Job> {
+  const [row] = await q.query('select * from jobs where id = $1', [id]);
+  if (!row) throw new NotFoundError(`job ${id} not found`);
+  return toJob(row);
+}
+
+export interface JobFilter {
+  state?: JobState[];
+  pool?: string;
+  runnerId?: string;
+  /** return jobs with id < before (paging, newest first) */
+  before?: number;
+  limit: number;
+}
+
+export async function listJobs(q: Queryable, f: JobFilter): Promise<Job[]> {
+  const rows = await q.query(
+    `select * from jobs
+     where ($1::text[] is null or state = any($1::text[])) and ($2::text is null or pool = $2)
+       and ($3::uuid is null or runner_id = $3) and ($4::bigint is null or id < $4)
+     order by id desc limit $5`,
+    [f.state ?? null, f.pool ?? null, f.runnerId ?? null, f.before ?? null, f.limit],
+  );
+  return rows.map(toJob);
+}
+
+export async function readLogs(q: Queryable, jobId: number, afterSeq: number, limit = 500): Promise<{ seq: number; lines: LogLine[] }[]> {
+  return q.query('select seq, lines from job_logs where job_id = $1 and seq > $2 order by seq limit $3', [jobId, afterSeq, limit]);
+}
+
+export async function queueDepth(q: Queryable): Promise<{ pool: string; state: string; count: number }[]> {
+  return q.query(`select pool, state, count(*)::int as count from jobs where state in ('queued', 'claimed', 'running') group by pool, state`);
+}

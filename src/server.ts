@@ -1,0 +1,150 @@
+import { EventEmitter } from 'node:events';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { serve } from '@hono/node-server';
+import type { Config } from './config/schema.js';
+import { openDb, type Db } from './store/db.js';
+import { migrate } from './store/migrate.js';
+import { systemClock, type Clock } from './lib/clock.js';
+import { createLogger, type Logger } from './lib/logger.js';
+import { atRestKey } from './lib/sealed.js';
+import { ControlHub } from './api/control-hub.js';
+import { HeartbeatBuffer } from './api/heartbeats.js';
+import { Metrics } from './api/metrics.js';
+import { createApp } from './api/app.js';
+import type { ApiContext } from './api/context.js';
+import { applyPoolConfig } from './api/pools.js';
+import { countAdminTokens, createToken } from './store/queries/tokens.js';
+import { Maintenance } from './scheduler/maintenance.js';
+import { VERSION } from './version.js';
+
+export interface ServerOptions {
+  config: Config;
+  clock?: Clock;
+  log?: Logger;
+  /** Run the periodic recovery/scheduling loop (tests may drive it by hand). */
+  loops?: boolean;
+  /** Where a freshly generated admin token is announced (default: stdout). */
+  announce?: (line: string) => void;
+}
+
+/**
+ * The control plane: store, API, runner hub and the loops that keep the fleet right.
+ * start() brings it up; close() takes it down and leaves the store consistent.
+ */
+export class RunyardServer {
+  readonly config: Config;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly bus = new EventEmitter();
+  readonly hub = new ControlHub();
+  readonly metrics = new Metrics();
+  db!: Db;
+  ctx!: ApiContext;
+  maintenance!: Maintenance;
+  url = '';
+  /** The admin token, when this start generated or was given it. */
+  adminToken: string | undefined;
+  private http: Server | undefined;
+  private heartbeats!: HeartbeatBuffer;
+
+  constructor(private opts: ServerOptions) {
+    this.config = opts.config;
+    this.clock = opts.clock ?? systemClock;
+    this.log = opts.log ?? createLogger({ level: opts.config.logLevel });
+    this.bus.setMaxListeners(0);
+  }
+
+  get dataDir(): string {
+    return resolve(this.config.dataDir);
+  }
+
+  async start(): Promise<this> {
+    mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
+    this.db = await openDb({ url: this.config.store.url, dataDir: join(this.dataDir, 'data') });
+    const applied = await migrate(this.db);
+    if (applied.length) this.log.info({ applied }, 'migrations applied');
+    this.heartbeats = new HeartbeatBuffer(this.db, this.log);
+    this.ctx = {
+      db: this.db,
+      config: this.config,
+      clock: this.clock,
+      log: this.log,
+      hub: this.hub,
+      heartbeats: this.heartbeats,
+      metrics: this.metrics,
+      secretKey: atRestKey(this.secretKeyText()),
+      classSizes: this.config.classSizes,
+      bus: this.bus,
+      version: VERSION,
+    };
+    await this.ensureAdminToken();
+    for (const pool of this.config.pools) await applyPoolConfig(this.ctx, pool, 'config', 'config');
+
+    this.bus.on('jobs', (pool: string, count: number) => {
+      const woken = this.hub.wakePool(pool, count);
+      if (woken < count) this.hub.nudgePool(pool, count - woken);
+    });
+
+    const { app } = createApp(this.ctx);
+    this.http = await new Promise<Server>((ok, fail) => {
+      const s = serve({ fetch: app.fetch, port: this.config.port, hostname: this.config.host }, () => ok(s as Server)) as Server;
+      s.once('error', fail);
+    });
+    this.http.keepAliveTimeout = 65_000;
+    const port = (this.http.address() as AddressInfo).port;
+    const host = this.config.host === '0.0.0.0' || this.config.host === '::' ? '127.0.0.1' : this.config.host;
+    this.url = this.config.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    writeFileSync(join(this.dataDir, 'server.json'), JSON.stringify({ url: this.url, pid: process.pid }) + '\n', { mode: 0o600 });
+
+    this.heartbeats.start();
+    this.maintenance = new Maintenance(this.ctx);
+    if (this.opts.loops !== false) this.maintenance.start();
+    this.log.info({ url: this.url, store: this.db.kind, pools: this.config.pools.map((p) => p.name) }, 'runyard is up');
+    return this;
+  }
+
+  private secretKeyText(): string {
+    if (this.config.secretKey) return this.config.secretKey;
+    const file = join(this.dataDir, 'secret.key');
+    if (!existsSync(file)) writeFileSync(file, randomBytes(32).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
+    return readFileSync(file, 'utf8').trim();
+  }
+
+  /**
+   * The admin token: RUNYARD_ADMIN_TOKEN / adminToken when set; otherwise generated on the first
+   * start, printed once, and written (mode 600) where the CLI on this machine finds it.
+   */
+  private async ensureAdminToken(): Promise<void> {
+    const now = this.clock.now();
+    const file = join(this.dataDir, 'admin-token');
+    if (this.config.adminToken) {
+      await createToken(this.db, now, { kind: 'admin', secret: this.config.adminToken, description: 'configured admin token' });
+      this.adminToken = this.config.adminToken;
+      return;
+    }
+    if ((await countAdminTokens(this.db)) > 0) return;
+    const { secret } = await createToken(this.db, now, { kind: 'admin', description: 'generated on first start' });
+    writeFileSync(file, secret + '\n', { mode: 0o600 });
+    this.adminToken = secret;
+    (this.opts.announce ?? ((l) => process.stdout.write(l + '\n')))(
+      `Admin token (shown once; also saved to ${file}):\n  ${secret}`,
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.maintenance?.close();
+    this.hub.closeAll();
+    if (this.http) {
+      const closed = new Promise<void>((ok) => this.http!.close(() => ok()));
+      this.http.closeAllConnections();
+      await closed;
+    }
+    await this.heartbeats?.close();
+    await this.db?.close();
+    this.log.flush?.();
+  }
+}

@@ -1,0 +1,97 @@
+import { mkdirSync } from 'node:fs';
+import pg from 'pg';
+import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
+
+export interface Queryable {
+  query<T = Record<string, any>>(sql: string, params?: unknown[]): Promise<T[]>;
+}
+
+/** One handle over PostgreSQL (pg pool) or embedded PGlite; the same SQL runs on both. */
+export interface Db extends Queryable {
+  readonly kind: 'postgres' | 'pglite';
+  /** Runs a script of several statements (migrations). */
+  exec(sql: string): Promise<void>;
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** A dedicated connection, for session-scoped advisory locks. */
+  withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+const INT8 = 20;
+
+export function withTransaction<T>(db: Db, fn: (tx: Queryable) => Promise<T>): Promise<T> {
+  return db.transaction(fn);
+}
+
+export async function openPostgres(url: string, opts: { max?: number } = {}): Promise<Db> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.max ?? 10,
+    types: {
+      getTypeParser: ((oid: number, format?: string) =>
+        oid === INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as any)) as any,
+    },
+  });
+  // An idle client that errors (server restart) must not crash the process.
+  pool.on('error', () => {});
+  const q = async (c: pg.Pool | pg.PoolClient, sql: string, params?: unknown[]) => (await c.query(sql, params as any[])).rows;
+  await q(pool, 'select 1');
+  return {
+    kind: 'postgres',
+    query: (sql, params) => q(pool, sql, params) as Promise<any[]>,
+    exec: async (sql) => {
+      await pool.query(sql);
+    },
+    async transaction(fn) {
+      const client = await pool.connect();
+      try {
+        await client.query('begin');
+        const result = await fn({ query: (sql, params) => q(client, sql, params) as Promise<any[]> });
+        await client.query('commit');
+        return result;
+      } catch (err) {
+        await client.query('rollback').catch(() => {});
+        throw err;
+      } finally {
+        client.release();
+      }
+    },
+    async withSession(fn) {
+      const client = await pool.connect();
+      let broken = false;
+      try {
+        return await fn({ query: (sql, params) => q(client, sql, params) as Promise<any[]> });
+      } catch (err) {
+        broken = true;
+        throw err;
+      } finally {
+        client.release(broken);
+      }
+    },
+    close: () => pool.end(),
+  };
+}
+
+export async function openPglite(dataDir: string | undefined): Promise<Db> {
+  if (dataDir) mkdirSync(dataDir, { recursive: true });
+  const db = new PGlite(dataDir, { parsers: { [pgliteTypes.INT8]: (v: string) => Number(v) } });
+  await db.waitReady;
+  const handle: Db = {
+    kind: 'pglite',
+    query: async (sql, params) => (await db.query<any>(sql, params)).rows,
+    exec: async (sql) => {
+      await db.exec(sql);
+    },
+    transaction: (fn) => db.transaction((tx) => fn({ query: async (sql, params) => (await tx.query<any>(sql, params)).rows })),
+    // PGlite has a single connection: the whole database is one session.
+    withSession: (fn) => fn(handle),
+    close: () => db.close(),
+  };
+  return handle;
+}
+
+/** PostgreSQL for a postgres:// URL, in-memory PGlite for memory://, otherwise PGlite in dataDir. */
+export function openDb(opts: { url?: string; dataDir: string }): Promise<Db> {
+  if (opts.url === 'memory://') return openPglite(undefined);
+  return opts.url ? openPostgres(opts.url) : openPglite(opts.dataDir);
+}

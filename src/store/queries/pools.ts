@@ -1,0 +1,72 @@
+import { createHash } from 'node:crypto';
+import type { Queryable } from '../db.js';
+import type { ClassSize, PoolConfig } from '../../config/schema.js';
+import { recordEvents } from './events.js';
+import { NotFoundError } from '../../lib/errors.js';
+
+export interface Pool {
+  name: string;
+  config: PoolConfig;
+  configHash: string;
+  source: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+function stable(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stable).join(',')}]`;
+  if (v && typeof v === 'object')
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stable((v as any)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(v ?? null);
+}
+
+/**
+ * The hash of everything that shapes a runner. Scaling knobs (minIdle, maxRunners, timeouts)
+ * are left out: changing them must not replace runners.
+ */
+export function configHash(p: PoolConfig, classSize?: ClassSize): string {
+  const shaping = {
+    provider: p.provider,
+    image: p.image ?? null,
+    class: p.class ?? null,
+    classSize: classSize ?? null,
+    maxJobsPerRunner: p.maxJobsPerRunner,
+    ephemeral: p.ephemeral,
+    distribution: p.distribution ?? null,
+    setup: p.setup,
+    env: p.env,
+  };
+  return createHash('sha256').update(stable(shaping)).digest('hex').slice(0, 16);
+}
+
+const toPool = (r: any): Pool => ({ name: r.name, config: r.config, configHash: r.config_hash, source: r.source, createdAt: r.created_at, updatedAt: r.updated_at });
+
+/** Creates or replaces a pool; returns whether the runner-shaping hash changed. */
+export async function applyPool(q: Queryable, now: number, p: PoolConfig, hash: string, source: string, actor: string): Promise<{ pool: Pool; created: boolean; hashChanged: boolean }> {
+  const [prev] = await q.query('select config, config_hash from pools where name = $1 for update', [p.name]);
+  const [row] = await q.query(
+    `insert into pools (name, config, config_hash, source, created_at, updated_at) values ($1, $2, $3, $4, $5, $5)
+     on conflict (name) do update set config = excluded.config, config_hash = excluded.config_hash, source = excluded.source, updated_at = excluded.updated_at
+     returning *`,
+    [p.name, JSON.stringify(p), hash, source, new Date(now)],
+  );
+  const changed = !prev || stable(prev.config) !== stable(p);
+  if (changed)
+    await recordEvents(q, now, [
+      { kind: 'pool', subject: p.name, reason: prev ? (prev.config_hash !== hash ? 'config changed; runners will be replaced' : 'config changed') : 'created', actor, data: { configHash: hash } },
+    ]);
+  return { pool: toPool(row), created: !prev, hashChanged: !!prev && prev.config_hash !== hash };
+}
+
+export async function listPools(q: Queryable): Promise<Pool[]> {
+  return (await q.query('select * from pools order by name')).map(toPool);
+}
+
+export async function getPool(q: Queryable, name: string): Promise<Pool> {
+  const [row] = await q.query('select * from pools where name = $1', [name]);
+  if (!row) throw new NotFoundError(`pool ${name} not found`);
+  return toPool(row);
+}

@@ -1,0 +1,203 @@
+/*
+ * Runner states:
+ *
+ *   starting ──register──▶ idle ⇄ busy ──▶ draining ──▶ terminated
+ *                            │      │
+ *        no heartbeat ──▶ offline   └─ disable ─▶ disabled ─ enable ─▶ idle|busy
+ *
+ * Every transition is recorded in events with its reason.
+ */
+import type { Queryable } from '../db.js';
+import { recordEvents } from './events.js';
+import { NotFoundError } from '../../lib/errors.js';
+
+export type RunnerState = 'starting' | 'idle' | 'busy' | 'draining' | 'offline' | 'disabled' | 'terminated';
+export const LIVE_STATES: RunnerState[] = ['starting', 'idle', 'busy', 'draining', 'offline', 'disabled'];
+
+export interface Runner {
+  id: string;
+  pool: string;
+  name: string;
+  state: RunnerState;
+  stateReason: string | null;
+  version: string | null;
+  labels: string[];
+  publicKey: string | null;
+  slots: number;
+  configHash: string | null;
+  provider: string | null;
+  providerRef: string | null;
+  ephemeral: boolean;
+  jobsStarted: number;
+  createdAt: Date;
+  registeredAt: Date | null;
+  lastHeartbeatAt: Date | null;
+  idleSince: Date | null;
+  stateChangedAt: Date;
+  terminatedAt: Date | null;
+  /** jobs claimed or running on it (derived) */
+  activeJobs?: number;
+}
+
+export function toRunner(r: any): Runner {
+  return {
+    id: r.id,
+    pool: r.pool,
+    name: r.name,
+    state: r.state,
+    stateReason: r.state_reason,
+    version: r.version,
+    labels: r.labels ?? [],
+    publicKey: r.public_key,
+    slots: r.slots,
+    configHash: r.config_hash,
+    provider: r.provider,
+    providerRef: r.provider_ref,
+    ephemeral: r.ephemeral,
+    jobsStarted: r.jobs_started,
+    createdAt: r.created_at,
+    registeredAt: r.registered_at,
+    lastHeartbeatAt: r.last_heartbeat_at,
+    idleSince: r.idle_since,
+    stateChangedAt: r.state_changed_at,
+    terminatedAt: r.terminated_at,
+    ...(r.active_jobs !== undefined ? { activeJobs: r.active_jobs } : {}),
+  };
+}
+
+const WITH_ACTIVE = `r.*, (select count(*)::int from jobs j where j.runner_id = r.id and j.state in ('claimed', 'running')) as active_jobs`;
+
+export async function getRunner(q: Queryable, id: string, lock = false): Promise<Runner> {
+  const [row] = await q.query(`select ${lock ? 'r.*' : WITH_ACTIVE} from runners r where id = $1 ${lock ? 'for update' : ''}`, [id]);
+  if (!row) throw new NotFoundError(`runner ${id} not found`);
+  return toRunner(row);
+}
+
+export async function findRunner(q: Queryable, id: string): Promise<Runner | undefined> {
+  const [row] = await q.query(`select ${WITH_ACTIVE} from runners r where id = $1`, [id]);
+  return row ? toRunner(row) : undefined;
+}
+
+export async function listRunners(q: Queryable, f: { pool?: string; state?: RunnerState[]; includeTerminated?: boolean; limit?: number } = {}): Promise<Runner[]> {
+  const rows = await q.query(
+    `select ${WITH_ACTIVE} from runners r
+     where ($1::text is null or pool = $1) and ($2::text[] is null or state = any($2::text[])) and ($3 or state <> 'terminated')
+     order by created_at desc, id limit $4`,
+    [f.pool ?? null, f.state ?? null, f.includeTerminated ?? false, f.limit ?? 1000],
+  );
+  return rows.map(toRunner);
+}
+
+/** A runner row created by the scheduler before its provider starts it. */
+export async function insertStartingRunner(
+  q: Queryable,
+  now: number,
+  r: { id: string; pool: string; name: string; provider: string; configHash: string; slots: number; ephemeral: boolean; reason: string },
+): Promise<Runner> {
+  const [row] = await q.query(
+    `insert into runners (id, pool, name, state, state_reason, provider, config_hash, slots, ephemeral, created_at, state_changed_at)
+     values ($1, $2, $3, 'starting', $4, $5, $6, $7, $8, $9, $9) returning *`,
+    [r.id, r.pool, r.name, r.reason, r.provider, r.configHash, r.slots, r.ephemeral, new Date(now)],
+  );
+  await recordEvents(q, now, [{ kind: 'runner', subject: r.id, to: 'starting', reason: r.reason, actor: 'scheduler', data: { pool: r.pool, provider: r.provider } }]);
+  return toRunner(row);
+}
+
+export async function setProviderRef(q: Queryable, id: string, ref: string): Promise<void> {
+  await q.query('update runners set provider_ref = $2 where id = $1', [id, ref]);
+}
+
+/**
+ * Registers (or re-registers after a restart) a runner. A runner the scheduler created is
+ * moved from starting to idle; an unknown id (an agent started by hand) is inserted.
+ */
+export async function registerRunner(
+  q: Queryable,
+  now: number,
+  r: { id: string; pool: string; name: string; version: string; publicKey: string; labels: string[]; slots: number; configHash: string; ephemeral: boolean },
+): Promise<{ runner: Runner; from: RunnerState | null }> {
+  const [prev] = await q.query('select state from runners where id = $1 for update', [r.id]);
+  const at = new Date(now);
+  const [row] = await q.query(
+    `insert into runners (id, pool, name, state, state_reason, version, labels, public_key, slots, config_hash, ephemeral, provider,
+                          created_at, registered_at, last_heartbeat_at, idle_since, state_changed_at)
+     values ($1, $2, $3, 'idle', 'registered', $4, $5, $6, $7, $8, $9, 'manual', $10, $10, $10, $10, $10)
+     on conflict (id) do update set name = excluded.name, state = 'idle', state_reason = 'registered', version = excluded.version,
+       labels = excluded.labels, public_key = excluded.public_key, slots = excluded.slots,
+       config_hash = coalesce(runners.config_hash, excluded.config_hash), registered_at = excluded.registered_at,
+       last_heartbeat_at = excluded.last_heartbeat_at, idle_since = excluded.idle_since, state_changed_at = excluded.state_changed_at
+     returning *`,
+    [r.id, r.pool, r.name, r.version, JSON.stringify(r.labels), r.publicKey, r.slots, r.configHash, r.ephemeral, at],
+  );
+  await recordEvents(q, now, [{ kind: 'runner', subject: r.id, from: prev?.state ?? null, to: 'idle', reason: prev ? 're-registered' : 'registered', actor: r.id }]);
+  return { runner: toRunner(row), from: prev?.state ?? null };
+}
+
+/**
+ * Moves a runner to a new state if it is in one of `from` (or any live state when omitted).
+ * Returns the updated runner, or undefined when the transition did not apply.
+ */
+export async function transitionRunner(
+  q: Queryable,
+  now: number,
+  id: string,
+  to: RunnerState,
+  reason: string,
+  opts: { from?: RunnerState[]; actor?: string } = {},
+): Promise<Runner | undefined> {
+  const at = new Date(now);
+  const [row] = await q.query(
+    `with prev as (select id, state from runners where id = $1 for update)
+     update runners r set state = $2, state_reason = $3, state_changed_at = $4,
+       idle_since = case when $2 = 'idle' then coalesce(r.idle_since, $4) else null end,
+       terminated_at = case when $2 = 'terminated' then $4 else r.terminated_at end
+     from prev where r.id = prev.id and prev.state <> $2 and prev.state = any($5::text[])
+     returning r.*, prev.state as prev_state`,
+    [id, to, reason, at, opts.from ?? LIVE_STATES],
+  );
+  if (!row) return undefined;
+  await recordEvents(q, now, [{ kind: 'runner', subject: id, from: row.prev_state, to, reason, actor: opts.actor ?? 'scheduler' }]);
+  return toRunner(row);
+}
+
+/** Coalesced heartbeats: one statement for many runners. */
+export async function flushHeartbeats(q: Queryable, beats: { id: string; at: number; version: string }[]): Promise<void> {
+  if (beats.length === 0) return;
+  await q.query(
+    `update runners r set last_heartbeat_at = greatest(r.last_heartbeat_at, b.at), version = b.version
+     from jsonb_to_recordset($1::jsonb) as b(id uuid, at timestamptz, version text) where r.id = b.id`,
+    [JSON.stringify(beats.map((b) => ({ id: b.id, at: new Date(b.at).toISOString(), version: b.version })))],
+  );
+}
+
+/** Registered runners whose last heartbeat is older than `cutoff`. */
+export async function findSilentRunners(q: Queryable, cutoff: number): Promise<Runner[]> {
+  const rows = await q.query(
+    `select * from runners where state in ('idle', 'busy', 'draining', 'disabled') and last_heartbeat_at < $1`,
+    [new Date(cutoff)],
+  );
+  return rows.map(toRunner);
+}
+
+/** After a claim or a finished job: busy when it holds jobs, otherwise idle (starting its idle countdown). */
+export async function refreshBusyIdle(q: Queryable, now: number, id: string): Promise<void> {
+  const at = new Date(now);
+  const rows = await q.query(
+    `with c as (select count(*)::int as n from jobs where runner_id = $1 and state in ('claimed', 'running')),
+     upd as (
+       update runners r set state = case when c.n > 0 then 'busy' else 'idle' end, state_changed_at = $2,
+         state_reason = case when c.n > 0 then 'running jobs' else 'no jobs' end,
+         idle_since = case when c.n > 0 then null else $2 end
+       from c, (select state from runners where id = $1 for update) prev
+       where r.id = $1 and r.state in ('idle', 'busy') and r.state <> case when c.n > 0 then 'busy' else 'idle' end
+       returning r.state, prev.state as prev_state
+     )
+     select * from upd`,
+    [id, at],
+  );
+  if (rows[0]) await recordEvents(q, now, [{ kind: 'runner', subject: id, from: rows[0].prev_state, to: rows[0].state, reason: rows[0].state === 'busy' ? 'running jobs' : 'no jobs', actor: id }]);
+}
+
+export async function incrementJobsStarted(q: Queryable, id: string, n: number): Promise<void> {
+  await q.query('update runners set jobs_started = jobs_started + $2 where id = $1', [id, n]);
+}
