@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerUp } from '../cli/up.js';
 import { registerCommands } from '../cli/commands.js';
+import { registerAgent } from '../cli/agent.js';
 import { CliError } from '../cli/client.js';
 import { VERSION } from '../version.js';
 
@@ -15,6 +16,7 @@ program
   .configureOutput({ outputError: (s, write) => write(s) });
 
 registerUp(program);
+registerAgent(program);
 registerCommands(program);
 
 try {
