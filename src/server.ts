@@ -19,6 +19,10 @@ import type { ApiContext } from './api/context.js';
 import { applyPoolConfig } from './api/pools.js';
 import { countAdminTokens, createToken } from './store/queries/tokens.js';
 import { Maintenance } from './scheduler/maintenance.js';
+import { Scheduler } from './scheduler/scheduler.js';
+import { LeaderLock } from './scheduler/leader.js';
+import { ProcessProvider } from './providers/process/process-provider.js';
+import type { Provider } from './providers/provider.js';
 import { VERSION } from './version.js';
 
 export interface ServerOptions {
@@ -29,6 +33,8 @@ export interface ServerOptions {
   loops?: boolean;
   /** Where a freshly generated admin token is announced (default: stdout). */
   announce?: (line: string) => void;
+  /** Compute providers (default: the process provider). */
+  providers?: Provider[];
 }
 
 /**
@@ -45,6 +51,10 @@ export class RunyardServer {
   db!: Db;
   ctx!: ApiContext;
   maintenance!: Maintenance;
+  scheduler!: Scheduler;
+  leader!: LeaderLock;
+  providers = new Map<string, Provider>();
+  instanceId = '';
   url = '';
   /** The admin token, when this start generated or was given it. */
   adminToken: string | undefined;
@@ -84,10 +94,21 @@ export class RunyardServer {
     await this.ensureAdminToken();
     for (const pool of this.config.pools) await applyPoolConfig(this.ctx, pool, 'config', 'config');
 
+    this.instanceId = (await this.db.query<{ value: string }>(`select value from meta where key = 'instance_id'`))[0]!.value;
+    for (const p of this.opts.providers ?? [new ProcessProvider(this.dataDir, this.log, this.instanceId)]) this.providers.set(p.name, p);
+    this.leader = new LeaderLock(this.db, this.log);
+    this.scheduler = new Scheduler(this.ctx, this.providers, {
+      serverUrl: () => this.url,
+      instanceId: this.instanceId,
+      stopGraceMs: this.config.scheduler.stopGrace,
+      isLeader: () => this.leader.isLeader,
+    });
     this.bus.on('jobs', (pool: string, count: number) => {
       const woken = this.hub.wakePool(pool, count);
       if (woken < count) this.hub.nudgePool(pool, count - woken);
+      this.scheduler.wake();
     });
+    this.bus.on('runners', () => this.scheduler.wake());
 
     const { app } = createApp(this.ctx);
     this.http = await new Promise<Server>((ok, fail) => {
@@ -101,8 +122,14 @@ export class RunyardServer {
     writeFileSync(join(this.dataDir, 'server.json'), JSON.stringify({ url: this.url, pid: process.pid }) + '\n', { mode: 0o600 });
 
     this.heartbeats.start();
-    this.maintenance = new Maintenance(this.ctx);
-    if (this.opts.loops !== false) this.maintenance.start();
+    this.maintenance = new Maintenance(this.ctx, () => this.leader.check());
+    this.maintenance.steps.push({ name: 'reconcile', run: () => this.scheduler.reconcile() });
+    this.maintenance.steps.push({ name: 'schedule', run: (now) => this.scheduler.pass(now) });
+    if (this.opts.loops !== false) {
+      // First pass at once: adopt or reap runners from before a restart, then scale.
+      await this.maintenance.tick();
+      this.maintenance.start();
+    }
     this.log.info({ url: this.url, store: this.db.kind, pools: this.config.pools.map((p) => p.name) }, 'runyard is up');
     return this;
   }
@@ -137,6 +164,9 @@ export class RunyardServer {
 
   async close(): Promise<void> {
     await this.maintenance?.close();
+    await this.scheduler?.close();
+    await this.leader?.close();
+    for (const p of this.providers.values()) await p.close();
     this.hub.closeAll();
     if (this.http) {
       const closed = new Promise<void>((ok) => this.http!.close(() => ok()));

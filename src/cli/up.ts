@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { loadConfig, ConfigError } from '../config/load.js';
-import { RunyardServer } from '../server.js';
 import { CliError } from './client.js';
 
 export function registerUp(program: Command) {
@@ -24,6 +23,8 @@ export function registerUp(program: Command) {
         if (err instanceof ConfigError) throw new CliError(err.message + '\nfix the listed fields and start again', 2);
         throw err;
       }
+      // Loaded lazily: `runyard agent` and client commands must not pay for the server's modules.
+      const { RunyardServer } = await import('../server.js');
       const server = new RunyardServer({ config });
       try {
         await server.start();

@@ -84,6 +84,8 @@ export const configSchema = z
         tick: duration.default(10_000),
         offlineAfter: duration.default(60_000),
         stuckAfter: duration.default(300_000),
+        /** how long a runner asked to stop may finish its jobs before it is killed */
+        stopGrace: duration.default(30_000),
       })
       .prefault({}),
     runner: z

@@ -51,15 +51,18 @@ export async function recover(ctx: ApiContext, now: number): Promise<RecoveryRep
   return report;
 }
 
-/** The periodic loop: recovery now, the scheduler's scaling decisions later in the same tick. */
+/**
+ * The periodic loop (default every 10 s, the fallback to event-driven wakes): on the leader only,
+ * recovery, then reconcile with providers, then a scheduling pass.
+ */
 export class Maintenance {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> = Promise.resolve();
   private closed = false;
-  readonly steps: ((now: number) => Promise<unknown>)[] = [];
+  readonly steps: { name: string; run: (now: number) => Promise<unknown> }[] = [];
 
-  constructor(private ctx: ApiContext) {
-    this.steps.push((now) => recover(ctx, now));
+  constructor(private ctx: ApiContext, private isLeader: () => Promise<boolean> = async () => true) {
+    this.steps.push({ name: 'recover', run: (now) => recover(ctx, now) });
   }
 
   start(): void {
@@ -70,12 +73,12 @@ export class Maintenance {
   /** Runs one pass (serialised with any pass in flight). */
   tick(): Promise<unknown> {
     this.running = this.running.then(async () => {
-      if (this.closed) return;
+      if (this.closed || !(await this.isLeader())) return;
       for (const step of this.steps) {
         try {
-          await step(this.ctx.clock.now());
+          await step.run(this.ctx.clock.now());
         } catch (err) {
-          this.ctx.log.error({ err }, 'maintenance step failed');
+          this.ctx.log.error({ err, step: step.name }, 'maintenance step failed');
         }
       }
     });

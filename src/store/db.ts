@@ -14,6 +14,8 @@ export interface Db extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /** A dedicated connection, for session-scoped advisory locks. */
   withSession<T>(fn: (session: Queryable) => Promise<T>): Promise<T>;
+  /** A long-lived dedicated connection (leader lock); release() gives it back. */
+  openSession(): Promise<Queryable & { release(): void }>;
   close(): Promise<void>;
 }
 
@@ -68,6 +70,18 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
         client.release(broken);
       }
     },
+    async openSession() {
+      const client = await pool.connect();
+      let released = false;
+      client.on('error', () => {});
+      return {
+        query: (sql: string, params?: unknown[]) => q(client, sql, params) as Promise<any[]>,
+        release: () => {
+          if (!released) client.release(true);
+          released = true;
+        },
+      };
+    },
     close: () => pool.end(),
   };
 }
@@ -85,6 +99,7 @@ export async function openPglite(dataDir: string | undefined): Promise<Db> {
     transaction: (fn) => db.transaction((tx) => fn({ query: async (sql, params) => (await tx.query<any>(sql, params)).rows })),
     // PGlite has a single connection: the whole database is one session.
     withSession: (fn) => fn(handle),
+    openSession: async () => ({ query: handle.query, release: () => {} }),
     close: () => db.close(),
   };
   return handle;

@@ -1,0 +1,170 @@
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LaunchSpec, Provider, ProviderRunner } from '../provider.js';
+import type { Logger } from '../../lib/logger.js';
+import { sleep } from '../../lib/clock.js';
+
+const CLI = fileURLToPath(new URL('../../../bin/runyard.js', import.meta.url));
+
+interface RunnerFile {
+  runnerId: string;
+  pool: string;
+  pid: number;
+  instanceId: string;
+  startedAt: number;
+}
+
+/**
+ * Runners as `runyard agent` child processes on this machine. Each has a directory under
+ * <dataDir>/runners/<id> with its state, work dirs and a runner.json naming its pid; its
+ * output goes to <dataDir>/logs/runners/<id>.log. The processes are detached, so a crash of
+ * the control plane does not take their jobs down; on restart list() finds them again.
+ */
+export class ProcessProvider implements Provider {
+  readonly name = 'process';
+  private listeners: ((runnerId: string, detail: string) => void)[] = [];
+  private children = new Map<string, { exited: Promise<void> }>();
+
+  constructor(private dataDir: string, private log: Logger, private instanceId: string) {
+    mkdirSync(this.runnersDir, { recursive: true });
+    mkdirSync(this.logsDir, { recursive: true });
+  }
+
+  get runnersDir() {
+    return join(this.dataDir, 'runners');
+  }
+
+  get logsDir() {
+    return join(this.dataDir, 'logs', 'runners');
+  }
+
+  async create(spec: LaunchSpec): Promise<{ ref: string }> {
+    const dir = join(this.runnersDir, spec.runnerId);
+    mkdirSync(join(dir, 'state'), { recursive: true, mode: 0o700 });
+    mkdirSync(join(dir, 'work'), { recursive: true });
+    const out = openSync(join(this.logsDir, `${spec.runnerId}.log`), 'a');
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...spec.pool.env,
+      RUNYARD_SERVER: spec.serverUrl,
+      RUNYARD_REGISTRATION_TOKEN: spec.registrationToken,
+      RUNYARD_RUNNER_ID: spec.runnerId,
+      RUNYARD_RUNNER_NAME: spec.name,
+      RUNYARD_STATE_DIR: join(dir, 'state'),
+      RUNYARD_WORK_DIR: join(dir, 'work'),
+      RUNYARD_INSTANCE_ID: spec.instanceId,
+    };
+    // The control plane's own secrets are not the runner's business.
+    delete env.RUNYARD_ADMIN_TOKEN;
+    delete env.RUNYARD_TOKEN;
+    delete env.RUNYARD_SECRET_KEY;
+    delete env.RUNYARD_DATABASE_URL;
+    delete env.RUNYARD_STORE_URL;
+    const child = spawn(process.execPath, [CLI, 'agent'], { cwd: dir, env, detached: true, stdio: ['ignore', out, out] });
+    closeSync(out);
+    const pid = await new Promise<number>((resolve, reject) => {
+      child.once('spawn', () => resolve(child.pid!));
+      child.once('error', reject);
+    });
+    const file: RunnerFile = { runnerId: spec.runnerId, pool: spec.pool.name, pid, instanceId: spec.instanceId, startedAt: Date.now() };
+    writeFileSync(join(dir, 'runner.json'), JSON.stringify(file) + '\n');
+    const exited = new Promise<void>((resolve) =>
+      child.once('exit', (code, signal) => {
+        this.children.delete(spec.runnerId);
+        const detail = signal ? `killed by ${signal}` : `exited with code ${code}`;
+        this.log.info({ runnerId: spec.runnerId, pid, code, signal }, 'runner process exited');
+        this.cleanup(spec.runnerId);
+        for (const l of this.listeners) l(spec.runnerId, detail);
+        resolve();
+      }),
+    );
+    this.children.set(spec.runnerId, { exited });
+    child.unref();
+    return { ref: `pid:${pid}` };
+  }
+
+  onExit(listener: (runnerId: string, detail: string) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async list(): Promise<ProviderRunner[]> {
+    const out: ProviderRunner[] = [];
+    if (!existsSync(this.runnersDir)) return out;
+    for (const id of readdirSync(this.runnersDir)) {
+      const f = this.readRunnerFile(id);
+      if (!f) continue;
+      const alive = isOurAgent(f.pid, f.runnerId);
+      if (!alive && !this.children.has(id)) {
+        this.cleanup(id); // a leftover of a runner that died while nobody watched
+        continue;
+      }
+      out.push({ runnerId: f.runnerId, ref: `pid:${f.pid}`, pool: f.pool, alive, startedAt: f.startedAt });
+    }
+    return out;
+  }
+
+  async describe(runnerId: string): Promise<ProviderRunner | undefined> {
+    return (await this.list()).find((r) => r.runnerId === runnerId);
+  }
+
+  async terminate(runnerId: string, opts: { graceMs: number }): Promise<void> {
+    const f = this.readRunnerFile(runnerId);
+    if (!f || !isOurAgent(f.pid, runnerId)) {
+      this.cleanup(runnerId);
+      return; // already gone
+    }
+    signal(f.pid, 'SIGTERM'); // the agent drains: finishes its jobs, deregisters, exits
+    const deadline = Date.now() + opts.graceMs;
+    while (Date.now() < deadline && isOurAgent(f.pid, runnerId)) await sleep(50);
+    if (isOurAgent(f.pid, runnerId)) {
+      this.log.warn({ runnerId, pid: f.pid }, 'runner did not stop within its grace period; killing it');
+      signal(-f.pid, 'SIGKILL'); // the whole process group, jobs included
+      signal(f.pid, 'SIGKILL');
+    }
+    await this.children.get(runnerId)?.exited;
+    this.cleanup(runnerId);
+  }
+
+  async close(): Promise<void> {
+    // Runners outlive the control plane on purpose; nothing to stop here.
+  }
+
+  private readRunnerFile(id: string): RunnerFile | undefined {
+    try {
+      return JSON.parse(readFileSync(join(this.runnersDir, id, 'runner.json'), 'utf8'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  private cleanup(runnerId: string) {
+    rmSync(join(this.runnersDir, runnerId), { recursive: true, force: true });
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals) {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+/** The pid is alive and is still our agent for this runner (pids get reused). */
+function isOurAgent(pid: number, runnerId: string): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
+    if (!environ.includes(`RUNYARD_RUNNER_ID=${runnerId}`)) return false;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/\) Z /.test(stat); // a zombie is not alive
+  } catch {
+    return true; // no /proc (not Linux): trust kill(0)
+  }
+}

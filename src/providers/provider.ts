@@ -1,0 +1,40 @@
+import type { ClassSize, PoolConfig } from '../config/schema.js';
+
+/** Everything a provider needs to start one runner that finds its way to the server. */
+export interface LaunchSpec {
+  runnerId: string;
+  name: string;
+  pool: PoolConfig;
+  classSize?: ClassSize;
+  serverUrl: string;
+  /** A registration token bound to this runner id. */
+  registrationToken: string;
+  /** Labels every resource so orphans can be found after a crash. */
+  instanceId: string;
+}
+
+export interface ProviderRunner {
+  runnerId: string;
+  /** The provider's own handle: a pid, a container id, a task ARN. */
+  ref: string;
+  pool: string;
+  alive: boolean;
+  startedAt: number;
+}
+
+/**
+ * A compute provider. Small on purpose: the scheduler decides, the provider only creates,
+ * lists, describes and terminates. "Already gone" is success everywhere.
+ */
+export interface Provider {
+  readonly name: string;
+  create(spec: LaunchSpec): Promise<{ ref: string }>;
+  /** The runners this runyard instance started and that still exist. */
+  list(): Promise<ProviderRunner[]>;
+  describe(runnerId: string): Promise<ProviderRunner | undefined>;
+  /** Asks the runner to stop (it drains), then forces it after `graceMs`. */
+  terminate(runnerId: string, opts: { graceMs: number }): Promise<void>;
+  /** Called when a runner's process or container ends by itself (crash, drained, ephemeral). */
+  onExit(listener: (runnerId: string, detail: string) => void): void;
+  close(): Promise<void>;
+}

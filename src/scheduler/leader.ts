@@ -1,0 +1,51 @@
+import type { Db } from '../store/db.js';
+import type { Logger } from '../lib/logger.js';
+
+// Arbitrary constant: the scheduler leader holds this session-level advisory lock.
+const LEADER_LOCK = 7_302_114_002;
+
+/**
+ * One scheduler leader per database: the holder of a session advisory lock on a dedicated
+ * connection. If the leader dies its connection closes, the lock is freed, and another server
+ * takes over on its next tick. PGlite is single-process, so there the server is always leader.
+ */
+export class LeaderLock {
+  private session: { query(sql: string, params?: unknown[]): Promise<unknown[]>; release(): void } | undefined;
+  private leader = false;
+
+  constructor(private db: Db, private log: Logger) {}
+
+  get isLeader(): boolean {
+    return this.leader;
+  }
+
+  /** Tries to become (or checks it still is) leader; returns the outcome. */
+  async check(): Promise<boolean> {
+    if (this.db.kind === 'pglite') return (this.leader = true);
+    try {
+      if (this.session && this.leader) {
+        await this.session.query('select 1');
+        return true;
+      }
+      this.session ??= await this.db.openSession();
+      const [row] = (await this.session.query('select pg_try_advisory_lock($1) as ok', [LEADER_LOCK])) as { ok: boolean }[];
+      if (row!.ok && !this.leader) this.log.info('became scheduler leader');
+      this.leader = row!.ok;
+    } catch (err) {
+      if (this.leader) this.log.warn({ err }, 'lost scheduler leadership');
+      this.leader = false;
+      this.session?.release();
+      this.session = undefined;
+    }
+    return this.leader;
+  }
+
+  async close(): Promise<void> {
+    if (this.session) {
+      if (this.leader) await this.session.query('select pg_advisory_unlock($1)', [LEADER_LOCK]).catch(() => {});
+      this.session.release();
+    }
+    this.session = undefined;
+    this.leader = false;
+  }
+}

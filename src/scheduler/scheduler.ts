@@ -1,0 +1,297 @@
+import { randomUUID } from 'node:crypto';
+import type { ApiContext } from '../api/context.js';
+import type { Provider } from '../providers/provider.js';
+import { decide, type Action, type PoolView, type RunnerView } from './decide.js';
+import { listPools } from '../store/queries/pools.js';
+import { insertStartingRunner, setProviderRef, transitionRunner, findRunner } from '../store/queries/runners.js';
+import { createToken, revokeRunnerTokens } from '../store/queries/tokens.js';
+import { activeJobIdsOfRunner, recoverJobs } from '../queue/jobs.js';
+import { recordEvents } from '../store/queries/events.js';
+
+/** How long a runner asked to stop may take to finish its jobs before it is killed. */
+const DEFAULT_STOP_GRACE_MS = 30_000;
+
+/**
+ * Applies the scaling plan: starts runners through the pool's provider, drains and terminates
+ * them, and keeps the store in step with what providers report. Passes are serialised; a wake
+ * during a pass runs one more pass after it, so bursts coalesce instead of racing.
+ */
+export class Scheduler {
+  private failures = new Map<string, { count: number; lastAt: number }>();
+  /** runners being started or stopped right now: reconcile leaves them alone */
+  private inFlight = new Set<string>();
+  private stopping = new Map<string, Promise<void>>();
+  private passing: Promise<void> | undefined;
+  private again = false;
+  private closed = false;
+  private warned = new Set<string>();
+
+  constructor(
+    private ctx: ApiContext,
+    private providers: Map<string, Provider>,
+    private opts: { serverUrl: () => string; instanceId: string; stopGraceMs?: number; isLeader: () => boolean },
+  ) {
+    for (const p of providers.values()) p.onExit((id, detail) => void this.runnerExited(id, detail));
+  }
+
+  /** Runs a pass soon; several wakes while one runs collapse into one more pass. */
+  wake(): void {
+    if (this.closed || !this.opts.isLeader()) return;
+    if (this.passing) {
+      this.again = true;
+      return;
+    }
+    this.passing = (async () => {
+      do {
+        this.again = false;
+        try {
+          await this.pass(this.ctx.clock.now());
+        } catch (err) {
+          this.ctx.log.error({ err }, 'scheduler pass failed');
+        }
+      } while (this.again && !this.closed);
+      this.passing = undefined;
+    })();
+  }
+
+  /** Waits for the pass in progress (tests and shutdown). */
+  async idle(): Promise<void> {
+    while (this.passing) await this.passing;
+  }
+
+  async gather(now: number): Promise<PoolView[]> {
+    void now;
+    const pools = await listPools(this.ctx.db);
+    const runners = await this.ctx.db.query(
+      `select r.*, (select count(*)::int from jobs j where j.runner_id = r.id and j.state in ('claimed', 'running')) as active_jobs
+       from runners r where r.state <> 'terminated'`,
+    );
+    const queued = new Map(
+      (await this.ctx.db.query<{ pool: string; n: number }>(`select pool, count(*)::int as n from jobs where state = 'queued' group by pool`)).map((r) => [r.pool, r.n]),
+    );
+    return pools.map((p) => ({
+      config: p.config,
+      configHash: p.configHash,
+      queued: queued.get(p.name) ?? 0,
+      runners: runners
+        .filter((r) => r.pool === p.name)
+        .map(
+          (r): RunnerView => ({
+            id: r.id,
+            state: r.state,
+            createdAt: r.created_at.getTime(),
+            idleSince: r.idle_since?.getTime() ?? null,
+            activeJobs: r.active_jobs,
+            slots: r.slots,
+            configHash: r.config_hash,
+            jobsStarted: r.jobs_started,
+            ephemeral: r.ephemeral,
+            provider: r.provider,
+          }),
+        ),
+      startFailures: this.failureState(p.name, runners.filter((r) => r.pool === p.name)),
+    }));
+  }
+
+  /** One decide-then-apply pass; returns the plan it applied. */
+  async pass(now: number): Promise<Action[]> {
+    const views = await this.gather(now);
+    const plan = decide(views, now);
+    for (const a of plan) {
+      const v = views.find((p) => p.config.name === a.pool)!;
+      this.ctx.log.info(
+        { action: a.kind, pool: a.pool, reason: a.reason, ...(a.kind === 'start' ? { count: a.count } : { runnerId: a.runnerId }), queued: v.queued, runners: v.runners.length },
+        'scheduler decision',
+      );
+      try {
+        if (a.kind === 'start') await this.start(v, a.count, a.reason);
+        else if (a.kind === 'drain') await this.drain(a.runnerId, a.reason);
+        else this.terminate(a.runnerId, a.reason);
+      } catch (err) {
+        this.ctx.log.error({ err, action: a }, 'scheduler action failed');
+      }
+    }
+    return plan;
+  }
+
+  private failureState(pool: string, runners: any[]) {
+    const f = this.failures.get(pool) ?? { count: 0, lastAt: 0 };
+    // A runner that registered after the last failure proves the pool healthy again.
+    if (f.count > 0 && runners.some((r) => r.registered_at && r.registered_at.getTime() > f.lastAt)) {
+      this.failures.delete(pool);
+      return { count: 0, lastAt: 0 };
+    }
+    return f;
+  }
+
+  private recordFailure(pool: string, now: number) {
+    const f = this.failures.get(pool) ?? { count: 0, lastAt: 0 };
+    this.failures.set(pool, { count: f.count + 1, lastAt: now });
+  }
+
+  private async start(v: PoolView, count: number, reason: string) {
+    const provider = this.providers.get(v.config.provider);
+    if (!provider) {
+      if (!this.warned.has(v.config.name)) {
+        this.warned.add(v.config.name);
+        await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'scheduler', subject: v.config.name, reason: `no ${v.config.provider} provider is available on this server; jobs wait`, actor: 'scheduler' }]);
+        this.ctx.log.warn({ pool: v.config.name, provider: v.config.provider }, 'pool provider not available');
+      }
+      return;
+    }
+    const classSize = v.config.class ? this.ctx.classSizes[v.config.class] : undefined;
+    await Promise.all(
+      Array.from({ length: count }, async () => {
+        const now = this.ctx.clock.now();
+        const id = randomUUID();
+        this.inFlight.add(id);
+        try {
+          const { secret } = await this.ctx.db.transaction(async (tx) => {
+            await insertStartingRunner(tx, now, {
+              id,
+              pool: v.config.name,
+              name: `${v.config.name}-${id.slice(0, 8)}`,
+              provider: provider.name,
+              configHash: v.configHash,
+              slots: v.config.ephemeral ? 1 : v.config.maxJobsPerRunner,
+              ephemeral: v.config.ephemeral,
+              reason,
+            });
+            return createToken(tx, now, { kind: 'registration', pool: v.config.name, runnerId: id, description: 'launch token', expiresAt: now + v.config.startTimeout + 60_000 });
+          });
+          const { ref } = await provider.create({
+            runnerId: id,
+            name: `${v.config.name}-${id.slice(0, 8)}`,
+            pool: v.config,
+            classSize,
+            serverUrl: this.opts.serverUrl(),
+            registrationToken: secret,
+            instanceId: this.opts.instanceId,
+          });
+          await setProviderRef(this.ctx.db, id, ref);
+        } catch (err) {
+          this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'create' });
+          this.recordFailure(v.config.name, this.ctx.clock.now());
+          await transitionRunner(this.ctx.db, this.ctx.clock.now(), id, 'terminated', `provider failed to start it: ${(err as Error).message}`).catch(() => {});
+          this.ctx.log.error({ err, pool: v.config.name, runnerId: id }, 'runner start failed');
+        } finally {
+          this.inFlight.delete(id);
+        }
+      }),
+    );
+  }
+
+  private async drain(runnerId: string, reason: string) {
+    const r = await transitionRunner(this.ctx.db, this.ctx.clock.now(), runnerId, 'draining', reason, { from: ['idle', 'busy', 'disabled'] });
+    if (r) this.ctx.hub.send(runnerId, 'drain');
+  }
+
+  /** Stops a runner through its provider in the background; its jobs take the recovery path. */
+  terminate(runnerId: string, reason: string): Promise<void> {
+    const existing = this.stopping.get(runnerId);
+    if (existing) return existing;
+    const run = (async () => {
+      const now = this.ctx.clock.now();
+      const runner = await findRunner(this.ctx.db, runnerId);
+      if (!runner || runner.state === 'terminated') return;
+      if (runner.state === 'starting' || runner.state === 'offline') {
+        if (runner.state === 'starting') this.recordFailure(runner.pool, now);
+        await this.markTerminated(runnerId, reason);
+      } else {
+        await transitionRunner(this.ctx.db, now, runnerId, 'draining', reason, { from: ['idle', 'busy', 'disabled'] });
+        this.ctx.hub.send(runnerId, 'drain');
+      }
+      const provider = runner.provider ? this.providers.get(runner.provider) : undefined;
+      if (provider) {
+        try {
+          await provider.terminate(runnerId, { graceMs: this.opts.stopGraceMs ?? DEFAULT_STOP_GRACE_MS });
+        } catch (err) {
+          this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'terminate' });
+          this.ctx.log.error({ err, runnerId }, 'runner terminate failed');
+          return;
+        }
+      }
+      await this.markTerminated(runnerId, reason);
+    })().finally(() => {
+      this.stopping.delete(runnerId);
+      this.wake();
+    });
+    this.stopping.set(runnerId, run);
+    return run;
+  }
+
+  /** Terminated in the store; whatever it still held goes back to the queue (or fails). */
+  private async markTerminated(runnerId: string, reason: string) {
+    const now = this.ctx.clock.now();
+    const moved = await this.ctx.db.transaction(async (tx) => {
+      const m = await recoverJobs(tx, now, await activeJobIdsOfRunner(tx, runnerId), `runner stopped: ${reason}`);
+      await transitionRunner(tx, now, runnerId, 'terminated', reason);
+      await revokeRunnerTokens(tx, now, runnerId);
+      return m;
+    });
+    this.announce(moved);
+  }
+
+  private announce(moved: { id: number; to: string }[]) {
+    if (moved.length === 0) return;
+    for (const m of moved) this.ctx.bus.emit(`job:${m.id}`);
+    void this.ctx.db
+      .query<{ pool: string; n: number }>(`select pool, count(*)::int as n from jobs where id = any($1::bigint[]) and state = 'queued' group by pool`, [moved.map((m) => m.id)])
+      .then((rows) => rows.forEach((r) => this.ctx.bus.emit('jobs', r.pool, r.n)))
+      .catch(() => {});
+  }
+
+  /** A runner's process or container ended on its own (crash, kill -9, drained, ephemeral). */
+  private async runnerExited(runnerId: string, detail: string) {
+    if (this.closed) return;
+    try {
+      const r = await findRunner(this.ctx.db, runnerId);
+      if (r && r.state !== 'terminated') await this.markTerminated(runnerId, `runner process ${detail}`);
+    } catch (err) {
+      this.ctx.log.error({ err, runnerId }, 'could not record runner exit');
+    }
+    this.wake();
+  }
+
+  /**
+   * Makes the store and the providers agree: runners the store thinks live but no provider has
+   * are terminated (their jobs recovered); runners a provider has but the store has ended are
+   * stopped (orphans after a crash). Runners still alive and known are adopted as they are.
+   */
+  async reconcile(): Promise<{ gone: string[]; orphans: string[] }> {
+    const gone: string[] = [];
+    const orphans: string[] = [];
+    for (const provider of this.providers.values()) {
+      let owned;
+      try {
+        owned = await provider.list();
+      } catch (err) {
+        this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'list' });
+        this.ctx.log.warn({ err, provider: provider.name }, 'provider list failed; skipping reconcile');
+        continue;
+      }
+      const alive = new Map(owned.filter((o) => o.alive).map((o) => [o.runnerId, o]));
+      const known = await this.ctx.db.query<{ id: string; state: string }>(`select id, state from runners where provider = $1 and state <> 'terminated'`, [provider.name]);
+      const knownIds = new Set(known.map((k) => k.id));
+      for (const k of known) {
+        if (alive.has(k.id) || this.inFlight.has(k.id) || this.stopping.has(k.id)) continue;
+        gone.push(k.id);
+        await this.markTerminated(k.id, 'runner not found on its provider');
+      }
+      for (const o of alive.values()) {
+        if (knownIds.has(o.runnerId) || this.inFlight.has(o.runnerId) || this.stopping.has(o.runnerId)) continue;
+        orphans.push(o.runnerId);
+        this.ctx.log.warn({ runnerId: o.runnerId, ref: o.ref }, 'stopping orphan runner');
+        await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'runner', subject: o.runnerId, reason: 'orphan stopped by reconcile', actor: 'scheduler' }]);
+        void provider.terminate(o.runnerId, { graceMs: 5_000 }).catch(() => {});
+      }
+    }
+    if (gone.length || orphans.length) this.ctx.log.info({ gone, orphans }, 'reconciled runners with providers');
+    return { gone, orphans };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.idle();
+  }
+}

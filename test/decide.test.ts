@@ -1,0 +1,77 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decidePool, startBackoff, type PoolView, type RunnerView } from '../src/scheduler/decide.js';
+import { poolSchema } from '../src/config/schema.js';
+
+const NOW = 1_000_000_000;
+const HASH = 'h1';
+
+function pool(o: Record<string, unknown> = {}, queued = 0, runners: RunnerView[] = [], failures = { count: 0, lastAt: 0 }): PoolView {
+  return { config: poolSchema.parse({ name: 'p', ...o }), configHash: HASH, queued, runners, startFailures: failures };
+}
+
+let n = 0;
+function runner(o: Partial<RunnerView> = {}): RunnerView {
+  return { id: `r${++n}`, state: 'idle', createdAt: NOW - 60_000, idleSince: NOW - 1_000, activeJobs: 0, slots: 1, configHash: HASH, jobsStarted: 0, ephemeral: false, provider: 'process', ...o };
+}
+
+const starts = (a: ReturnType<typeof decidePool>) => a.filter((x) => x.kind === 'start').reduce((s, x) => s + (x.kind === 'start' ? x.count : 0), 0);
+const stops = (a: ReturnType<typeof decidePool>) => a.filter((x) => x.kind !== 'start').map((x) => (x.kind !== 'start' ? `${x.kind}:${x.runnerId}` : ''));
+
+test('scale-up: demand, free slots, runners already starting, maxRunners', () => {
+  const cases: { name: string; view: PoolView; start: number }[] = [
+    { name: 'nothing queued, minIdle 0: nothing', view: pool({}, 0), start: 0 },
+    { name: 'one job from zero: one runner', view: pool({}, 1), start: 1 },
+    { name: '10 jobs, 4 slots each: 3 runners', view: pool({ maxJobsPerRunner: 4 }, 10), start: 3 },
+    { name: '200 jobs capped at maxRunners 5', view: pool({ maxJobsPerRunner: 4, maxRunners: 5 }, 200), start: 5 },
+    { name: 'starting runner already covers the job: no race', view: pool({}, 1, [runner({ state: 'starting', idleSince: null, createdAt: NOW - 1_000 })]), start: 0 },
+    { name: 'idle runner covers the job', view: pool({}, 1, [runner()]), start: 0 },
+    { name: 'busy runner with a free slot covers one job', view: pool({ maxJobsPerRunner: 2 }, 1, [runner({ state: 'busy', slots: 2, activeJobs: 1 })]), start: 0 },
+    { name: 'busy runner full: start one', view: pool({ maxJobsPerRunner: 2 }, 1, [runner({ state: 'busy', slots: 2, activeJobs: 2 })]), start: 1 },
+    { name: 'at maxRunners: nothing more', view: pool({ maxRunners: 2 }, 5, [runner({ state: 'busy', activeJobs: 1 }), runner({ state: 'busy', activeJobs: 1 })]), start: 0 },
+    { name: 'draining runners count against maxRunners', view: pool({ maxRunners: 1 }, 1, [runner({ state: 'draining', activeJobs: 1 })]), start: 0 },
+    { name: 'minIdle 2 from zero: two warm', view: pool({ minIdle: 2 }, 0), start: 2 },
+    { name: 'minIdle 2 with one idle: one more', view: pool({ minIdle: 2 }, 0, [runner()]), start: 1 },
+    { name: 'minIdle 2, two idle, one job arrives: one more to stay warm', view: pool({ minIdle: 2 }, 1, [runner(), runner()]), start: 1 },
+    { name: 'ephemeral: one runner per job', view: pool({ ephemeral: true, maxJobsPerRunner: 4 }, 3), start: 3 },
+    { name: 'ephemeral runner that already ran a job is not capacity', view: pool({ ephemeral: true }, 1, [runner({ ephemeral: true, jobsStarted: 1 })]), start: 1 },
+  ];
+  for (const c of cases) assert.equal(starts(decidePool(c.view, NOW)), c.start, c.name);
+});
+
+test('scale-down after idleTimeout, above minIdle, never while jobs wait', () => {
+  const idleLong = runner({ idleSince: NOW - 400_000 });
+  assert.deepEqual(stops(decidePool(pool({}, 0, [idleLong]), NOW)), [`terminate:${idleLong.id}`], 'idle past 5m default');
+  assert.deepEqual(stops(decidePool(pool({}, 0, [runner({ idleSince: NOW - 100_000 })]), NOW)), [], 'not yet');
+  assert.deepEqual(stops(decidePool(pool({ minIdle: 1 }, 0, [runner({ idleSince: NOW - 400_000 })]), NOW)), [], 'kept warm by minIdle');
+  const a = runner({ idleSince: NOW - 900_000 });
+  const b = runner({ idleSince: NOW - 400_000 });
+  assert.deepEqual(stops(decidePool(pool({ minIdle: 1 }, 0, [a, b]), NOW)), [`terminate:${a.id}`], 'the longest-idle goes, the freshest stays warm');
+  assert.deepEqual(stops(decidePool(pool({}, 3, [runner({ idleSince: NOW - 900_000 })]), NOW)), [], 'jobs waiting: keep');
+  assert.deepEqual(stops(decidePool(pool({}, 0, [runner({ idleSince: NOW - 900_000, provider: 'manual' })]), NOW)), [], 'hand-started agents are not scaled down');
+});
+
+test('refresh: lifetime, config change, start timeout, offline, ephemeral done', () => {
+  const old = runner({ createdAt: NOW - 90_000_000 });
+  const oldBusy = runner({ createdAt: NOW - 90_000_000, state: 'busy', activeJobs: 1 });
+  assert.deepEqual(stops(decidePool(pool({}, 0, [old, oldBusy]), NOW)), [`terminate:${old.id}`, `drain:${oldBusy.id}`]);
+  const stale = runner({ configHash: 'old', state: 'busy', activeJobs: 1 });
+  const plan = decidePool(pool({}, 1, [stale]), NOW);
+  assert.deepEqual(stops(plan), [`drain:${stale.id}`], 'stale busy runner drains without interrupting its job');
+  assert.equal(starts(plan), 1, 'a replacement starts for the queued job, never the stale runner');
+  const stuckStart = runner({ state: 'starting', createdAt: NOW - 61_000, idleSince: null });
+  assert.deepEqual(stops(decidePool(pool({}, 0, [stuckStart]), NOW)), [`terminate:${stuckStart.id}`]);
+  const off = runner({ state: 'offline' });
+  assert.deepEqual(stops(decidePool(pool({}, 0, [off]), NOW)), [`terminate:${off.id}`]);
+  const eph = runner({ ephemeral: true, jobsStarted: 1 });
+  assert.deepEqual(stops(decidePool(pool({ ephemeral: true }, 0, [eph]), NOW)), [`terminate:${eph.id}`]);
+});
+
+test('start failures back off exponentially so a broken image does not loop', () => {
+  assert.equal(startBackoff(0), 0);
+  assert.equal(startBackoff(1), 5_000);
+  assert.equal(startBackoff(3), 20_000);
+  assert.equal(startBackoff(20), 300_000);
+  assert.equal(starts(decidePool(pool({}, 1, [], { count: 2, lastAt: NOW - 5_000 }), NOW)), 0, 'within backoff');
+  assert.equal(starts(decidePool(pool({}, 1, [], { count: 2, lastAt: NOW - 10_001 }), NOW)), 1, 'after backoff');
+});
