@@ -86,9 +86,31 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
   };
 }
 
+const PARSERS = { [pgliteTypes.INT8]: (v: string) => Number(v) };
+
+// In-memory stores start from a snapshot of an empty, migrated database: initdb takes seconds,
+// loading the snapshot a fraction of that. Tests open many such stores.
+let memoryTemplate: Promise<Blob> | undefined;
+async function makeMemoryTemplate(): Promise<Blob> {
+  const { migrate } = await import('./migrate.js');
+  const fresh = await wrapPglite(new PGlite({ parsers: PARSERS }));
+  await migrate(fresh);
+  const raw = (fresh as any).raw as PGlite;
+  const blob = await raw.dumpDataDir('none');
+  await fresh.close();
+  return blob;
+}
+
 export async function openPglite(dataDir: string | undefined): Promise<Db> {
-  if (dataDir) mkdirSync(dataDir, { recursive: true });
-  const db = new PGlite(dataDir, { parsers: { [pgliteTypes.INT8]: (v: string) => Number(v) } });
+  if (dataDir) {
+    mkdirSync(dataDir, { recursive: true });
+    return wrapPglite(new PGlite(dataDir, { parsers: PARSERS }));
+  }
+  memoryTemplate ??= makeMemoryTemplate();
+  return wrapPglite(new PGlite({ parsers: PARSERS, loadDataDir: await memoryTemplate }));
+}
+
+async function wrapPglite(db: PGlite): Promise<Db> {
   await db.waitReady;
   const handle: Db = {
     kind: 'pglite',
@@ -102,6 +124,7 @@ export async function openPglite(dataDir: string | undefined): Promise<Db> {
     openSession: async () => ({ query: handle.query, release: () => {} }),
     close: () => db.close(),
   };
+  Object.defineProperty(handle, 'raw', { value: db });
   return handle;
 }
 
