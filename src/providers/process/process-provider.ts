@@ -75,6 +75,8 @@ export class ProcessProvider implements Provider {
         this.children.delete(spec.runnerId);
         const detail = signal ? `killed by ${signal}` : `exited with code ${code}`;
         this.log.info({ runnerId: spec.runnerId, pid, code, signal }, 'runner process exited');
+        const stragglers = killStragglers(spec.runnerId);
+        if (stragglers) this.log.warn({ runnerId: spec.runnerId, stragglers }, 'killed job processes left behind by the runner');
         this.cleanup(spec.runnerId);
         for (const l of this.listeners) l(spec.runnerId, detail);
         resolve();
@@ -97,7 +99,8 @@ export class ProcessProvider implements Provider {
       if (!f) continue;
       const alive = isOurAgent(f.pid, f.runnerId);
       if (!alive && !this.children.has(id)) {
-        this.cleanup(id); // a leftover of a runner that died while nobody watched
+        killStragglers(id); // a runner that died while nobody watched: its jobs must not run on
+        this.cleanup(id);
         continue;
       }
       out.push({ runnerId: f.runnerId, ref: `pid:${f.pid}`, pool: f.pool, alive, startedAt: f.startedAt });
@@ -124,6 +127,7 @@ export class ProcessProvider implements Provider {
       signal(f.pid, 'SIGKILL');
     }
     await this.children.get(runnerId)?.exited;
+    killStragglers(runnerId);
     this.cleanup(runnerId);
   }
 
@@ -150,6 +154,33 @@ function signal(pid: number, sig: NodeJS.Signals) {
   } catch {
     // already gone
   }
+}
+
+/**
+ * Kills processes that carry the runner's id in their environment: job process groups of an
+ * agent that was killed without a chance to stop them. Returns how many were signalled.
+ */
+function killStragglers(runnerId: string): number {
+  let n = 0;
+  let pids: string[] = [];
+  try {
+    pids = readdirSync('/proc').filter((d) => /^\d+$/.test(d));
+  } catch {
+    return 0;
+  }
+  const marker = `RUNYARD_RUNNER_ID=${runnerId}\0`;
+  for (const pid of pids) {
+    if (Number(pid) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/environ`, 'utf8').includes(marker)) {
+        process.kill(Number(pid), 'SIGKILL');
+        n++;
+      }
+    } catch {
+      // gone already, or not ours to read
+    }
+  }
+  return n;
 }
 
 /** The pid is alive and is still our agent for this runner (pids get reused). */
