@@ -1,6 +1,19 @@
 import type { Command } from 'commander';
+import { registerJobs } from './jobs.js';
+import { registerRunners } from './runners.js';
+import { registerPools } from './pools.js';
+import { registerClassSizes } from './class-sizes.js';
+import { registerTokens } from './tokens.js';
+import { registerArtifacts } from './artifacts.js';
+import { registerEvents } from './events.js';
 
 /** Client commands (jobs, runners, pools, tokens, …) talking to the server over HTTP. */
 export function registerCommands(program: Command): void {
-  void program;
+  registerJobs(program);
+  registerRunners(program);
+  registerPools(program);
+  registerClassSizes(program);
+  registerTokens(program);
+  registerArtifacts(program);
+  registerEvents(program);
 }

@@ -185,9 +185,9 @@ export async function refreshBusyIdle(q: Queryable, now: number, id: string): Pr
   const rows = await q.query(
     `with c as (select count(*)::int as n from jobs where runner_id = $1 and state in ('claimed', 'running')),
      upd as (
-       update runners r set state = case when c.n > 0 then 'busy' else 'idle' end, state_changed_at = $2,
+       update runners r set state = case when c.n > 0 then 'busy' else 'idle' end, state_changed_at = $2::timestamptz,
          state_reason = case when c.n > 0 then 'running jobs' else 'no jobs' end,
-         idle_since = case when c.n > 0 then null else $2 end
+         idle_since = case when c.n > 0 then null else $2::timestamptz end
        from c, (select state from runners where id = $1 for update) prev
        where r.id = $1 and r.state in ('idle', 'busy') and r.state <> case when c.n > 0 then 'busy' else 'idle' end
        returning r.state, prev.state as prev_state
