@@ -33,6 +33,8 @@ export interface ServerOptions {
   loops?: boolean;
   /** Where a freshly generated admin token is announced (default: stdout). */
   announce?: (line: string) => void;
+  /** Leave process runners running on close() (default: they stop with the server). */
+  keepRunnersOnClose?: boolean;
   /** Compute providers (default: the process provider). */
   providers?: Provider[];
 }
@@ -165,6 +167,7 @@ export class RunyardServer {
   async close(): Promise<void> {
     await this.maintenance?.close();
     await this.scheduler?.close();
+    if (this.opts.keepRunnersOnClose !== true) await this.scheduler?.stopLocalRunners().catch((err) => this.log.error({ err }, 'could not stop local runners'));
     await this.leader?.close();
     for (const p of this.providers.values()) await p.close();
     this.hub.closeAll();

@@ -187,7 +187,9 @@ describe('control plane crash and failover (PostgreSQL, real server processes)',
     await db.drop();
     rmSync(dataDir, { recursive: true, force: true });
   });
-  const yaml = `scheduler: { tick: 1s }\npools:\n  - { name: local, maxRunners: 3, maxJobsPerRunner: 2 }\n`;
+  // Short heartbeat and offline windows: after the leader dies, its runners (which only know its
+  // address) go offline within seconds and the new leader replaces them.
+  const yaml = `scheduler: { tick: 1s, offlineAfter: 4s }\nrunner: { heartbeatInterval: 1s }\npools:\n  - { name: local, maxRunners: 3, maxJobsPerRunner: 2 }\n`;
 
   test('kill -9 of the control plane mid-burst, then restart: no job lost, no orphan', async () => {
     const port = await freePort();

@@ -290,8 +290,23 @@ export class Scheduler {
     return { gone, orphans };
   }
 
+  /**
+   * On a graceful shutdown, runners this machine runs (the process provider) stop with it: their
+   * jobs go back to the queue for the next start. Runners of a crashed control plane are not
+   * stopped (nothing runs this), and a restart adopts them.
+   */
+  async stopLocalRunners(): Promise<void> {
+    const local = [...this.providers.values()].filter((p) => p.name === 'process');
+    for (const provider of local) {
+      const owned = await provider.list().catch(() => []);
+      for (const r of owned) await this.markTerminated(r.runnerId, 'control plane shut down').catch(() => {});
+      await Promise.all(owned.map((r) => provider.terminate(r.runnerId, { graceMs: 0 }).catch(() => {})));
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     await this.idle();
+    await Promise.allSettled([...this.stopping.values()]);
   }
 }

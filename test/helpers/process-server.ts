@@ -47,7 +47,11 @@ export class ServerProcess {
     this.child.once('exit', (code) => {
       if (code) this.output += `\n[exited with code ${code}]`;
     });
-    await waitFor(`server on port ${this.opts.port}`, async () => (await fetch(this.url + '/healthz').catch(() => undefined))?.ok, 20_000, 50);
+    try {
+      await waitFor(`server on port ${this.opts.port}`, async () => (await fetch(this.url + '/healthz').catch(() => undefined))?.ok, 20_000, 50);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- server output ---\n${this.output.slice(-3000)}`);
+    }
   }
 
   kill9(): Promise<void> {
