@@ -230,3 +230,55 @@ describe('control plane crash and failover (PostgreSQL, real server processes)',
     await b.stop();
   });
 });
+
+describe('ephemeral pools and failed starts', () => {
+  test('an ephemeral pool gives each job a fresh runner, and the runners go away', async () => {
+    const t = await startTestServer({ config: { pools: [{ name: 'local', ephemeral: true, maxRunners: 3 }] } });
+    try {
+      const { body } = await t.api('POST', '/api/v1/jobs/batch', { jobs: [{ command: 'echo a' }, { command: 'echo b' }, { command: 'echo c' }] });
+      const ids: number[] = body.jobs.map((j: any) => j.id);
+      const done = await waitFor('three jobs done', async () => {
+        const js = await Promise.all(ids.map((id) => jobState(t, id)));
+        return js.every((j) => j.state === 'succeeded') ? js : undefined;
+      }, 60_000);
+      assert.equal(new Set(done.map((j) => j.runnerId)).size, 3, 'three different runners');
+      await waitFor('ephemeral runners gone', async () => (await live(t)).length === 0, 30_000);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('a runner that cannot start is replaced with exponential backoff, not in a loop', async () => {
+    const clock = new ManualClock(Date.now());
+    // A runner whose process dies at once, before it can register (a broken image's analogue).
+    const t = await startTestServer({ clock, loops: false, config: { pools: [{ name: 'local', env: { NODE_OPTIONS: '--require /nonexistent/runyard-broken.js' } }] } });
+    try {
+      await t.server.leader.check();
+      await t.api('POST', '/api/v1/jobs', { command: 'echo never' });
+      const exited = async (n: number) =>
+        waitFor(`${n} failed starts`, async () => {
+          const [r] = await t.server.db.query(`select count(*)::int as n from runners where state = 'terminated' and state_reason like '%before registering%'`);
+          return r!.n >= n;
+        }, 20_000);
+      await t.server.scheduler.idle();
+      await exited(1);
+      const starts = async () => (await t.server.db.query(`select count(*)::int as n from runners`))[0]!.n;
+      await t.server.maintenance.tick();
+      assert.equal(await starts(), 1, 'no new start within the first backoff (5s)');
+      clock.advance(5_000);
+      await t.server.maintenance.tick();
+      await exited(2);
+      clock.advance(5_000);
+      await t.server.maintenance.tick();
+      assert.equal(await starts(), 2, 'second backoff is 10s: still waiting after 5s');
+      clock.advance(5_000);
+      await t.server.maintenance.tick();
+      await exited(3);
+      assert.equal(await starts(), 3);
+      const [job] = await t.server.db.query(`select state from jobs`);
+      assert.equal(job.state, 'queued', 'the job waits; it is not lost or failed');
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -246,7 +246,9 @@ export class Scheduler {
     if (this.closed) return;
     try {
       const r = await findRunner(this.ctx.db, runnerId);
-      if (r && r.state !== 'terminated') await this.markTerminated(runnerId, `runner process ${detail}`);
+      // Dying before registering is a failed start: it counts toward the pool's backoff.
+      if (r?.state === 'starting') this.recordFailure(r.pool, this.ctx.clock.now());
+      if (r && r.state !== 'terminated') await this.markTerminated(runnerId, `runner process ${detail}${r.state === 'starting' ? ' before registering' : ''}`);
     } catch (err) {
       this.ctx.log.error({ err, runnerId }, 'could not record runner exit');
     }
