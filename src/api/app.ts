@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import type { ApiContext } from './context.js';
-import { Authenticator } from './auth.js';
+import { Authenticator, actorOf, requireAdmin } from './auth.js';
+import { ForbiddenError } from '../lib/errors.js';
 import { bodyLimit, errorBody, toErrorResponse, type Env } from './http.js';
 import { jobsRouter } from './jobs.js';
 import { runnerJobRouter, runnerProtocolRouter } from './runner-protocol.js';
@@ -21,7 +22,11 @@ export function createApp(ctx: ApiContext) {
     ctx.metrics.httpLatency.observe({ method: c.req.method, route, status: String(c.res.status) }, (performance.now() - started) / 1000);
   });
 
-  app.onError((err, c) => toErrorResponse(err, c, ctx.log));
+  app.onError(async (err, c) => {
+    // A wrongly-scoped call (403) leaves an audit line, as an unauthenticated one (401) does.
+    if (err instanceof ForbiddenError) await auth.audit(c.req.method, c.req.path, err.message, c.get('principal') ? actorOf(c.get('principal')) : 'anonymous');
+    return toErrorResponse(err, c, ctx.log);
+  });
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
 
   app.get('/healthz', async (c) => {
@@ -51,7 +56,7 @@ export function createApp(ctx: ApiContext) {
   api.route('/events', eventsRouter(ctx));
   api.route('/artifacts', artifactsRouter(ctx));
   api.get('/class-sizes', (c) => {
-    if (c.var.principal.kind !== 'admin') return c.json(errorBody('forbidden', 'this call needs an admin token'), 403);
+    requireAdmin(c.var.principal);
     return c.json({ classSizes: Object.entries(ctx.classSizes).map(([name, s]) => ({ name, ...s })) });
   });
   app.route('/api/v1', api);

@@ -68,8 +68,9 @@ export class Authenticator {
     };
   }
 
-  private async audit(method: string, path: string, reason: string) {
-    await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'auth', subject: `${method} ${path}`.slice(0, 200), reason, actor: 'anonymous' }]).catch(() => {});
+  /** The audit line of a refused call (401 or 403); it never fails the request. */
+  async audit(method: string, path: string, reason: string, actor = 'anonymous') {
+    await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'auth', subject: `${method} ${path}`.slice(0, 200), reason: reason.slice(0, 500), actor }]).catch(() => {});
   }
 }
 

@@ -37,9 +37,11 @@ export async function readJson<S extends z.ZodType>(c: Context, schema: S): Prom
 export function validate<S extends z.ZodType>(schema: S, raw: unknown, where: string): z.output<S> {
   const r = schema.safeParse(raw);
   if (!r.success) {
-    const first = r.error.issues[0]!;
-    const field = first.path.length ? formatPath(first.path) : where;
-    const all = r.error.issues.map((i) => `${i.path.length ? formatPath(i.path) : where}: ${i.message}`).join('; ');
+    // An unknown key is reported at its own path ("jobs[0].comand"), not at the object holding it.
+    const pathOf = (i: z.core.$ZodIssue) => (i.code === 'unrecognized_keys' ? [...i.path, i.keys[0]!] : i.path);
+    const fieldOf = (i: z.core.$ZodIssue) => (pathOf(i).length ? formatPath(pathOf(i)) : where);
+    const field = fieldOf(r.error.issues[0]!);
+    const all = r.error.issues.map((i) => `${fieldOf(i)}: ${i.message}`).join('; ');
     // Well-formed but semantically wrong values (unknown pool etc.) use UnprocessableError elsewhere.
     throw new InvalidError(all, field);
   }

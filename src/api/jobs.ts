@@ -44,24 +44,28 @@ export function publicJob(j: Job) {
   return rest;
 }
 
-/** Resolves pools, applies defaults and encrypts secrets; throws 422 for an unknown pool. */
+/**
+ * Resolves pools, applies defaults and encrypts secrets; throws 422 for an unknown pool.
+ * `fieldPrefix` names the spec in errors; its "[]" is replaced by the spec's index ("jobs[3].").
+ */
 export async function prepareSpecs(ctx: ApiContext, inputs: JobSpecInput[], source = 'api', fieldPrefix = ''): Promise<JobSpec[]> {
   const pools = new Map<string, Pool>();
   let defaultPool: string | undefined;
   const out: JobSpec[] = [];
   for (const [i, s] of inputs.entries()) {
+    const poolField = `${fieldPrefix.replace('[]', `[${i}]`)}pool`;
     let name = s.pool;
     if (!name) {
       if (defaultPool === undefined) {
         const all = await listPools(ctx.db);
         defaultPool = all.find((p) => p.name === 'local')?.name ?? (all.length === 1 ? all[0]!.name : '');
       }
-      if (!defaultPool) throw new UnprocessableError('pool is required: more than one pool exists and none is named local', `${fieldPrefix}pool`);
+      if (!defaultPool) throw new UnprocessableError('pool is required: more than one pool exists and none is named local', poolField);
       name = defaultPool;
     }
     if (!pools.has(name)) {
       const pool = await getPool(ctx.db, name).catch(() => undefined);
-      if (!pool) throw new UnprocessableError(`unknown pool ${JSON.stringify(name)}; see \`runyard pools list\``, `${fieldPrefix}pool`);
+      if (!pool) throw new UnprocessableError(`unknown pool ${JSON.stringify(name)}; see \`runyard pools list\``, poolField);
       pools.set(name, pool);
     }
     const pool = pools.get(name)!;

@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import { z } from 'zod';
 import type { ApiContext } from './context.js';
 import { actorOf, requireAdmin } from './auth.js';
-import { readJson, type Env } from './http.js';
+import { readJson, validate, type Env } from './http.js';
 import { poolSchema, slug, type PoolConfig } from '../config/schema.js';
 import { applyPool, configHash, getPool, listPools, type Pool } from '../store/queries/pools.js';
 import { listRunners } from '../store/queries/runners.js';
@@ -43,8 +43,10 @@ export function poolsRouter(ctx: ApiContext) {
   // Apply one pool or several ({pools: [...]}) — create or replace, by name.
   app.post('/', async (c) => {
     requireAdmin(c.var.principal);
-    const body = await readJson(c, z.union([z.strictObject({ pools: z.array(poolSchema).min(1).max(100) }), poolSchema]));
-    const list = 'pools' in body ? body.pools : [body as PoolConfig];
+    // One pool, or {pools: [...]}: chosen by shape, so a bad field is named ("pools[1].maxRunners").
+    const raw = await readJson(c, z.record(z.string(), z.unknown()));
+    const list: PoolConfig[] =
+      'pools' in raw ? validate(z.strictObject({ pools: z.array(poolSchema).min(1).max(100) }), raw, 'body').pools : [validate(poolSchema, raw, 'body')];
     for (const [i, p] of list.entries()) if (p.class && !ctx.classSizes[p.class]) throw new UnprocessableError(`unknown class size ${p.class}`, `pools[${i}].class`);
     const results = [];
     for (const p of list) results.push(await applyPoolConfig(ctx, p, 'api', actorOf(c.var.principal)));

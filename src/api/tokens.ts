@@ -14,7 +14,9 @@ export function tokensRouter(ctx: ApiContext, auth: Authenticator) {
 
   app.post('/', async (c) => {
     requireAdmin(c.var.principal);
-    const body = await readJson(c, z.strictObject({ pool: slug, description: z.string().max(500).optional(), expiresIn: duration.optional() }));
+    // expiresIn 0 would otherwise read as "no expiry"
+    const expiresIn = duration.refine((ms) => ms > 0, 'must be positive');
+    const body = await readJson(c, z.strictObject({ pool: slug, description: z.string().max(500).optional(), expiresIn: expiresIn.optional() }));
     await getPool(ctx.db, body.pool).catch(() => {
       throw new UnprocessableError(`unknown pool ${body.pool}`, 'pool');
     });

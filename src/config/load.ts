@@ -25,7 +25,8 @@ const ALIASES: Record<string, string[]> = { RUNYARD_DATABASE_URL: ['store', 'url
 function envPaths(schema: z.ZodType, prefix: string[] = []): Map<string, string[]> {
   const out = new Map<string, string[]>();
   let s: any = schema;
-  while (s && !(s instanceof z.ZodObject) && typeof s.unwrap === 'function') s = s.unwrap();
+  // Arrays have unwrap() too (their element): a list is one key, set whole (RUNYARD_POOLS='[…]').
+  while (s && !(s instanceof z.ZodObject) && !(s instanceof z.ZodArray) && typeof s.unwrap === 'function') s = s.unwrap();
   if (s instanceof z.ZodPipe) s = (s as any).in;
   if (!(s instanceof z.ZodObject)) return out;
   for (const [key, child] of Object.entries(s.shape)) {

@@ -178,7 +178,8 @@ export async function claimJobs(q: Queryable, now: number, runnerId: string, poo
     `with picked as (
        select id from jobs where state = 'queued' and pool = $1 order by id limit $2 for update skip locked
      ), upd as (
-       update jobs j set state = 'claimed', runner_id = $3, attempt = j.attempt + 1, claimed_at = $4, last_activity_at = $4
+       update jobs j set state = 'claimed', runner_id = $3, attempt = j.attempt + 1, claimed_at = $4, last_activity_at = $4,
+         log_base = j.log_seq
        from picked where j.id = picked.id
        returning j.*
      ), ev as (
@@ -235,15 +236,16 @@ export interface LogLine {
 /**
  * Appends one batch of log lines. Batches are idempotent by seq (a retried batch is ignored),
  * and fenced: only the runner holding the claim may write. Returns whether cancel was requested.
+ * The runner's seq counts from 1 in each attempt; it is stored after the earlier attempts' logs.
  */
 export async function appendLogs(q: Queryable, now: number, f: Fence, seq: number, lines: LogLine[]): Promise<{ cancelRequested: boolean }> {
   const rows = await q.query(
     `with j as (
-       update jobs set last_activity_at = $5, log_seq = greatest(log_seq, $4)
+       update jobs set last_activity_at = $5, log_seq = greatest(log_seq, log_base + $4)
        where id = $1 and runner_id = $2 and attempt = $3 and state in ('claimed', 'running')
-       returning id, cancel_requested
+       returning id, log_base, cancel_requested
      ), ins as (
-       insert into job_logs (job_id, seq, at, lines) select id, $4, $5, $6::jsonb from j
+       insert into job_logs (job_id, seq, at, lines) select id, log_base + $4, $5, $6::jsonb from j
        on conflict (job_id, seq) do nothing
      )
      select cancel_requested from j`,
@@ -339,6 +341,7 @@ export async function recoverJobs(q: Queryable, now: number, jobIds: number[], r
          runner_id = case when not j.cancel_requested and j.attempt < j.max_attempts then null else j.runner_id end,
          queued_at = case when not j.cancel_requested and j.attempt < j.max_attempts then $2 else j.queued_at end,
          finished_at = case when j.cancel_requested or j.attempt >= j.max_attempts then $2 end,
+         secrets_enc = case when j.cancel_requested or j.attempt >= j.max_attempts then null else j.secrets_enc end,
          error = case when j.cancel_requested then 'cancelled' when j.attempt >= j.max_attempts
                       then $3 || ' (attempt ' || j.attempt || ' of ' || j.max_attempts || ')' else j.error end
        from lost where j.id = lost.id
@@ -374,13 +377,17 @@ export async function findStuckJobs(q: Queryable, cutoff: number): Promise<numbe
  */
 export async function expireTimedOutJobs(q: Queryable, now: number, graceMs: number): Promise<{ id: number; runnerId: string | null }[]> {
   const rows = await q.query(
-    `with upd as (
-       update jobs set state = 'timed_out', finished_at = $1, error = 'exceeded timeout of ' || timeout_ms || 'ms', secrets_enc = null
-       where state in ('claimed', 'running') and coalesce(started_at, claimed_at) + (timeout_ms + $2) * interval '1 millisecond' < $1
-       returning id, runner_id
+    `with expired as (
+       select id, state from jobs
+       where state in ('claimed', 'running') and coalesce(started_at, claimed_at) + (timeout_ms + $2::bigint) * interval '1 millisecond' < $1
+       for update
+     ), upd as (
+       update jobs j set state = 'timed_out', finished_at = $1, error = 'exceeded timeout of ' || j.timeout_ms || 'ms', secrets_enc = null
+       from expired where j.id = expired.id
+       returning j.id, j.runner_id, expired.state as from_state
      ), ev as (
-       insert into events (at, kind, subject, to_state, reason, actor)
-       select $1, 'job', id::text, 'timed_out', 'timeout enforced by server', 'recovery' from upd
+       insert into events (at, kind, subject, from_state, to_state, reason, actor)
+       select $1, 'job', id::text, from_state, 'timed_out', 'timeout enforced by server', 'recovery' from upd
      )
      select id, runner_id from upd`,
     [new Date(now), graceMs],
