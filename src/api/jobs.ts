@@ -13,6 +13,7 @@ import { InvalidError, UnprocessableError } from '../lib/errors.js';
 import { waitForAny } from './waiters.js';
 
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
+const KEEPALIVE_MS = 15_000;
 const JOB_STATES = ['queued', 'claimed', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out'] as const;
 
 export const jobSpecSchema = z
@@ -188,6 +189,7 @@ export function jobsRouter(ctx: ApiContext) {
       const abort = new AbortController();
       stream.onAbort(() => abort.abort());
       let after = q.after;
+      let lastWrite = Date.now();
       while (!abort.signal.aborted) {
         // read the state before the logs: a job seen finished has no logs still to come
         const job = await getJob(ctx.db, id);
@@ -195,11 +197,17 @@ export function jobsRouter(ctx: ApiContext) {
         for (const b of batches) {
           await stream.writeSSE({ event: 'log', id: String(b.seq), data: JSON.stringify({ seq: b.seq, lines: b.lines }) });
           after = b.seq;
+          lastWrite = Date.now();
         }
         if (batches.length === 500) continue;
         if (FINAL_STATES.includes(job.state)) {
           await stream.writeSSE({ event: 'end', data: JSON.stringify({ state: job.state, exitCode: job.exitCode, error: job.error }) });
           break;
+        }
+        // A comment line now and then keeps proxies and idle timeouts from cutting a quiet job's stream.
+        if (Date.now() - lastWrite > KEEPALIVE_MS) {
+          await stream.write(': keepalive\n\n');
+          lastWrite = Date.now();
         }
         // woken by this server's log appends; the timeout covers appends made on another server
         await waitForAny(ctx.bus, [`log:${id}`, `job:${id}`], 1000, abort.signal);
