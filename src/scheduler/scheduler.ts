@@ -7,6 +7,9 @@ import { insertStartingRunner, setProviderRef, transitionRunner, findRunner } fr
 import { createToken, revokeRunnerTokens } from '../store/queries/tokens.js';
 import { activeJobIdsOfRunner, recoverJobs } from '../queue/jobs.js';
 import { recordEvents } from '../store/queries/events.js';
+import { sleep } from '../lib/clock.js';
+
+const FOLLOW_UP_GAP_MS = 50;
 
 /** How long a runner asked to stop may take to finish its jobs before it is killed. */
 const DEFAULT_STOP_GRACE_MS = 30_000;
@@ -42,14 +45,17 @@ export class Scheduler {
       return;
     }
     this.passing = (async () => {
-      do {
+      for (let first = true; first || (this.again && !this.closed); first = false) {
+        // The first wake runs at once (a job waiting for a cold start); follow-ups during a busy
+        // stretch are spaced out, so a stream of claims and results does not spin the scheduler.
+        if (!first) await sleep(FOLLOW_UP_GAP_MS);
         this.again = false;
         try {
           await this.pass(this.ctx.clock.now());
         } catch (err) {
           this.ctx.log.error({ err }, 'scheduler pass failed');
         }
-      } while (this.again && !this.closed);
+      }
       this.passing = undefined;
     })();
   }
