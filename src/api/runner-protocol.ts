@@ -12,7 +12,7 @@ import { parseId, parseUuid, readJson, type Env } from './http.js';
 import { activeJobIdsOfRunner, appendLogs, claimJobs, completeJob, markRunning, recoverJobs, type ClaimedJob } from '../queue/jobs.js';
 import { findRunner, getRunner, incrementJobsStarted, refreshBusyIdle, registerRunner, transitionRunner, type Runner } from '../store/queries/runners.js';
 import { getPool, type Pool } from '../store/queries/pools.js';
-import { createToken, revokeRunnerTokens } from '../store/queries/tokens.js';
+import { createToken, findTokenBySecret, revokeRunnerTokens } from '../store/queries/tokens.js';
 import { decryptAtRest, isValidPublicKey, sealTo } from '../lib/sealed.js';
 import { ConflictError, ForbiddenError, RunyardError, UnauthorizedError } from '../lib/errors.js';
 import { artifactInfo } from './artifacts.js';
@@ -129,6 +129,19 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     }, 201);
   });
 
+  // A terminated runner's credential is revoked. Tell its agent "gone" (410, stop for good) rather
+  // than "unauthorized" (401, which an agent cannot tell apart from a credential taken over by
+  // another registration of its id).
+  app.use('/:id/*', async (c, next) => {
+    const id = c.req.param('id')?.toLowerCase() ?? '';
+    const m = /^Bearer\s+(\S+)$/i.exec(c.req.header('authorization') ?? '');
+    if (m && /^[0-9a-f-]{36}$/.test(id) && !(await auth.resolve(m[1]!))) {
+      const token = await findTokenBySecret(ctx.db, m[1]!);
+      if (token?.kind === 'runner' && token.runnerId === id && (await findRunner(ctx.db, id))?.state === 'terminated') throw new GoneError(`runner ${id} was terminated`);
+    }
+    await next();
+  });
+
   app.use('*', auth.middleware());
 
   app.get('/:id/control', async (c) => {
@@ -215,6 +228,8 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     c.req.raw.signal?.addEventListener('abort', () => abort.abort(), { once: true });
     const deadline = Date.now() + body.waitMs;
     for (;;) {
+      // A runner that hung up must not be handed jobs it will never see.
+      if (abort.signal.aborted) return c.json({ jobs: [] });
       const gen = ctx.hub.generation(pool);
       const jobs = await tryClaim(ctx, id, body.max);
       if (jobs === 'stop') return c.json({ jobs: [], stop: true });

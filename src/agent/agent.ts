@@ -1,0 +1,525 @@
+/*
+ * The runner agent. It reads top to bottom:
+ *
+ *   lock state dir ─▶ identity ─▶ register ─▶ control channel + heartbeats ─▶ setup ─▶ distribution
+ *     ─▶ claim loop (long poll; one request in flight) ─▶ run jobs ─▶ stop ─▶ deregister ─▶ exit
+ *
+ * Claiming happens only while registered, prepared, connected, enabled, not stopping and with a
+ * free slot. How it stops:
+ *
+ *   drain (operator, SIGTERM, ephemeral) ─ claim nothing more, finish jobs, deregister, exit 0
+ *       └─ SIGTERM again / grace period over ─ kill jobs (reported "agent shutting down")
+ *   delete ─ kill jobs now, report nothing, remove state and job dirs, exit 0
+ *   gone (410) ─ the server terminated us: kill jobs, report nothing, exit 0
+ *   unauthorized (401) ─ credential revoked (another agent took this id?): kill jobs, exit 1
+ *   fatal (setup failed, registration refused) ─ exit 1 with the reason
+ */
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import { systemClock, sleep as realSleep, type Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import { VERSION } from '../version.js';
+import { Backoff, type Sleep } from './backoff.js';
+import { ControlChannel, type ControlEventName } from './control-channel.js';
+import { Distribution } from './distribution.js';
+import { HttpError, RegistrationRefusedError, RunnerGoneError, SetupFailedError, StateDirLockedError } from './errors.js';
+import { JobExecution, type ExecutionSummary, type KillReason } from './executor.js';
+import { HealthServer } from './health-server.js';
+import { HeartbeatLoop } from './heartbeat.js';
+import { forgetIdentity, loadOrCreateIdentity, type Identity } from './identity.js';
+import { registerWithRetry } from './registration.js';
+import { RunnerClient, type ClaimedJob, type HeartbeatResponse, type RunnerConfig } from './runner-client.js';
+import { runSetup } from './setup.js';
+import { StateDir } from './state-dir.js';
+import { Wakeup } from './wakeup.js';
+import { Workspace } from './workspace.js';
+
+export interface AgentOptions {
+  server: string;
+  registrationToken: string;
+  stateDir: string;
+  workDir: string;
+  /** Default: <hostname>-<first 8 characters of the id>. */
+  name?: string;
+  labels?: string[];
+  /** A fixed runner id (the process provider passes one); default: generated once and kept. */
+  id?: string;
+  /** Serve /livez and /readyz on this port (0: any free port); undefined: no health server. */
+  healthPort?: number;
+  healthHost?: string;
+  /** SIGTERM → SIGKILL grace for jobs, and how long a SIGTERM drain waits before killing jobs. */
+  gracePeriodMs?: number;
+  log: Logger;
+  clock?: Clock;
+  sleep?: Sleep;
+  fetch?: typeof fetch;
+  /** The environment jobs inherit (RUNYARD_* variables are removed). Default: process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export type StopKind = 'drain' | 'delete' | 'gone' | 'unauthorized';
+
+export interface AgentExit {
+  code: number;
+  reason: string;
+}
+
+export interface AgentEvents {
+  registered: [{ runnerId: string; name: string; config: RunnerConfig }];
+  ready: [];
+  connected: [];
+  disconnected: [reason: string];
+  'health-listening': [port: number];
+  'job-started': [{ jobId: number; attempt: number }];
+  'job-finished': [ExecutionSummary];
+  stopping: [{ kind: StopKind; reason: string }];
+  stopped: [AgentExit];
+}
+
+/** How long one claim long-poll may wait on the server. */
+const CLAIM_WAIT_MS = 20_000;
+const PRIORITY: Record<StopKind, number> = { drain: 1, unauthorized: 2, gone: 3, delete: 4 };
+
+export class Agent extends EventEmitter<AgentEvents> {
+  private readonly clock: Clock;
+  private readonly sleep: Sleep;
+  private log: Logger;
+  private readonly client: RunnerClient;
+  private readonly stateDir: StateDir;
+  private readonly workspace: Workspace;
+  private readonly graceMs: number;
+  private readonly health: HealthServer | undefined;
+
+  private identity: Identity | undefined;
+  private name = '';
+  private config: RunnerConfig | undefined;
+  private distribution: Distribution | undefined;
+  private control: ControlChannel | undefined;
+  private heartbeat: HeartbeatLoop | undefined;
+
+  private registered = false;
+  private prepared = false;
+  private enabled = true;
+  private stop: { kind: StopKind; reason: string } | undefined;
+  /** Aborted when the agent starts stopping: registration, setup and downloads give up. */
+  private readonly halt = new AbortController();
+  private forced = false;
+  /** Aborted when run() is over, so no timer of ours outlives the agent. */
+  private readonly over = new AbortController();
+  private readonly jobs = new Map<string, JobExecution>();
+  private readonly running = new Set<Promise<unknown>>();
+  private jobsTaken = 0;
+  private claimAbort: AbortController | undefined;
+  private readonly changed = new Wakeup();
+  private main: Promise<AgentExit> | undefined;
+  private readyResolvers: { ok: () => void; fail: (err: Error) => void } | undefined;
+
+  constructor(private readonly opts: AgentOptions) {
+    super();
+    this.clock = opts.clock ?? systemClock;
+    this.sleep = opts.sleep ?? realSleep;
+    this.log = opts.log;
+    this.client = new RunnerClient(opts.server.replace(/\/+$/, ''), opts.fetch);
+    this.stateDir = new StateDir(opts.stateDir);
+    this.workspace = new Workspace(opts.workDir);
+    this.graceMs = opts.gracePeriodMs ?? 10_000;
+    if (opts.healthPort !== undefined) this.health = new HealthServer(() => this.readiness());
+  }
+
+  get runnerId(): string | undefined {
+    return this.identity?.id;
+  }
+
+  /** Resolves once registered and ready to claim; rejects if the agent stops before that. */
+  start(): Promise<void> {
+    const ready = new Promise<void>((ok, fail) => (this.readyResolvers = { ok, fail }));
+    this.main ??= this.run();
+    return ready;
+  }
+
+  /** Resolves with the exit code and reason when the agent has stopped. */
+  get done(): Promise<AgentExit> {
+    this.main ??= this.run();
+    return this.main;
+  }
+
+  /**
+   * Graceful stop (first SIGTERM): claim nothing more, let running jobs finish, deregister.
+   * Jobs still running after the grace period are killed. A second call kills them at once.
+   */
+  async close(): Promise<AgentExit> {
+    if (this.stop) this.forceStop();
+    else {
+      this.requestStop('drain', 'agent shutting down');
+      void this.sleep(this.graceMs, this.over.signal).then(() => {
+        if (!this.over.signal.aborted) this.forceStop();
+      });
+    }
+    return this.done;
+  }
+
+  /** Kills running jobs (reported as failed: "agent shutting down") so a drain can complete. */
+  forceStop(): void {
+    if (this.forced) return;
+    this.forced = true;
+    if (this.jobs.size) this.log.warn({ jobs: this.jobs.size }, 'killing running jobs: agent shutting down');
+    for (const j of this.jobs.values()) j.kill('shutdown');
+  }
+
+  private async run(): Promise<AgentExit> {
+    let exit: AgentExit;
+    try {
+      await this.boot();
+      void this.claimLoop();
+      await this.until(() => !!this.stop && this.jobs.size === 0);
+      await Promise.allSettled([...this.running]);
+      exit = await this.finish();
+    } catch (err) {
+      exit = this.halt.signal.aborted && !isFatal(err) ? await this.finish() : await this.fail(err as Error);
+    }
+    this.over.abort();
+    await this.health?.close();
+    this.workspace.unlock();
+    this.stateDir.unlock();
+    this.log.info({ code: exit.code, reason: exit.reason }, 'agent stopped');
+    this.readyResolvers?.fail(new Error(exit.reason));
+    this.emit('stopped', exit);
+    return exit;
+  }
+
+  private async boot(): Promise<void> {
+    const { opts } = this;
+    this.stateDir.lock();
+    const { identity, created } = loadOrCreateIdentity(this.stateDir.identityFile, opts.id);
+    this.identity = identity;
+    this.name = opts.name ?? `${hostname()}-${identity.id.slice(0, 8)}`;
+    this.log = this.log.child({ runnerId: identity.id });
+    this.log.info({ server: this.client.server, name: this.name, stateDir: this.stateDir.path, workDir: this.workspace.root, newIdentity: created, version: VERSION }, 'agent starting');
+    if (this.health) {
+      const port = await this.health.listen(opts.healthPort!, opts.healthHost ?? '0.0.0.0');
+      this.log.info({ port }, 'health server listening');
+      this.emit('health-listening', port);
+    }
+
+    const reg = await registerWithRetry(
+      opts.registrationToken,
+      { id: identity.id, name: this.name, version: VERSION, publicKey: identity.publicKey, labels: opts.labels ?? [] },
+      { client: this.client, backoff: new Backoff({ baseMs: 500, maxMs: 15_000 }), sleep: this.sleep, log: this.log, signal: this.halt.signal },
+    );
+    this.client.credential = reg.credential;
+    this.config = reg.config;
+    this.registered = true;
+    this.log = this.log.child({ pool: reg.config.pool });
+    this.log.info({ slots: reg.config.maxJobsPerRunner, ephemeral: reg.config.ephemeral, setup: reg.config.setup.length, distribution: reg.config.distribution?.name ?? null }, 'registered');
+    this.emit('registered', { runnerId: identity.id, name: this.name, config: reg.config });
+    this.connect(reg.config);
+
+    const { killedGroups } = this.workspace.prepare();
+    if (killedGroups) this.log.warn({ killedGroups }, 'killed jobs left running by a previous agent on this work dir');
+    await runSetup(reg.config.setup, {
+      runnerId: identity.id,
+      cwd: this.workspace.setupDir,
+      env: reg.config.env,
+      baseEnv: opts.env ?? process.env,
+      timeoutMs: reg.config.jobTimeoutMs,
+      graceMs: this.graceMs,
+      clock: this.clock,
+      sleep: this.sleep,
+      log: this.log,
+      signal: this.halt.signal,
+    });
+    if (reg.config.distribution) {
+      this.distribution = new Distribution(reg.config.distribution, {
+        download: (digest, signal) => this.client.downloadArtifact(digest, signal),
+        cacheDir: this.stateDir.distCacheDir,
+        backoff: new Backoff({ baseMs: 500, maxMs: 15_000 }),
+        sleep: this.sleep,
+        log: this.log,
+      });
+      // Jobs retry the download themselves and fail with the reason if it stays broken.
+      await this.distribution.ensure(this.halt.signal).catch((err) => this.log.error({ reason: (err as Error).message }, 'distribution unavailable; jobs will fail until it is fixed'));
+    }
+    if (this.halt.signal.aborted) return;
+    this.prepared = true;
+    this.log.info('ready for jobs');
+    this.readyResolvers?.ok();
+    this.readyResolvers = undefined;
+    this.emit('ready');
+    this.reconsider();
+  }
+
+  /** Opens the control channel and starts heartbeats; both outlive reconnects. */
+  private connect(config: RunnerConfig): void {
+    const id = this.identity!.id;
+    this.control = new ControlChannel({
+      open: (signal) => this.client.openControl(id, signal),
+      pingIntervalMs: config.pingIntervalMs,
+      clock: this.clock,
+      sleep: this.sleep,
+      backoff: new Backoff({ baseMs: 250, maxMs: 5000 }),
+      log: this.log,
+    });
+    this.control.on('connected', () => {
+      this.log.info('control channel connected');
+      this.emit('connected');
+      this.reconsider();
+    });
+    this.control.on('disconnected', (reason) => {
+      this.log.warn({ reason }, 'control channel disconnected; not claiming until it is back');
+      this.emit('disconnected', reason);
+      this.reconsider();
+    });
+    this.control.on('event', (name, data) => this.onControl(name, data));
+    this.control.on('gone', () => this.requestStop('gone', 'the server terminated this runner'));
+    this.control.on('unauthorized', () => this.requestStop('unauthorized', 'the runner credential was revoked (did another agent register with this id?)'));
+    this.control.start();
+
+    this.heartbeat = new HeartbeatLoop({
+      send: (signal) => this.client.heartbeat(id, { version: VERSION, jobs: [...this.jobs.values()].map((j) => ({ id: j.id, attempt: j.attempt })) }, signal),
+      intervalMs: config.heartbeatIntervalMs,
+      sleep: this.sleep,
+      log: this.log,
+      onResponse: (r) => this.onHeartbeat(r),
+      onGone: () => this.requestStop('gone', 'the server terminated this runner'),
+      onUnauthorized: () => this.requestStop('unauthorized', 'the runner credential was revoked (did another agent register with this id?)'),
+    });
+    this.heartbeat.start();
+  }
+
+  private onControl(name: ControlEventName, data: any): void {
+    switch (name) {
+      case 'hello':
+        // The state the server holds for us; covers enable/disable events missed while away.
+        this.setEnabled(data?.state !== 'disabled');
+        if (data?.state === 'draining') this.requestStop('drain', 'runner is draining');
+        break;
+      case 'job':
+        this.changed.fire(); // claim now if a slot is free and no claim is in flight
+        break;
+      case 'cancel':
+        this.killJob(Number(data?.jobId), 'cancelled');
+        break;
+      case 'disable':
+        this.setEnabled(false);
+        break;
+      case 'enable':
+        this.setEnabled(true);
+        break;
+      case 'drain':
+        this.requestStop('drain', 'drained by operator');
+        break;
+      case 'delete':
+        this.requestStop('delete', 'deleted by operator');
+        break;
+      default:
+        break;
+    }
+  }
+
+  private onHeartbeat(r: HeartbeatResponse): void {
+    for (const id of r.cancel) this.killJob(id, 'cancelled');
+    for (const id of r.lost) {
+      // Of several attempts of one job here, only the newest may still hold the claim.
+      const mine = [...this.jobs.values()].filter((j) => j.id === id).sort((a, b) => b.attempt - a.attempt);
+      for (const j of mine.length > 1 ? mine.slice(1) : mine) {
+        this.log.warn({ jobId: id, attempt: j.attempt }, 'claim lost; killing job without reporting');
+        j.kill('lost');
+      }
+    }
+    if (r.state === 'draining') this.requestStop('drain', 'runner is draining');
+  }
+
+  private setEnabled(on: boolean): void {
+    if (this.enabled === on) return;
+    this.enabled = on;
+    this.log.info(on ? 'runner enabled; claiming' : 'runner disabled; not claiming (running jobs continue)');
+    this.reconsider();
+  }
+
+  private killJob(jobId: number, reason: KillReason): void {
+    for (const j of this.jobs.values()) if (j.id === jobId) j.kill(reason);
+  }
+
+  private canClaim(): boolean {
+    const c = this.config;
+    if (!c || !this.registered || !this.prepared || !this.enabled || this.stop || !this.control?.connected) return false;
+    if (c.ephemeral && this.jobsTaken >= 1) return false;
+    return true;
+  }
+
+  private freeSlots(): number {
+    const c = this.config!;
+    const free = c.maxJobsPerRunner - this.jobs.size;
+    return c.ephemeral ? Math.min(free, 1 - this.jobsTaken) : free;
+  }
+
+  /** Something changed: an in-flight claim that may no longer be made is aborted; loops re-check. */
+  private reconsider(): void {
+    if (this.claimAbort && !this.canClaim()) this.claimAbort.abort();
+    this.changed.fire();
+  }
+
+  private async until(cond: () => boolean): Promise<void> {
+    while (!cond()) await this.changed.wait();
+  }
+
+  /** One claim request at a time; long-polls while slots are free. */
+  private async claimLoop(): Promise<void> {
+    const backoff = new Backoff({ baseMs: 500, maxMs: 10_000 });
+    const id = this.identity!.id;
+    while (!this.stop) {
+      if (!this.canClaim() || this.freeSlots() <= 0) {
+        await this.changed.wait();
+        continue;
+      }
+      const abort = (this.claimAbort = new AbortController());
+      try {
+        const r = await this.client.claim(id, { max: this.freeSlots(), waitMs: CLAIM_WAIT_MS }, abort.signal);
+        backoff.reset();
+        for (const job of r.jobs) this.startJob(job);
+        if (r.stop) this.requestStop('gone', 'the server terminated this runner');
+      } catch (err) {
+        if (abort.signal.aborted) continue;
+        if (err instanceof HttpError && err.status === 410) this.requestStop('gone', 'the server terminated this runner');
+        else if (err instanceof HttpError && err.status === 401) this.requestStop('unauthorized', 'the runner credential was revoked (did another agent register with this id?)');
+        else {
+          const delayMs = backoff.next();
+          this.log.warn({ delayMs, reason: (err as Error).message }, 'claim failed; retrying');
+          const wake = new AbortController();
+          void this.changed.wait(wake.signal).then(() => wake.abort());
+          await this.sleep(delayMs, wake.signal);
+          wake.abort();
+        }
+      } finally {
+        this.claimAbort = undefined;
+      }
+    }
+  }
+
+  private startJob(job: ClaimedJob): void {
+    const key = `${job.id}:${job.attempt}`;
+    const log = this.log.child({ jobId: job.id, attempt: job.attempt });
+    const exec = new JobExecution(job, {
+      client: this.client,
+      workspace: this.workspace,
+      distribution: this.distribution,
+      privateKey: this.identity!.privateKey,
+      runnerId: this.identity!.id,
+      pool: this.config!.pool,
+      graceMs: this.graceMs,
+      clock: this.clock,
+      sleep: this.sleep,
+      log,
+      baseEnv: this.opts.env ?? process.env,
+      onStarted: () => this.emit('job-started', { jobId: job.id, attempt: job.attempt }),
+    });
+    this.jobs.set(key, exec);
+    this.jobsTaken++;
+    log.info({ commands: job.commands.length, timeoutMs: job.timeoutMs }, 'job claimed');
+    // A stop that is already under way applies to the new job too.
+    if (this.stop?.kind === 'delete') exec.kill('deleted');
+    else if (this.stop && this.stop.kind !== 'drain') exec.kill('lost');
+    else if (this.forced) exec.kill('shutdown');
+    const p = exec
+      .run()
+      .catch((err): ExecutionSummary => {
+        log.error({ err }, 'job execution failed unexpectedly');
+        return { jobId: job.id, attempt: job.attempt, exitCode: null, outcome: 'failed', error: (err as Error).message, durationMs: 0, reported: false, logLines: 0 };
+      })
+      .then((summary) => {
+        this.jobs.delete(key);
+        this.running.delete(p);
+        log.info({ outcome: summary.outcome, exitCode: summary.exitCode, reported: summary.reported, durationMs: summary.durationMs, logLines: summary.logLines }, 'job finished');
+        this.emit('job-finished', summary);
+        if (this.config?.ephemeral) this.requestStop('drain', 'ephemeral runner finished its job');
+        this.reconsider();
+      });
+    this.running.add(p);
+  }
+
+  /** Starts stopping; a stronger kind (delete > gone > unauthorized > drain) overrides a weaker one. */
+  private requestStop(kind: StopKind, reason: string): void {
+    if (this.stop && PRIORITY[this.stop.kind] >= PRIORITY[kind]) return;
+    this.stop = { kind, reason };
+    this.log.info({ kind, reason, runningJobs: this.jobs.size }, kind === 'drain' ? 'draining: finishing running jobs, claiming nothing more' : 'stopping');
+    this.emit('stopping', { kind, reason });
+    this.halt.abort();
+    if (kind === 'delete') for (const j of this.jobs.values()) j.kill('deleted');
+    else if (kind !== 'drain') for (const j of this.jobs.values()) j.kill('lost');
+    this.reconsider();
+  }
+
+  /** After the last job: close the channel and heartbeats, then what the kind of stop asks for. */
+  private async finish(): Promise<AgentExit> {
+    const stop = this.stop ?? { kind: 'drain' as const, reason: 'stopped' };
+    this.claimAbort?.abort();
+    await Promise.all([this.control?.close(), this.heartbeat?.close()]);
+    switch (stop.kind) {
+      case 'delete':
+        // The server already terminated us; a quick best-effort deregister keeps the contract.
+        await this.client.deregister(this.identity!.id, AbortSignal.timeout(2000)).catch(() => {});
+        this.workspace.removeAll();
+        this.stateDir.removeOwned();
+        this.log.info('runner deleted: state and working dirs removed');
+        return { code: 0, reason: stop.reason };
+      case 'gone':
+        forgetIdentity(this.stateDir.identityFile);
+        return { code: 0, reason: stop.reason };
+      case 'unauthorized':
+        return { code: 1, reason: stop.reason };
+      case 'drain':
+        if (this.registered) await this.deregister();
+        return { code: 0, reason: stop.reason };
+    }
+  }
+
+  /**
+   * Tells the server we are gone; retried for a while. "Already gone" counts as done. Either way
+   * the identity is discarded: the next start registers as a new runner.
+   */
+  private async deregister(): Promise<boolean> {
+    const deadline = this.clock.now() + Math.max(this.graceMs, 5000);
+    const backoff = new Backoff({ baseMs: 200, maxMs: 2000 });
+    for (;;) {
+      try {
+        await this.client.deregister(this.identity!.id);
+        this.log.info('deregistered');
+        forgetIdentity(this.stateDir.identityFile); // the server never accepts a deregistered id again
+        return true;
+      } catch (err) {
+        if (err instanceof HttpError && (err.status === 401 || err.status === 410 || err.status === 404)) {
+          forgetIdentity(this.stateDir.identityFile);
+          return true;
+        }
+        if (this.clock.now() >= deadline) {
+          this.log.warn({ reason: (err as Error).message }, 'could not deregister; the server will notice the runner is gone');
+          return false;
+        }
+        await this.sleep(backoff.next());
+      }
+    }
+  }
+
+  private async fail(err: Error): Promise<AgentExit> {
+    const known = err instanceof RegistrationRefusedError || err instanceof RunnerGoneError || err instanceof SetupFailedError || err instanceof StateDirLockedError;
+    this.log.error(known ? { reason: err.message } : { err }, 'agent failed');
+    this.halt.abort();
+    this.stop ??= { kind: 'drain', reason: err.message };
+    for (const j of this.jobs.values()) j.kill('shutdown');
+    await Promise.allSettled([...this.running]);
+    await Promise.all([this.control?.close(), this.heartbeat?.close()]);
+    if (this.registered) await this.deregister();
+    if (err instanceof RunnerGoneError) forgetIdentity(this.stateDir.identityFile);
+    return { code: 1, reason: err.message };
+  }
+
+  private readiness() {
+    const connected = !!this.control?.connected;
+    const ready = this.registered && this.prepared && connected && !this.stop;
+    return { ready, detail: { registered: this.registered, prepared: this.prepared, connected, enabled: this.enabled, stopping: this.stop?.kind ?? null, jobs: this.jobs.size } };
+  }
+}
+
+function isFatal(err: unknown): boolean {
+  return err instanceof SetupFailedError || err instanceof RegistrationRefusedError || err instanceof RunnerGoneError || err instanceof StateDirLockedError;
+}

@@ -1,0 +1,138 @@
+/*
+ * The control channel: server-sent events on GET /runners/{id}/control, kept open for the life of
+ * the agent.
+ *
+ *   connecting ──hello──▶ connected ──stream ends / error / no ping for 3 intervals──▶ backoff
+ *       ▲                                                                                │
+ *       └────────────────────────────────────────────────────────────────────────────────┘
+ *   401 ▶ 'unauthorized' (credential revoked)     410 ▶ 'gone' (runner terminated)
+ *
+ * "Connected" means the server's hello arrived, not merely that TCP is up.
+ */
+import { EventEmitter } from 'node:events';
+import { createParser } from 'eventsource-parser';
+import type { Clock } from '../lib/clock.js';
+import type { Logger } from '../lib/logger.js';
+import type { Backoff, Sleep } from './backoff.js';
+import { PingWatchdog } from './ping-watchdog.js';
+
+export type ControlEventName = 'hello' | 'ping' | 'job' | 'cancel' | 'disable' | 'enable' | 'drain' | 'delete';
+
+export interface ControlChannelEvents {
+  connected: [];
+  disconnected: [reason: string];
+  event: [name: ControlEventName, data: any];
+  unauthorized: [];
+  gone: [];
+}
+
+export interface ControlChannelDeps {
+  open: (signal: AbortSignal) => Promise<Response>;
+  pingIntervalMs: number;
+  clock: Clock;
+  sleep: Sleep;
+  backoff: Backoff;
+  log: Logger;
+}
+
+export class ControlChannel extends EventEmitter<ControlChannelEvents> {
+  private readonly stop = new AbortController();
+  private loop: Promise<void> | undefined;
+  private isConnected = false;
+
+  constructor(private readonly deps: ControlChannelDeps) {
+    super();
+  }
+
+  get connected(): boolean {
+    return this.isConnected;
+  }
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async close(): Promise<void> {
+    this.stop.abort();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    const { backoff, sleep, log } = this.deps;
+    while (!this.stop.signal.aborted) {
+      const outcome = await this.connectOnce();
+      if (this.isConnected) {
+        this.isConnected = false;
+        this.emit('disconnected', outcome.reason);
+      }
+      if (outcome.final || this.stop.signal.aborted) return;
+      const delayMs = backoff.next();
+      log.warn({ reason: outcome.reason, delayMs, attempt: backoff.failures }, 'control channel down; reconnecting');
+      await sleep(delayMs, this.stop.signal);
+    }
+  }
+
+  /** One connection, from request to end of stream. */
+  private async connectOnce(): Promise<{ reason: string; final?: boolean }> {
+    const { open, pingIntervalMs, clock, sleep } = this.deps;
+    const conn = new AbortController();
+    const onStop = () => conn.abort();
+    this.stop.signal.addEventListener('abort', onStop, { once: true });
+    const watchdog = new PingWatchdog(3 * pingIntervalMs, clock, sleep);
+    let expired = false;
+    const watching = watchdog.run(conn.signal).then((r) => {
+      if (r === 'expired') {
+        expired = true;
+        conn.abort();
+      }
+    });
+    try {
+      const res = await open(conn.signal);
+      if (res.status === 401) {
+        this.emit('unauthorized');
+        return { reason: 'credential refused (401)', final: true };
+      }
+      if (res.status === 410) {
+        this.emit('gone');
+        return { reason: 'runner terminated (410)', final: true };
+      }
+      if (!res.ok || !res.body) {
+        await res.body?.cancel().catch(() => {});
+        return { reason: `HTTP ${res.status}` };
+      }
+      const parser = createParser({
+        onEvent: (e) => {
+          watchdog.touch();
+          let data: unknown = {};
+          try {
+            data = e.data ? JSON.parse(e.data) : {};
+          } catch {
+            // a malformed payload still counts as a sign of life
+          }
+          const name = (e.event ?? 'message') as ControlEventName;
+          if (name === 'hello' && !this.isConnected) {
+            this.isConnected = true;
+            this.deps.backoff.reset();
+            this.emit('connected');
+          }
+          this.emit('event', name, data);
+        },
+      });
+      const decoder = new TextDecoder();
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        watchdog.touch();
+        parser.feed(decoder.decode(chunk, { stream: true }));
+      }
+      return { reason: 'server closed the stream' };
+    } catch (err) {
+      if (expired) return { reason: `no event for ${3 * pingIntervalMs}ms` };
+      if (this.stop.signal.aborted) return { reason: 'closed' };
+      const e = err as Error & { cause?: { code?: string } };
+      return { reason: e.cause?.code ?? e.message };
+    } finally {
+      this.stop.signal.removeEventListener('abort', onStop);
+      conn.abort();
+      await watching;
+    }
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * Registration: retried until the server accepts us or refuses for good.
+ *
+ *   201        -> registered (credential + config)
+ *   401        -> token unknown or expired (maybe not yet valid on this server): retry
+ *   5xx, down  -> retry
+ *   403        -> refused (revoked token, wrong kind, bad key): give up
+ *   410        -> this runner id was terminated: give up
+ *   other 4xx  -> the request is wrong: give up
+ */
+import type { Logger } from '../lib/logger.js';
+import type { Backoff, Sleep } from './backoff.js';
+import { HttpError, RegistrationRefusedError, RunnerGoneError, isRetryable } from './errors.js';
+import type { RegisterRequest, RegisterResponse, RunnerClient } from './runner-client.js';
+
+export interface RegistrationDeps {
+  client: RunnerClient;
+  backoff: Backoff;
+  sleep: Sleep;
+  log: Logger;
+  signal: AbortSignal;
+}
+
+export async function registerWithRetry(token: string, body: RegisterRequest, deps: RegistrationDeps): Promise<RegisterResponse> {
+  const { client, backoff, sleep, log, signal } = deps;
+  for (;;) {
+    if (signal.aborted) throw new Error('registration cancelled: the agent is stopping');
+    try {
+      const res = await client.register(token, body, signal);
+      backoff.reset();
+      return res;
+    } catch (err) {
+      if (signal.aborted) throw new Error('registration cancelled: the agent is stopping');
+      if (err instanceof HttpError && err.status === 410) throw new RunnerGoneError(`runner ${body.id} was terminated on the server (${err.message}); this identity cannot be used again: start the agent again to register as a new runner (with a new --id if you pass one)`);
+      if (err instanceof HttpError && err.status === 403) throw new RegistrationRefusedError(`registration refused: ${err.message}`);
+      const retry = isRetryable(err) || (err instanceof HttpError && err.status === 401);
+      if (!retry) throw new RegistrationRefusedError(`registration refused (HTTP ${(err as HttpError).status ?? '?'}): ${(err as Error).message}`);
+      const delayMs = backoff.next();
+      log.warn({ attempt: backoff.failures, delayMs, status: (err as HttpError).status, reason: (err as Error).message }, 'registration failed; retrying');
+      await sleep(delayMs, signal);
+    }
+  }
+}
