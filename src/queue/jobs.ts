@@ -284,7 +284,7 @@ export async function completeJob(q: Queryable, now: number, f: Fence, result: J
   const [done] = await q.query(
     `update jobs set state = $2, exit_code = $3, output = $4, error = $5, finished_at = $6, last_activity_at = $6, secrets_enc = null
      where id = $1 returning *`,
-    [f.jobId, state, result.exitCode, JSON.stringify(result.output ?? null), state === 'succeeded' ? null : (result.error ?? reason), new Date(now)],
+    [f.jobId, state, result.exitCode, JSON.stringify(result.output ?? null), result.error ?? (state === 'succeeded' ? null : reason), new Date(now)],
   );
   await recordEvents(q, now, [{ kind: 'job', subject: String(f.jobId), from: row.state, to: state, reason, actor: f.runnerId }]);
   return toJob(done);
