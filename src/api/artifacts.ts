@@ -57,7 +57,12 @@ export function artifactsRouter(ctx: ApiContext) {
   // Admins and runners may download; a runner only what its pool distributes.
   app.get('/:ref', async (c) => {
     const p = c.var.principal;
-    const ref = decodeURIComponent(c.req.param('ref'));
+    let ref: string;
+    try {
+      ref = decodeURIComponent(c.req.param('ref'));
+    } catch {
+      throw new InvalidError('artifact reference is not a valid URL-encoded string', 'ref');
+    }
     const info = await artifactInfo(ctx.db, ref);
     if (!info) throw new NotFoundError(`artifact ${ref} not found`);
     if (p.kind !== 'admin') {

@@ -35,6 +35,10 @@ export const jobSpecSchema = z
     if (!s.commands && !s.command) ctx.addIssue({ code: 'custom', path: ['commands'], message: 'give commands (an array of shell commands) or command' });
     if (s.commands && s.command) ctx.addIssue({ code: 'custom', path: ['command'], message: 'give either commands or command, not both' });
     if (s.timeout !== undefined && s.timeout <= 0) ctx.addIssue({ code: 'custom', path: ['timeout'], message: 'must be positive' });
+    // PostgreSQL text and jsonb cannot hold NUL characters: refuse them here, naming the field.
+    for (const [key, value] of Object.entries(s)) {
+      if (value !== undefined && JSON.stringify(value).includes('\\u0000')) ctx.addIssue({ code: 'custom', path: [key], message: 'must not contain NUL (\\u0000) characters' });
+    }
     if (s.payload !== undefined && JSON.stringify(s.payload).length > 512 * 1024) ctx.addIssue({ code: 'custom', path: ['payload'], message: 'payload exceeds 512 KiB' });
   });
 export type JobSpecInput = z.output<typeof jobSpecSchema>;

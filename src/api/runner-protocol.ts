@@ -10,7 +10,7 @@ import type { Authenticator } from './auth.js';
 import { requireRunner } from './auth.js';
 import { parseId, parseUuid, readJson, type Env } from './http.js';
 import { activeJobIdsOfRunner, appendLogs, claimJobs, completeJob, markRunning, recoverJobs, type ClaimedJob } from '../queue/jobs.js';
-import { findRunner, getRunner, incrementJobsStarted, refreshBusyIdle, registerRunner, transitionRunner, type Runner } from '../store/queries/runners.js';
+import { resumeRunner, findRunner, getRunner, incrementJobsStarted, refreshBusyIdle, registerRunner, transitionRunner, type Runner } from '../store/queries/runners.js';
 import { getPool, type Pool } from '../store/queries/pools.js';
 import { createToken, findTokenBySecret, revokeRunnerTokens } from '../store/queries/tokens.js';
 import { decryptAtRest, isValidPublicKey, sealTo } from '../lib/sealed.js';
@@ -32,7 +32,7 @@ const registerSchema = z.strictObject({
 
 const heartbeatSchema = z.strictObject({
   version: z.string().min(1).max(100),
-  jobs: z.array(z.strictObject({ id: z.number().int().positive(), attempt: z.number().int().positive() })).max(1000).default([]),
+  jobs: z.array(z.strictObject({ id: z.number().int().positive(), attempt: z.number().int().positive().max(2_147_483_647) })).max(1000).default([]),
 });
 
 const claimSchema = z.strictObject({
@@ -40,17 +40,18 @@ const claimSchema = z.strictObject({
   waitMs: z.number().int().min(0).max(60_000).default(20_000),
 });
 
-const fenceSchema = { attempt: z.number().int().positive() };
+const INT32 = 2_147_483_647;
+const fenceSchema = { attempt: z.number().int().positive().max(INT32) };
 const logSchema = z.strictObject({
   ...fenceSchema,
-  seq: z.number().int().positive(),
+  seq: z.number().int().positive().max(1_000_000_000),
   lines: z
     .array(z.strictObject({ t: z.number().int().nonnegative(), s: z.enum(['o', 'e', 's']), m: z.string().max(65_536) }))
     .max(10_000),
 });
 const resultSchema = z.strictObject({
   ...fenceSchema,
-  exitCode: z.number().int().nullable(),
+  exitCode: z.number().int().min(-INT32).max(INT32).nullable(),
   output: z.unknown().optional(),
   error: z.string().max(10_000).nullable().optional(),
   outcome: z.enum(['cancelled', 'timed_out']).optional(),
@@ -98,6 +99,9 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       const existing = await findRunner(tx, id);
       if (existing?.state === 'terminated') throw new GoneError(`runner ${id} was terminated; start the agent with a fresh state dir`);
       if (existing && existing.pool !== pool.name) throw new ConflictError(`runner ${id} belongs to pool ${existing.pool}`);
+      // A pool-wide token must not take over a live runner's identity with another key.
+      if (existing && !principal.runnerId && existing.state !== 'starting' && existing.publicKey && existing.publicKey !== body.publicKey)
+        throw new ConflictError(`runner ${id} is registered with another key; start the agent with a fresh state dir`, 'id');
       const { runner, from } = await registerRunner(tx, now, {
         id,
         pool: pool.name,
@@ -111,7 +115,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       });
       // A runner that re-registers after a restart has lost whatever it was running.
       const lost = await activeJobIdsOfRunner(tx, id);
-      if (lost.length) await recoverJobs(tx, now, lost, 'runner restarted');
+      if (lost.length) await recoverJobs(tx, now, lost, 'runner restarted', { runnerId: id });
       await revokeRunnerTokens(tx, now, id);
       const { secret } = await createToken(tx, now, { kind: 'runner', pool: pool.name, runnerId: id, description: `credential of ${body.name}` });
       const distribution = pool.config.distribution ? await artifactInfo(tx, pool.config.distribution) : null;
@@ -206,17 +210,15 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     // Claims the runner never picked up (its claim response was lost): back to the queue.
     const unclaimed = rows.filter((r) => !reported.has(r.id) && now - r.claimed_at.getTime() > LOST_CLAIM_MS).map((r) => r.id);
     if (unclaimed.length) {
-      await ctx.db.transaction((tx) => recoverJobs(tx, now, unclaimed, 'claim lost: runner does not report the job'));
+      await ctx.db.transaction((tx) => recoverJobs(tx, now, unclaimed, 'claim lost: runner does not report the job', { runnerId: id, refundUnstarted: true }));
       ctx.bus.emit('jobs', c.var.principal.pool, unclaimed.length);
     }
     if (runner.state === 'offline') {
-      await ctx.db.transaction(async (tx) => {
-        await transitionRunner(tx, now, id, 'idle', 'heartbeats resumed', { from: ['offline'], actor: id });
-        await refreshBusyIdle(tx, now, id);
-      });
+      await ctx.db.transaction((tx) => resumeRunner(tx, now, id));
       ctx.bus.emit('runners');
     }
-    return c.json({ state: runner.state === 'offline' ? 'idle' : runner.state, cancel, lost });
+    const [current] = await ctx.db.query<{ state: string }>('select state from runners where id = $1', [id]);
+    return c.json({ state: current?.state ?? runner.state, cancel, lost });
   });
 
   app.post('/:id/claim', async (c) => {
@@ -247,7 +249,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     const now = ctx.clock.now();
     const lost = await ctx.db.transaction(async (tx) => {
       const jobs = await activeJobIdsOfRunner(tx, id);
-      const moved = await recoverJobs(tx, now, jobs, 'runner exited');
+      const moved = await recoverJobs(tx, now, jobs, 'runner exited', { runnerId: id });
       await transitionRunner(tx, now, id, 'terminated', 'agent exited', { actor: id });
       await revokeRunnerTokens(tx, now, id);
       return moved;

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { ApiContext } from './context.js';
 import { actorOf, requireAdmin, type Authenticator } from './auth.js';
 import { parseUuid, query, type Env } from './http.js';
-import { getRunner, listRunners, refreshBusyIdle, transitionRunner, type RunnerState } from '../store/queries/runners.js';
+import { getRunner, listRunners, refreshBusyIdle, setHold, transitionRunner, type RunnerState } from '../store/queries/runners.js';
 import { activeJobIdsOfRunner, recoverJobs } from '../queue/jobs.js';
 import { revokeRunnerTokens } from '../store/queries/tokens.js';
 import { ConflictError } from '../lib/errors.js';
@@ -46,8 +46,9 @@ export function runnersRouter(ctx: ApiContext, auth: Authenticator) {
     });
 
   action('disable', async (id, actor) => {
-    const r = await transitionRunner(ctx.db, ctx.clock.now(), id, 'disabled', 'disabled by operator', { from: ['idle', 'busy'], actor });
-    if (!r) throw new ConflictError(`runner ${id} can only be disabled when idle or busy`);
+    const r = await transitionRunner(ctx.db, ctx.clock.now(), id, 'disabled', 'disabled by operator', { from: ['idle', 'busy', 'offline'], actor });
+    if (!r) throw new ConflictError(`runner ${id} can only be disabled when idle, busy or offline`);
+    await setHold(ctx.db, id, 'disabled');
     ctx.hub.send(id, 'disable');
   });
 
@@ -55,7 +56,10 @@ export function runnersRouter(ctx: ApiContext, auth: Authenticator) {
     const now = ctx.clock.now();
     const r = await ctx.db.transaction(async (tx) => {
       const moved = await transitionRunner(tx, now, id, 'idle', 'enabled by operator', { from: ['disabled'], actor });
-      if (moved) await refreshBusyIdle(tx, now, id);
+      if (moved) {
+        await setHold(tx, id, null);
+        await refreshBusyIdle(tx, now, id);
+      }
       return moved;
     });
     if (!r) throw new ConflictError(`runner ${id} is not disabled`);
@@ -65,6 +69,7 @@ export function runnersRouter(ctx: ApiContext, auth: Authenticator) {
   action('drain', async (id, actor) => {
     const r = await transitionRunner(ctx.db, ctx.clock.now(), id, 'draining', 'drained by operator', { from: ['idle', 'busy', 'disabled'], actor });
     if (!r) throw new ConflictError(`runner ${id} cannot be drained in its current state`);
+    await setHold(ctx.db, id, 'draining');
     ctx.hub.send(id, 'drain');
   });
 
@@ -76,7 +81,7 @@ export function runnersRouter(ctx: ApiContext, auth: Authenticator) {
     if (runner.state === 'starting' || runner.state === 'offline') {
       // Nothing to drain: it never registered or is gone.
       await ctx.db.transaction(async (tx) => {
-        await recoverJobs(tx, now, await activeJobIdsOfRunner(tx, id), 'runner terminated');
+        await recoverJobs(tx, now, await activeJobIdsOfRunner(tx, id), 'runner terminated', { runnerId: id });
         await transitionRunner(tx, now, id, 'terminated', 'terminated by operator', { actor });
         await revokeRunnerTokens(tx, now, id);
       });
@@ -84,6 +89,7 @@ export function runnersRouter(ctx: ApiContext, auth: Authenticator) {
       return;
     }
     await transitionRunner(ctx.db, now, id, 'draining', 'terminate requested by operator', { from: ['idle', 'busy', 'disabled'], actor });
+    await setHold(ctx.db, id, 'draining');
     ctx.hub.send(id, 'drain');
   });
 
@@ -95,7 +101,7 @@ export function runnersRouter(ctx: ApiContext, auth: Authenticator) {
     await getRunner(ctx.db, id);
     ctx.hub.send(id, 'delete');
     await ctx.db.transaction(async (tx) => {
-      await recoverJobs(tx, now, await activeJobIdsOfRunner(tx, id), 'runner deleted');
+      await recoverJobs(tx, now, await activeJobIdsOfRunner(tx, id), 'runner deleted', { runnerId: id });
       await transitionRunner(tx, now, id, 'terminated', 'deleted by operator', { actor: actorOf(c.var.principal) });
       await revokeRunnerTokens(tx, now, id);
     });

@@ -28,6 +28,11 @@ export interface ProviderRunner {
  */
 export interface Provider {
   readonly name: string;
+  /**
+   * Who owns the runners this instance lists: every provider_ref it hands out ends in
+   * `@<owner>`, so a server only reconciles runners it can see (several servers, one database).
+   */
+  readonly owner: string;
   create(spec: LaunchSpec): Promise<{ ref: string }>;
   /** The runners this runyard instance started and that still exist. */
   list(): Promise<ProviderRunner[]>;

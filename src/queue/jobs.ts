@@ -11,6 +11,7 @@
 import type { Queryable } from '../store/db.js';
 import { recordEvents } from '../store/queries/events.js';
 import { ConflictError, NotFoundError } from '../lib/errors.js';
+import { refreshBusyIdle } from '../store/queries/runners.js';
 
 export type JobState = 'queued' | 'claimed' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out';
 export const ACTIVE_STATES: JobState[] = ['claimed', 'running'];
@@ -178,7 +179,7 @@ export async function claimJobs(q: Queryable, now: number, runnerId: string, poo
     `with picked as (
        select id from jobs where state = 'queued' and pool = $1 order by id limit $2 for update skip locked
      ), upd as (
-       update jobs j set state = 'claimed', runner_id = $3, attempt = j.attempt + 1, claimed_at = $4, last_activity_at = $4,
+       update jobs j set state = 'claimed', runner_id = $3, attempt = j.attempt + 1, claimed_at = $4, last_activity_at = $4, started_at = null,
          log_base = j.log_seq
        from picked where j.id = picked.id
        returning j.*
@@ -313,8 +314,11 @@ export async function cancelJob(q: Queryable, now: number, jobId: number, actor:
 
 /** Puts a finished job back in the queue as a new attempt budget (operator "retry"). */
 export async function retryJob(q: Queryable, now: number, jobId: number, actor: string): Promise<Job> {
-  const [row] = await q.query('select state from jobs where id = $1 for update', [jobId]);
+  const [row] = await q.query('select state, secret_names from jobs where id = $1 for update', [jobId]);
   if (!row) throw new NotFoundError(`job ${jobId} not found`);
+  // Secrets are discarded when a job finishes; a retry would silently run without them.
+  if ((row.secret_names ?? []).length > 0)
+    throw new ConflictError(`job ${jobId} had secrets (${row.secret_names.join(', ')}), which are discarded when a job finishes; submit it again with its secrets`);
   if (!['failed', 'cancelled', 'timed_out'].includes(row.state)) throw new ConflictError(`job ${jobId} is ${row.state}; only failed, cancelled or timed-out jobs can be retried`);
   const [upd] = await q.query(
     `update jobs set state = 'queued', runner_id = null, cancel_requested = false, exit_code = null, output = null, error = null,
@@ -329,31 +333,53 @@ export async function retryJob(q: Queryable, now: number, jobId: number, actor: 
 /**
  * The recovery path for jobs whose runner is gone, stuck or lost its claim: back to queued
  * while attempts remain, otherwise failed with the reason. Returns what happened to each job.
+ *
+ * `runnerId` limits it to jobs still held by that runner (the caller read the ids earlier; a
+ * job requeued and claimed by another runner since must not be touched). `refundUnstarted`
+ * gives back the attempt of a job that was claimed but never started (a claim response lost on
+ * the wire), so such a job does not fail without having run.
  */
-export async function recoverJobs(q: Queryable, now: number, jobIds: number[], reason: string): Promise<{ id: number; from: JobState; to: JobState }[]> {
+export async function recoverJobs(
+  q: Queryable,
+  now: number,
+  jobIds: number[],
+  reason: string,
+  opts: { runnerId?: string; refundUnstarted?: boolean } = {},
+): Promise<{ id: number; from: JobState; to: JobState }[]> {
   if (jobIds.length === 0) return [];
   const rows = await q.query(
     `with lost as (
-       select id, state as from_state from jobs where id = any($1::bigint[]) and state in ('claimed', 'running') for update
+       select id, state as from_state, runner_id as prev_runner,
+              attempt - case when $5 and state = 'claimed' then 1 else 0 end as att
+       from jobs where id = any($1::bigint[]) and state in ('claimed', 'running') and ($4::uuid is null or runner_id = $4)
+       for update
      ), upd as (
        update jobs j set
-         state = case when j.cancel_requested then 'cancelled' when j.attempt < j.max_attempts then 'queued' else 'failed' end,
-         runner_id = case when not j.cancel_requested and j.attempt < j.max_attempts then null else j.runner_id end,
-         queued_at = case when not j.cancel_requested and j.attempt < j.max_attempts then $2 else j.queued_at end,
-         finished_at = case when j.cancel_requested or j.attempt >= j.max_attempts then $2 end,
-         secrets_enc = case when j.cancel_requested or j.attempt >= j.max_attempts then null else j.secrets_enc end,
-         error = case when j.cancel_requested then 'cancelled' when j.attempt >= j.max_attempts
-                      then $3 || ' (attempt ' || j.attempt || ' of ' || j.max_attempts || ')' else j.error end
+         attempt = lost.att,
+         state = case when j.cancel_requested then 'cancelled' when lost.att < j.max_attempts then 'queued' else 'failed' end,
+         runner_id = case when not j.cancel_requested and lost.att < j.max_attempts then null else j.runner_id end,
+         queued_at = case when not j.cancel_requested and lost.att < j.max_attempts then $2 else j.queued_at end,
+         started_at = case when not j.cancel_requested and lost.att < j.max_attempts then null else j.started_at end,
+         finished_at = case when j.cancel_requested or lost.att >= j.max_attempts then $2 end,
+         secrets_enc = case when j.cancel_requested or lost.att >= j.max_attempts then null else j.secrets_enc end,
+         error = case when j.cancel_requested then 'cancelled' when lost.att >= j.max_attempts
+                      then $3 || ' (attempt ' || lost.att || ' of ' || j.max_attempts || ')' else j.error end
        from lost where j.id = lost.id
-       returning j.id, lost.from_state, j.state, j.attempt, j.max_attempts
+       returning j.id, lost.from_state, lost.prev_runner, j.state, j.attempt, j.max_attempts
      ), ev as (
        insert into events (at, kind, subject, from_state, to_state, reason, actor)
        select $2, 'job', id::text, from_state, state, $3 || ' (attempt ' || attempt || ' of ' || max_attempts || ')', 'recovery' from upd
      )
-     select id, from_state, state from upd order by id`,
-    [jobIds, new Date(now), reason],
+     select id, from_state, prev_runner, state from upd order by id`,
+    [jobIds, new Date(now), reason, opts.runnerId ?? null, opts.refundUnstarted ?? false],
   );
+  await refreshRunnersOf(q, now, rows.map((r) => r.prev_runner));
   return rows.map((r) => ({ id: r.id, from: r.from_state, to: r.state }));
+}
+
+/** A runner that lost its jobs to recovery is idle again (and so can be scaled down). */
+async function refreshRunnersOf(q: Queryable, now: number, runnerIds: (string | null)[]) {
+  for (const id of new Set(runnerIds.filter((r): r is string => !!r))) await refreshBusyIdle(q, now, id);
 }
 
 export async function activeJobIdsOfRunner(q: Queryable, runnerId: string): Promise<number[]> {

@@ -28,7 +28,7 @@ export async function recover(ctx: ApiContext, now: number): Promise<RecoveryRep
     const moved = await ctx.db.transaction(async (tx) => {
       const went = await transitionRunner(tx, now, r.id, 'offline', `no heartbeat for ${Math.round(scheduler.offlineAfter / 1000)}s`, { from: ['idle', 'busy', 'draining', 'disabled'] });
       if (!went) return [];
-      return recoverJobs(tx, now, await activeJobIdsOfRunner(tx, r.id), 'runner went offline');
+      return recoverJobs(tx, now, await activeJobIdsOfRunner(tx, r.id), 'runner went offline', { runnerId: r.id });
     });
     report.offline.push(r.id);
     note(moved);

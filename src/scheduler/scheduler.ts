@@ -10,6 +10,10 @@ import { recordEvents } from '../store/queries/events.js';
 import { sleep } from '../lib/clock.js';
 
 const FOLLOW_UP_GAP_MS = 50;
+/** A runner that exits this soon after registering without taking a job counts as a failed start. */
+const EARLY_EXIT_MS = 60_000;
+
+class AbandonTermination extends Error {}
 
 /** How long a runner asked to stop may take to finish its jobs before it is killed. */
 const DEFAULT_STOP_GRACE_MS = 30_000;
@@ -28,6 +32,7 @@ export class Scheduler {
   private again = false;
   private closed = false;
   private warned = new Set<string>();
+  private serial: Promise<unknown> = Promise.resolve();
 
   constructor(
     private ctx: ApiContext,
@@ -99,8 +104,19 @@ export class Scheduler {
     }));
   }
 
+  /** Passes and reconciles never overlap: two at once could both start runners for one gap. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.serial.then(fn, fn);
+    this.serial = run.catch(() => {});
+    return run;
+  }
+
   /** One decide-then-apply pass; returns the plan it applied. */
-  async pass(now: number): Promise<Action[]> {
+  pass(now: number): Promise<Action[]> {
+    return this.exclusive(() => this.passNow(now));
+  }
+
+  private async passNow(now: number): Promise<Action[]> {
     const views = await this.gather(now);
     const plan = decide(views, now);
     for (const a of plan) {
@@ -112,7 +128,7 @@ export class Scheduler {
       try {
         if (a.kind === 'start') await this.start(v, a.count, a.reason);
         else if (a.kind === 'drain') await this.drain(a.runnerId, a.reason);
-        else this.terminate(a.runnerId, a.reason);
+        else void this.terminate(a.runnerId, a.reason);
       } catch (err) {
         this.ctx.log.error({ err, action: a }, 'scheduler action failed');
       }
@@ -122,8 +138,10 @@ export class Scheduler {
 
   private failureState(pool: string, runners: any[]) {
     const f = this.failures.get(pool) ?? { count: 0, lastAt: 0 };
-    // A runner that registered after the last failure proves the pool healthy again.
-    if (f.count > 0 && runners.some((r) => r.registered_at && r.registered_at.getTime() > f.lastAt)) {
+    // A runner started after the last failure that took a job, or stayed up, proves the pool healthy.
+    const now = this.ctx.clock.now();
+    const healthy = (r: any) => r.registered_at && r.created_at.getTime() > f.lastAt && (r.jobs_started > 0 || now - r.registered_at.getTime() >= EARLY_EXIT_MS);
+    if (f.count > 0 && runners.some(healthy)) {
       this.failures.delete(pool);
       return { count: 0, lastAt: 0 };
     }
@@ -192,45 +210,59 @@ export class Scheduler {
     if (r) this.ctx.hub.send(runnerId, 'drain');
   }
 
-  /** Stops a runner through its provider in the background; its jobs take the recovery path. */
+  /**
+   * Stops a runner through its provider in the background; its jobs take the recovery path.
+   * The scheduler only terminates runners without jobs: if one claimed a job since the decision,
+   * the move to draining fails under the runner's row lock (which claims also take) and the
+   * termination is abandoned.
+   */
   terminate(runnerId: string, reason: string): Promise<void> {
     const existing = this.stopping.get(runnerId);
     if (existing) return existing;
-    const run = (async () => {
-      const now = this.ctx.clock.now();
-      const runner = await findRunner(this.ctx.db, runnerId);
-      if (!runner || runner.state === 'terminated') return;
-      if (runner.state === 'starting' || runner.state === 'offline') {
-        if (runner.state === 'starting') this.recordFailure(runner.pool, now);
-        await this.markTerminated(runnerId, reason);
-      } else {
-        await transitionRunner(this.ctx.db, now, runnerId, 'draining', reason, { from: ['idle', 'busy', 'disabled'] });
-        this.ctx.hub.send(runnerId, 'drain');
-      }
-      const provider = runner.provider ? this.providers.get(runner.provider) : undefined;
-      if (provider) {
-        try {
-          await provider.terminate(runnerId, { graceMs: this.opts.stopGraceMs ?? DEFAULT_STOP_GRACE_MS });
-        } catch (err) {
-          this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'terminate' });
-          this.ctx.log.error({ err, runnerId }, 'runner terminate failed');
-          return;
-        }
-      }
-      await this.markTerminated(runnerId, reason);
-    })().finally(() => {
-      this.stopping.delete(runnerId);
-      this.wake();
-    });
+    const run = this.terminateNow(runnerId, reason)
+      .catch((err) => this.ctx.log.error({ err, runnerId }, 'runner termination failed; the next pass retries'))
+      .finally(() => {
+        this.stopping.delete(runnerId);
+        this.wake();
+      });
     this.stopping.set(runnerId, run);
     return run;
+  }
+
+  private async terminateNow(runnerId: string, reason: string): Promise<void> {
+    const now = this.ctx.clock.now();
+    const runner = await findRunner(this.ctx.db, runnerId);
+    if (!runner || runner.state === 'terminated') return;
+    if (runner.state === 'starting' || runner.state === 'offline') {
+      if (runner.state === 'starting') this.recordFailure(runner.pool, now);
+      await this.markTerminated(runnerId, reason);
+    } else if (runner.state !== 'draining') {
+      const moved = await this.ctx.db.transaction(async (tx) => {
+        const [{ n }] = (await tx.query(`select count(*)::int as n from jobs where runner_id = $1 and state in ('claimed', 'running')`, [runnerId])) as [{ n: number }];
+        const r = await transitionRunner(tx, now, runnerId, 'draining', reason, { from: ['idle', 'disabled'] });
+        if (r && n > 0) throw new AbandonTermination();
+        return r;
+      }).catch((err) => (err instanceof AbandonTermination ? undefined : Promise.reject(err)));
+      if (!moved) return; // it took a job in the meantime: keep it
+      this.ctx.hub.send(runnerId, 'drain');
+    }
+    const provider = runner.provider ? this.providers.get(runner.provider) : undefined;
+    if (provider) {
+      try {
+        await provider.terminate(runnerId, { graceMs: this.opts.stopGraceMs ?? DEFAULT_STOP_GRACE_MS });
+      } catch (err) {
+        this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'terminate' });
+        throw err;
+      }
+    }
+    await this.markTerminated(runnerId, reason);
   }
 
   /** Terminated in the store; whatever it still held goes back to the queue (or fails). */
   private async markTerminated(runnerId: string, reason: string) {
     const now = this.ctx.clock.now();
     const moved = await this.ctx.db.transaction(async (tx) => {
-      const m = await recoverJobs(tx, now, await activeJobIdsOfRunner(tx, runnerId), `runner stopped: ${reason}`);
+      const m = await recoverJobs(tx, now, await activeJobIdsOfRunner(tx, runnerId), `runner stopped: ${reason}`, { runnerId });
       await transitionRunner(tx, now, runnerId, 'terminated', reason);
       await revokeRunnerTokens(tx, now, runnerId);
       return m;
@@ -252,8 +284,11 @@ export class Scheduler {
     if (this.closed) return;
     try {
       const r = await findRunner(this.ctx.db, runnerId);
-      // Dying before registering is a failed start: it counts toward the pool's backoff.
-      if (r?.state === 'starting') this.recordFailure(r.pool, this.ctx.clock.now());
+      // Dying before registering, or soon after without taking a job (setup failed, bad image),
+      // is a failed start: it counts toward the pool's backoff so it cannot loop.
+      const now = this.ctx.clock.now();
+      const early = r && !this.stopping.has(runnerId) && r.jobsStarted === 0 && (!r.registeredAt || now - r.registeredAt.getTime() < EARLY_EXIT_MS);
+      if (r && (r.state === 'starting' || early)) this.recordFailure(r.pool, now);
       if (r && r.state !== 'terminated') await this.markTerminated(runnerId, `runner process ${detail}${r.state === 'starting' ? ' before registering' : ''}`);
     } catch (err) {
       this.ctx.log.error({ err, runnerId }, 'could not record runner exit');
@@ -266,7 +301,11 @@ export class Scheduler {
    * are terminated (their jobs recovered); runners a provider has but the store has ended are
    * stopped (orphans after a crash). Runners still alive and known are adopted as they are.
    */
-  async reconcile(): Promise<{ gone: string[]; orphans: string[] }> {
+  reconcile(): Promise<{ gone: string[]; orphans: string[] }> {
+    return this.exclusive(() => this.reconcileNow());
+  }
+
+  private async reconcileNow(): Promise<{ gone: string[]; orphans: string[] }> {
     const gone: string[] = [];
     const orphans: string[] = [];
     for (const provider of this.providers.values()) {
@@ -279,7 +318,11 @@ export class Scheduler {
         continue;
       }
       const alive = new Map(owned.filter((o) => o.alive).map((o) => [o.runnerId, o]));
-      const known = await this.ctx.db.query<{ id: string; state: string }>(`select id, state from runners where provider = $1 and state <> 'terminated'`, [provider.name]);
+      // Only runners this provider instance could see: another server's are not ours to judge.
+      const known = await this.ctx.db.query<{ id: string; state: string }>(
+        `select id, state from runners where provider = $1 and state <> 'terminated' and provider_ref like $2`,
+        [provider.name, `%@${provider.owner}`],
+      );
       const knownIds = new Set(known.map((k) => k.id));
       for (const k of known) {
         if (alive.has(k.id) || this.inFlight.has(k.id) || this.stopping.has(k.id)) continue;

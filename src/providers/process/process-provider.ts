@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { LaunchSpec, Provider, ProviderRunner } from '../provider.js';
 import type { Logger } from '../../lib/logger.js';
@@ -24,10 +26,13 @@ interface RunnerFile {
  */
 export class ProcessProvider implements Provider {
   readonly name = 'process';
+  /** This machine and data dir: process runners are only visible to servers sharing both. */
+  readonly owner: string;
   private listeners: ((runnerId: string, detail: string) => void)[] = [];
   private children = new Map<string, { exited: Promise<void> }>();
 
   constructor(private dataDir: string, private log: Logger, private instanceId: string) {
+    this.owner = createHash('sha256').update(`${hostname()}:${dataDir}`).digest('hex').slice(0, 12);
     mkdirSync(this.runnersDir, { recursive: true });
     mkdirSync(this.logsDir, { recursive: true });
   }
@@ -84,7 +89,7 @@ export class ProcessProvider implements Provider {
     );
     this.children.set(spec.runnerId, { exited });
     child.unref();
-    return { ref: `pid:${pid}` };
+    return { ref: `pid:${pid}@${this.owner}` };
   }
 
   onExit(listener: (runnerId: string, detail: string) => void): void {
@@ -103,7 +108,7 @@ export class ProcessProvider implements Provider {
         this.cleanup(id);
         continue;
       }
-      out.push({ runnerId: f.runnerId, ref: `pid:${f.pid}`, pool: f.pool, alive, startedAt: f.startedAt });
+      out.push({ runnerId: f.runnerId, ref: `pid:${f.pid}@${this.owner}`, pool: f.pool, alive, startedAt: f.startedAt });
     }
     return out;
   }

@@ -122,14 +122,16 @@ export async function registerRunner(
     `insert into runners (id, pool, name, state, state_reason, version, labels, public_key, slots, config_hash, ephemeral, provider,
                           created_at, registered_at, last_heartbeat_at, idle_since, state_changed_at)
      values ($1, $2, $3, 'idle', 'registered', $4, $5, $6, $7, $8, $9, 'manual', $10, $10, $10, $10, $10)
-     on conflict (id) do update set name = excluded.name, state = 'idle', state_reason = 'registered', version = excluded.version,
+     on conflict (id) do update set name = excluded.name, state = coalesce(runners.hold, 'idle'), state_reason = 'registered', version = excluded.version,
        labels = excluded.labels, public_key = excluded.public_key, slots = excluded.slots,
-       config_hash = coalesce(runners.config_hash, excluded.config_hash), registered_at = excluded.registered_at,
+       -- a hand-started agent takes the current config when it registers again; a launched one keeps what it was launched with
+       config_hash = case when runners.provider = 'manual' then excluded.config_hash else coalesce(runners.config_hash, excluded.config_hash) end,
+       registered_at = excluded.registered_at,
        last_heartbeat_at = excluded.last_heartbeat_at, idle_since = excluded.idle_since, state_changed_at = excluded.state_changed_at
      returning *`,
     [r.id, r.pool, r.name, r.version, JSON.stringify(r.labels), r.publicKey, r.slots, r.configHash, r.ephemeral, at],
   );
-  await recordEvents(q, now, [{ kind: 'runner', subject: r.id, from: prev?.state ?? null, to: 'idle', reason: prev ? 're-registered' : 'registered', actor: r.id }]);
+  await recordEvents(q, now, [{ kind: 'runner', subject: r.id, from: prev?.state ?? null, to: row.state, reason: prev ? 're-registered' : 'registered', actor: r.id }]);
   return { runner: toRunner(row), from: prev?.state ?? null };
 }
 
@@ -196,6 +198,18 @@ export async function refreshBusyIdle(q: Queryable, now: number, id: string): Pr
     [id, at],
   );
   if (rows[0]) await recordEvents(q, now, [{ kind: 'runner', subject: id, from: rows[0].prev_state, to: rows[0].state, reason: rows[0].state === 'busy' ? 'running jobs' : 'no jobs', actor: id }]);
+}
+
+/** Sets or clears an operator's hold (disabled or draining) that survives reconnects. */
+export async function setHold(q: Queryable, id: string, hold: 'disabled' | 'draining' | null): Promise<void> {
+  await q.query('update runners set hold = $2 where id = $1', [id, hold]);
+}
+
+/** A runner whose heartbeats resumed returns to its operator hold, else to idle or busy. */
+export async function resumeRunner(q: Queryable, now: number, id: string): Promise<void> {
+  const [row] = await q.query<{ hold: RunnerState | null }>('select hold from runners where id = $1', [id]);
+  await transitionRunner(q, now, id, row?.hold ?? 'idle', 'heartbeats resumed', { from: ['offline'], actor: id });
+  if (!row?.hold) await refreshBusyIdle(q, now, id);
 }
 
 export async function incrementJobsStarted(q: Queryable, id: string, n: number): Promise<void> {
