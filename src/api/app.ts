@@ -10,6 +10,9 @@ import { poolsRouter } from './pools.js';
 import { tokensRouter } from './tokens.js';
 import { eventsRouter } from './events.js';
 import { artifactsRouter } from './artifacts.js';
+import { statsRouter } from './stats.js';
+import { streamRouter } from './stream.js';
+import { webRouter } from '../web/router.js';
 
 export function createApp(ctx: ApiContext) {
   const app = new Hono<Env>();
@@ -55,11 +58,14 @@ export function createApp(ctx: ApiContext) {
   api.route('/tokens', tokensRouter(ctx, auth));
   api.route('/events', eventsRouter(ctx));
   api.route('/artifacts', artifactsRouter(ctx));
+  api.route('/stats', statsRouter(ctx));
+  api.route('/stream', streamRouter(ctx));
   api.get('/class-sizes', (c) => {
     requireAdmin(c.var.principal);
     return c.json({ classSizes: Object.entries(ctx.classSizes).map(([name, s]) => ({ name, ...s })) });
   });
   app.route('/api/v1', api);
+  app.route('/', webRouter());
   return { app, auth };
 }
 
