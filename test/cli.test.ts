@@ -410,7 +410,7 @@ describe('runyard CLI', () => {
     assert.equal(JSON.parse(ok(await cli(['runners', 'show', 'ops-runner', '--json'])).stdout).runner.id, ops.id);
 
     assert.match(ok(await cli(['runners', 'disable', ops.id])).stdout, /runner ops-runner \(\w{8}\) is disabled; now disabled/);
-    fails(await cli(['runners', 'disable', ops.id]), 2, /can only be disabled when idle or busy/);
+    fails(await cli(['runners', 'disable', ops.id]), 2, /can only be disabled when idle, busy or offline/);
     assert.match(ok(await cli(['runners', 'enable', 'ops-runner'])).stdout, /now idle/);
     assert.match(ok(await cli(['runners', 'drain', ops.id.slice(0, 8)])).stdout, /is draining; now draining/);
     assert.match(ok(await cli(['runners', 'terminate', ops.id])).stdout, /now draining/);
