@@ -13,6 +13,7 @@ import { artifactsRouter } from './artifacts.js';
 import { statsRouter } from './stats.js';
 import { streamRouter } from './stream.js';
 import { webRouter } from '../web/router.js';
+import { githubWebhookRouter } from '../github/webhook.js';
 
 export function createApp(ctx: ApiContext) {
   const app = new Hono<Env>();
@@ -64,6 +65,7 @@ export function createApp(ctx: ApiContext) {
     requireAdmin(c.var.principal);
     return c.json({ classSizes: Object.entries(ctx.classSizes).map(([name, s]) => ({ name, ...s })) });
   });
+  app.route('/webhooks', githubWebhookRouter(ctx)); // signed by GitHub, not bearer-token auth
   app.route('/api/v1', api);
   app.route('/', webRouter());
   return { app, auth };

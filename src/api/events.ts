@@ -12,7 +12,7 @@ export function eventsRouter(ctx: ApiContext) {
     const q = query(
       c,
       z.object({
-        kind: z.enum(['job', 'runner', 'pool', 'token', 'auth', 'scheduler']).optional(),
+        kind: z.enum(['job', 'runner', 'pool', 'token', 'auth', 'scheduler', 'github']).optional(),
         subject: z.string().max(200).optional(),
         before: z.coerce.number().int().positive().optional(),
         after: z.coerce.number().int().min(0).optional(),

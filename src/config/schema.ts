@@ -77,6 +77,15 @@ export const configSchema = z
         privateKeyPath: z.string().optional(),
         token: z.string().optional(),
         apiUrl: z.url().default('https://api.github.com'),
+        runnerPath: z.string().min(1).default('./actions-runner/run.sh'),
+        runnerVersion: z.string().min(1).optional(),
+        scope: z.enum(['repo', 'org']).default('repo'),
+        runnerGroupId: z.number().int().min(1).default(1),
+        runnerPrefix: z.string().regex(/^[A-Za-z0-9_-]{1,32}$/, 'letters, digits, _ and -, up to 32').default('runyard'),
+        assignTimeout: duration.default(300_000),
+        reconcileInterval: duration.default(60_000),
+        repositories: z.array(z.string().regex(/^[\w.-]+\/[\w.-]+$/, 'must be owner/name')).default([]),
+        maxRateLimitWait: duration.default(60_000),
       })
       .optional(),
     scheduler: z

@@ -1,7 +1,7 @@
 import type { Queryable } from '../db.js';
 
 export interface EventInput {
-  kind: 'job' | 'runner' | 'pool' | 'token' | 'auth' | 'scheduler';
+  kind: 'job' | 'runner' | 'pool' | 'token' | 'auth' | 'scheduler' | 'github';
   subject: string;
   from?: string | null;
   to?: string | null;

@@ -1,0 +1,32 @@
+import type { Pool } from '../store/queries/pools.js';
+
+/**
+ * Picks the pool for a GitHub job's `runs-on` labels. `self-hosted` is implied; `class:<size>`
+ * must equal the pool's `class`, `image:<base>` the pool's `image`; every other label must be in
+ * the pool's `labels` (case-insensitive). Only pools that declare labels serve GitHub. Among
+ * matches the most specific pool (fewest labels beyond the job's) wins, then the name.
+ */
+export function routeLabels(pools: Pool[], jobLabels: string[]): Pool | undefined {
+  let cls: string | undefined;
+  let image: string | undefined;
+  const plain: string[] = [];
+  for (const raw of jobLabels) {
+    const l = raw.trim();
+    const lower = l.toLowerCase();
+    if (lower === 'self-hosted') continue;
+    if (lower.startsWith('class:')) cls = l.slice(6);
+    else if (lower.startsWith('image:')) image = l.slice(6);
+    else plain.push(lower);
+  }
+  const matches = pools.filter((p) => {
+    const have = new Set(p.config.labels.map((l) => l.toLowerCase()));
+    if (have.size === 0) return false;
+    if (cls !== undefined && p.config.class !== cls) return false;
+    if (image !== undefined && p.config.image !== image) return false;
+    return plain.every((l) => have.has(l));
+  });
+  matches.sort((a, b) => a.config.labels.length - b.config.labels.length || a.name.localeCompare(b.name));
+  return matches[0];
+}
+
+export const isSelfHosted = (labels: string[]) => labels.some((l) => l.toLowerCase() === 'self-hosted');

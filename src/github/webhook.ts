@@ -1,0 +1,101 @@
+import { Hono } from 'hono';
+import type { ApiContext } from '../api/context.js';
+import { bodyLimit, errorBody } from '../api/http.js';
+import { recordEvents } from '../store/queries/events.js';
+import { GithubApiError } from './client.js';
+import { githubSettings } from './settings.js';
+import { githubSource, type WorkflowJobInfo } from './service.js';
+import { verifySignature } from './signature.js';
+
+/** GitHub's own cap on webhook payloads is 25 MB; workflow_job payloads are a few KB. */
+const MAX_WEBHOOK_BYTES = 1_048_576;
+/** GitHub waits 10 s for a webhook response: wait at most this long for a rate limit here (reconcile catches up later). */
+const WEBHOOK_RATE_LIMIT_WAIT_MS = 5_000;
+
+/**
+ * `POST /webhooks/github` — outside bearer-token auth; authenticated by the HMAC signature.
+ * Mount: `app.route('/webhooks', githubWebhookRouter(ctx))`.
+ */
+export function githubWebhookRouter(ctx: ApiContext) {
+  const app = new Hono();
+  const inFlight = new Set<string>();
+
+  app.post('/github', bodyLimit(Math.min(ctx.config.limits.maxBodyBytes, MAX_WEBHOOK_BYTES)), async (c) => {
+    const settings = githubSettings(ctx.config);
+    if (!settings?.webhookSecret) return c.json(errorBody('unavailable', 'GitHub webhooks are not configured: set github.webhookSecret'), 503);
+    const body = new Uint8Array(await c.req.arrayBuffer());
+    const delivery = (c.req.header('x-github-delivery') ?? '').slice(0, 100);
+    const event = c.req.header('x-github-event') ?? '';
+    if (!verifySignature(settings.webhookSecret, body, c.req.header('x-hub-signature-256'))) {
+      const reason = c.req.header('x-hub-signature-256') ? 'bad X-Hub-Signature-256 on GitHub webhook' : 'missing X-Hub-Signature-256 on GitHub webhook';
+      await recordEvents(ctx.db, ctx.clock.now(), [{ kind: 'auth', subject: 'POST /webhooks/github', reason: `${reason} (delivery ${delivery || '-'}, event ${event || '-'})`, actor: 'anonymous' }]).catch(() => {});
+      ctx.log.warn({ delivery, event }, reason);
+      return c.json(errorBody('unauthorized', reason), 401);
+    }
+    if (event === 'ping') return c.json({ ok: true, event }, 200);
+    if (event !== 'workflow_job') return c.json({ ignored: true, reason: `event ${event || '(none)'} is not handled` }, 202);
+
+    let payload: any;
+    try {
+      payload = JSON.parse(Buffer.from(body).toString('utf8'));
+    } catch {
+      return c.json(errorBody('invalid', 'body is not JSON', 'body'), 400);
+    }
+    const wj = payload?.workflow_job;
+    const repo = payload?.repository?.full_name;
+    if (!wj || !Number.isSafeInteger(wj.id) || typeof repo !== 'string' || !Array.isArray(wj.labels))
+      return c.json(errorBody('invalid', 'workflow_job payload needs workflow_job.id, workflow_job.labels and repository.full_name', 'workflow_job'), 400);
+    const action = String(payload.action ?? '');
+    if (!['queued', 'in_progress', 'completed'].includes(action)) return c.json({ ignored: true, reason: `action ${action} is not handled` }, 202);
+
+    const subject = `delivery:${delivery}`;
+    if (delivery) {
+      if (inFlight.has(delivery)) return c.json({ duplicate: true, delivery }, 200);
+      const seen = await ctx.db.query(`select 1 from events where kind = 'github' and subject = $1 limit 1`, [subject]);
+      if (seen.length) return c.json({ duplicate: true, delivery }, 200);
+      inFlight.add(delivery);
+    }
+    const info: WorkflowJobInfo = {
+      id: wj.id,
+      runId: Number.isSafeInteger(wj.run_id) ? wj.run_id : null,
+      labels: wj.labels.map(String),
+      runnerName: wj.runner_name ? String(wj.runner_name) : null,
+      status: wj.status ?? null,
+      conclusion: wj.conclusion ?? null,
+      repo,
+      org: payload.organization?.login ?? payload.repository?.owner?.login ?? null,
+      installationId: Number.isSafeInteger(payload.installation?.id) ? payload.installation.id : null,
+    };
+    const source = githubSource(ctx);
+    const done = async (outcome: string) => {
+      if (delivery)
+        await recordEvents(ctx.db, ctx.clock.now(), [{ kind: 'github', subject, reason: `${action} workflow_job ${wj.id}: ${outcome}`, actor: 'github' }]);
+    };
+    try {
+      if (action === 'queued') {
+        const out = await source.queued(info, { maxWaitMs: WEBHOOK_RATE_LIMIT_WAIT_MS });
+        if (out.status === 'unroutable') return c.json(errorBody('unprocessable', out.reason, 'workflow_job.labels'), 422);
+        await done(out.status);
+        if (out.status === 'ignored') return c.json({ ignored: true, reason: out.reason }, 202);
+        return c.json({ job: { id: out.job.id, pool: out.job.pool, state: out.job.state }, created: out.status === 'created' }, out.status === 'created' ? 201 : 200);
+      }
+      if (action === 'in_progress') {
+        const jobId = await source.inProgress(info);
+        await done(jobId ? `runner ${info.runnerName} is runyard job ${jobId}` : 'not a runyard runner');
+        return c.json({ job: jobId }, 200);
+      }
+      const { cancelled } = await source.completed(info);
+      await done(cancelled ? `cancelled job ${cancelled}` : 'noted');
+      return c.json({ cancelled }, 200);
+    } catch (err) {
+      if (!(err instanceof GithubApiError)) throw err;
+      const reason = `GitHub API error handling ${action} workflow_job ${wj.id}: ${err.message}; reconcile retries it`;
+      ctx.log.warn({ err, delivery }, reason);
+      await source.record(`workflow_job:${wj.id}`, reason, { status: err.status, rateLimited: err.rateLimited });
+      return c.json(errorBody(err.rateLimited ? 'rate_limited' : 'bad_gateway', reason), err.rateLimited ? 503 : 502);
+    } finally {
+      if (delivery) inFlight.delete(delivery);
+    }
+  });
+  return app;
+}
