@@ -22,8 +22,10 @@ import { Maintenance } from './scheduler/maintenance.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { LeaderLock } from './scheduler/leader.js';
 import { ProcessProvider } from './providers/process/process-provider.js';
+import { containerProvidersFor } from './providers/container/container-provider.js';
 import type { Provider } from './providers/provider.js';
 import { VERSION } from './version.js';
+import { githubReconcile } from './github/service.js';
 
 export interface ServerOptions {
   config: Config;
@@ -97,7 +99,7 @@ export class RunyardServer {
     for (const pool of this.config.pools) await applyPoolConfig(this.ctx, pool, 'config', 'config');
 
     this.instanceId = (await this.db.query<{ value: string }>(`select value from meta where key = 'instance_id'`))[0]!.value;
-    for (const p of this.opts.providers ?? [new ProcessProvider(this.dataDir, this.log, this.instanceId)]) this.providers.set(p.name, p);
+    for (const p of this.opts.providers ?? [new ProcessProvider(this.dataDir, this.log, this.instanceId), ...containerProvidersFor(this.config, process.env, this.log, this.instanceId)]) this.providers.set(p.name, p);
     this.leader = new LeaderLock(this.db, this.log);
     this.scheduler = new Scheduler(this.ctx, this.providers, {
       serverUrl: () => this.url,
@@ -127,6 +129,7 @@ export class RunyardServer {
     this.maintenance = new Maintenance(this.ctx, () => this.leader.check());
     this.maintenance.steps.push({ name: 'reconcile', run: () => this.scheduler.reconcile() });
     this.maintenance.steps.push({ name: 'schedule', run: (now) => this.scheduler.pass(now) });
+    this.maintenance.steps.push({ name: 'github', run: (now) => githubReconcile(this.ctx, now) });
     if (this.opts.loops !== false) {
       // First pass at once: adopt or reap runners from before a restart, then scale.
       await this.maintenance.tick();
