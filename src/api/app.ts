@@ -48,7 +48,6 @@ export function createApp(ctx: ApiContext) {
   });
 
   const api = new Hono<Env>();
-  api.use('/artifacts', async (c, next) => next());
   api.use('*', async (c, next) => (c.req.path.startsWith('/api/v1/artifacts') ? next() : bodyLimit(ctx.config.limits.maxBodyBytes)(c, next)));
   api.route('/runners', runnerProtocolRouter(ctx, auth)); // register (own auth), then runner-authenticated calls
   api.use('*', auth.middleware());

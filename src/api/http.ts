@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { z } from 'zod';
-import { InvalidError, RunyardError, TooLargeError, UnprocessableError } from '../lib/errors.js';
+import { InvalidError, RunyardError, TooLargeError } from '../lib/errors.js';
 import { formatPath } from '../config/load.js';
 import type { ApiContext } from './context.js';
 import type { Principal } from './auth.js';
@@ -94,4 +94,3 @@ async function readLimited(body: ReadableStream<Uint8Array>, max: number): Promi
   return Buffer.concat(chunks);
 }
 
-export { UnprocessableError };

@@ -9,7 +9,7 @@ import { cancelJob, enqueue, getJob, listJobs, readLogs, retryJob, FINAL_STATES,
 import { getPool, listPools, type Pool } from '../store/queries/pools.js';
 import { listEvents } from '../store/queries/events.js';
 import { encryptAtRest } from '../lib/sealed.js';
-import { InvalidError, UnprocessableError } from '../lib/errors.js';
+import { UnprocessableError } from '../lib/errors.js';
 import { waitForAny } from './waiters.js';
 
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
@@ -43,10 +43,9 @@ export const jobSpecSchema = z
   });
 export type JobSpecInput = z.output<typeof jobSpecSchema>;
 
-/** The job as the user API shows it: secrets are never included, only their names. */
+/** The job as the user API shows it: a Job never carries secrets (only their names). */
 export function publicJob(j: Job) {
-  const { ...rest } = j;
-  return rest;
+  return j;
 }
 
 /**
@@ -222,4 +221,3 @@ export function jobsRouter(ctx: ApiContext) {
   return app;
 }
 
-export { InvalidError };

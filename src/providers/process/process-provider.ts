@@ -101,7 +101,8 @@ export class ProcessProvider implements Provider {
     if (!existsSync(this.runnersDir)) return out;
     for (const id of readdirSync(this.runnersDir)) {
       const f = this.readRunnerFile(id);
-      if (!f) continue;
+      // Runners of another runyard database that shares this data dir are not ours to report.
+      if (!f || f.instanceId !== this.instanceId) continue;
       const alive = isOurAgent(f.pid, f.runnerId);
       if (!alive && !this.children.has(id)) {
         killStragglers(id); // a runner that died while nobody watched: its jobs must not run on
