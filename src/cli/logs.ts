@@ -26,7 +26,7 @@ export function writeLine(l: LogLine, out: { stdout: NodeJS.WritableStream; stde
   const text = l.m.endsWith('\n') ? l.m : l.m + '\n';
   if (l.s === 'o') out.stdout.write(text);
   else if (l.s === 'e') out.stderr.write(text);
-  else out.stderr.write(`[runyard] ${text}`);
+  else out.stderr.write(`[runyard] ${text.replace(/^runyard: /, '')}`); // the runner's own lines already say who speaks
 }
 
 /** Pages through the stored logs (no waiting); returns the job's state when the last page was read. */
