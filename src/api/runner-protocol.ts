@@ -194,31 +194,36 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     requireRunner(c.var.principal, id);
     const body = await readJson(c, heartbeatSchema);
     const now = ctx.clock.now();
-    ctx.heartbeats.record(id, now, body.version);
-    ctx.metrics.heartbeats.inc();
-    const rows = await ctx.db.query<{ id: number; attempt: number; cancel_requested: boolean; claimed_at: Date; state: string }>(
-      `select id, attempt, cancel_requested, claimed_at, state from jobs where runner_id = $1 and state in ('claimed', 'running')`,
+    // One query for the runner's state and the jobs the server believes it holds.
+    const [runner] = await ctx.db.query<{ state: string; jobs: { id: number; attempt: number; cancel_requested: boolean; claimed_at: string }[] }>(
+      `select r.state, coalesce(json_agg(json_build_object('id', j.id, 'attempt', j.attempt, 'cancel_requested', j.cancel_requested, 'claimed_at', j.claimed_at))
+                                 filter (where j.id is not null), '[]') as jobs
+       from runners r left join jobs j on j.runner_id = r.id and j.state in ('claimed', 'running')
+       where r.id = $1 group by r.state`,
       [id],
     );
-    const [runner] = await ctx.db.query<{ state: string }>('select state from runners where id = $1', [id]);
     if (!runner || runner.state === 'terminated') throw new GoneError(`runner ${id} was terminated`);
+    ctx.heartbeats.record(id, now, body.version);
+    ctx.metrics.heartbeats.inc();
+    const rows = runner.jobs;
     const serverHas = new Map(rows.map((r) => [r.id, r]));
     const reported = new Set(body.jobs.map((j) => j.id));
     // Jobs the runner runs that it no longer holds: it must stop them.
     const lost = body.jobs.filter((j) => serverHas.get(j.id)?.attempt !== j.attempt).map((j) => j.id);
     const cancel = rows.filter((r) => r.cancel_requested && reported.has(r.id)).map((r) => r.id);
     // Claims the runner never picked up (its claim response was lost): back to the queue.
-    const unclaimed = rows.filter((r) => !reported.has(r.id) && now - r.claimed_at.getTime() > LOST_CLAIM_MS).map((r) => r.id);
+    const unclaimed = rows.filter((r) => !reported.has(r.id) && now - Date.parse(r.claimed_at) > LOST_CLAIM_MS).map((r) => r.id);
     if (unclaimed.length) {
       await ctx.db.transaction((tx) => recoverJobs(tx, now, unclaimed, 'claim lost: runner does not report the job', { runnerId: id, refundUnstarted: true }));
       ctx.bus.emit('jobs', c.var.principal.pool, unclaimed.length);
     }
-    if (runner.state === 'offline') {
+    let state = runner.state;
+    if (state === 'offline') {
       await ctx.db.transaction((tx) => resumeRunner(tx, now, id));
       ctx.bus.emit('runners');
+      state = (await getRunner(ctx.db, id)).state;
     }
-    const [current] = await ctx.db.query<{ state: string }>('select state from runners where id = $1', [id]);
-    return c.json({ state: current?.state ?? runner.state, cancel, lost });
+    return c.json({ state, cancel, lost });
   });
 
   app.post('/:id/claim', async (c) => {
