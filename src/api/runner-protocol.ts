@@ -272,8 +272,10 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
 async function tryClaim(ctx: ApiContext, runnerId: string, max: number): Promise<ClaimedJob[] | 'stop'> {
   const now = ctx.clock.now();
   const started = performance.now();
+  let publicKey: string | null = null;
   const result = await ctx.db.transaction(async (tx) => {
     const runner = await getRunner(tx, runnerId, true);
+    publicKey = runner.publicKey;
     if (runner.state === 'terminated') return 'stop' as const;
     if (runner.state !== 'idle' && runner.state !== 'busy') return [];
     const pool = await getPool(tx, runner.pool);
@@ -291,7 +293,7 @@ async function tryClaim(ctx: ApiContext, runnerId: string, max: number): Promise
   });
   if (result === 'stop' || result.length === 0) return result;
   ctx.metrics.claimLatency.observe((performance.now() - started) / 1000);
-  const runner = await getRunner(ctx.db, runnerId);
+  const key = publicKey as string | null;
   for (const j of result) {
     ctx.metrics.claims.inc({ pool: j.pool });
     ctx.metrics.waitTime.observe({ pool: j.pool }, Math.max(0, now - j.queuedAt.getTime()) / 1000);
@@ -302,7 +304,7 @@ async function tryClaim(ctx: ApiContext, runnerId: string, max: number): Promise
   return result.map((j) => ({
     ...j,
     secretsEnc: null,
-    secrets: j.secretsEnc && runner.publicKey ? sealTo(runner.publicKey, decryptAtRest(ctx.secretKey, j.secretsEnc)) : null,
+    secrets: j.secretsEnc && key ? sealTo(key, decryptAtRest(ctx.secretKey, j.secretsEnc)) : null,
   })) as any;
 }
 
