@@ -22,6 +22,14 @@ await db.close();
 const client = new pg.Client({ connectionString: d.url });
 await client.connect();
 const statements: [string, string, unknown[]][] = [
+  [
+    'heartbeat (one query, src since 66c2e01)',
+    `select r.state, coalesce(json_agg(json_build_object('id', j.id, 'attempt', j.attempt, 'cancel_requested', j.cancel_requested, 'claimed_at', j.claimed_at))
+                                 filter (where j.id is not null), '[]') as jobs
+       from runners r left join jobs j on j.runner_id = r.id and j.state in ('claimed', 'running')
+       where r.id = $1 group by r.state`,
+    [runner],
+  ],
   ['heartbeat: select state from runners where id = $1', 'select state from runners where id = $1', [runner]],
   ['heartbeat: active jobs of a runner', `select id, attempt, cancel_requested, claimed_at, state from jobs where runner_id = $1 and state in ('claimed', 'running')`, [runner]],
   ['claim: count active jobs of a runner', `select count(*)::int as n from jobs where runner_id = $1 and state in ('claimed', 'running')`, [runner]],
