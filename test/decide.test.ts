@@ -12,7 +12,7 @@ function pool(o: Record<string, unknown> = {}, queued = 0, runners: RunnerView[]
 
 let n = 0;
 function runner(o: Partial<RunnerView> = {}): RunnerView {
-  return { id: `r${++n}`, state: 'idle', createdAt: NOW - 60_000, idleSince: NOW - 1_000, activeJobs: 0, slots: 1, configHash: HASH, jobsStarted: 0, ephemeral: false, provider: 'process', ...o };
+  return { id: `r${++n}`, state: 'idle', createdAt: NOW - 60_000, idleSince: NOW - 1_000, activeJobs: 0, slots: 1, configHash: HASH, jobsStarted: 0, ephemeral: false, provider: 'process', image: null, ...o };
 }
 
 const starts = (a: ReturnType<typeof decidePool>) => a.filter((x) => x.kind === 'start').reduce((s, x) => s + (x.kind === 'start' ? x.count : 0), 0);
@@ -74,4 +74,26 @@ test('start failures back off exponentially so a broken image does not loop', ()
   assert.equal(startBackoff(20), 300_000);
   assert.equal(starts(decidePool(pool({}, 1, [], { count: 2, lastAt: NOW - 5_000 }), NOW)), 0, 'within backoff');
   assert.equal(starts(decidePool(pool({}, 1, [], { count: 2, lastAt: NOW - 10_001 }), NOW)), 1, 'after backoff');
+});
+
+test('dynamic images: each base is a lane of its own, sharing the pool cap', () => {
+  const byImage = (view: PoolView, images: Record<string, number>) => ({ ...view, queuedByImage: images });
+  const startsOf = (a: ReturnType<typeof decidePool>) =>
+    Object.fromEntries(a.filter((x) => x.kind === 'start').map((x) => [x.kind === 'start' ? (x.image ?? '(pool image)') : '', x.kind === 'start' ? x.count : 0]));
+
+  // two jobs for base a, one for b, none for the pool image: one runner per base
+  assert.deepEqual(startsOf(decidePool(byImage(pool({ maxJobsPerRunner: 2 }, 3), { a: 2, b: 1 }), NOW)), { a: 1, b: 1 });
+  // an idle runner of the pool image is no capacity for a dynamic job
+  assert.deepEqual(startsOf(decidePool(byImage(pool({}, 1, [runner()]), { a: 1 }), NOW)), { a: 1 });
+  // an idle runner of base a covers a job for a; nothing to start
+  assert.deepEqual(startsOf(decidePool(byImage(pool({}, 1, [runner({ image: 'a' })]), { a: 1 }), NOW)), {});
+  // minIdle keeps runners of the pool image warm, never of a dynamic image
+  assert.deepEqual(startsOf(decidePool(byImage(pool({ minIdle: 1, maxRunners: 5 }, 2), { a: 2 }), NOW)), { '(pool image)': 1, a: 2 });
+  // the cap is shared: 3 headroom, the pool image's demand first, then the base with most queued
+  assert.deepEqual(startsOf(decidePool(byImage(pool({ maxRunners: 3 }, 6), { a: 1, b: 3 }), NOW)), { '(pool image)': 2, b: 1 });
+  // an idle runner of base a past idleTimeout goes while only pool-image jobs wait
+  const idleA = runner({ image: 'a', idleSince: NOW - 10 * 60_000 });
+  assert.deepEqual(stops(decidePool(byImage(pool({ maxRunners: 5 }, 1), {}), NOW).concat(decidePool(byImage(pool({ maxRunners: 5 }, 1, [idleA]), {}), NOW))), [`terminate:${idleA.id}`]);
+  // ... but stays while a job of its image waits
+  assert.deepEqual(stops(decidePool(byImage(pool({}, 1, [idleA]), { a: 1 }), NOW)), []);
 });

@@ -284,7 +284,7 @@ async function tryClaim(ctx: ApiContext, runnerId: string, max: number): Promise
     let free = Math.min(max, runner.slots - n);
     if (runner.ephemeral) free = Math.min(free, runner.jobsStarted > 0 ? 0 : 1);
     if (free <= 0) return [];
-    const jobs = await claimJobs(tx, now, runnerId, runner.pool, free);
+    const jobs = await claimJobs(tx, now, runnerId, runner.pool, free, runner.image);
     if (jobs.length) {
       await incrementJobsStarted(tx, runnerId, jobs.length);
       await refreshBusyIdle(tx, now, runnerId);

@@ -171,13 +171,15 @@ export async function enqueue(q: Queryable, now: number, specs: JobSpec[], actor
 
 /**
  * Atomically claims up to `max` queued jobs of `pool` for one runner. Concurrent claimers
- * skip each other's locked rows, so no job is ever handed to two runners.
+ * skip each other's locked rows, so no job is ever handed to two runners. A runner takes only
+ * jobs of its own image (`null`: the pool's image), so runners of different images never mix.
  */
-export async function claimJobs(q: Queryable, now: number, runnerId: string, pool: string, max: number): Promise<ClaimedJob[]> {
+export async function claimJobs(q: Queryable, now: number, runnerId: string, pool: string, max: number, image: string | null = null): Promise<ClaimedJob[]> {
   if (max <= 0) return [];
   const rows = await q.query(
     `with picked as (
-       select id from jobs where state = 'queued' and pool = $1 order by id limit $2 for update skip locked
+       select id from jobs where state = 'queued' and pool = $1 and ($5::text is null and image is null or image = $5)
+       order by id limit $2 for update skip locked
      ), upd as (
        update jobs j set state = 'claimed', runner_id = $3, attempt = j.attempt + 1, claimed_at = $4, last_activity_at = $4, started_at = null,
          log_base = j.log_seq
@@ -188,7 +190,7 @@ export async function claimJobs(q: Queryable, now: number, runnerId: string, poo
        select $4, 'job', id::text, 'queued', 'claimed', 'claimed by runner', $3::text from upd
      )
      select * from upd order by id`,
-    [pool, max, runnerId, new Date(now)],
+    [pool, max, runnerId, new Date(now), image],
   );
   return rows.map((r) => ({ ...toJob(r), secretsEnc: r.secrets_enc }));
 }

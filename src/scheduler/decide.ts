@@ -16,19 +16,24 @@ export interface RunnerView {
   jobsStarted: number;
   ephemeral: boolean;
   provider: string | null;
+  /** the dynamic base image it runs; null for the pool's own image */
+  image: string | null;
 }
 
 export interface PoolView {
   config: PoolConfig;
   configHash: string;
+  /** every queued job of the pool, whatever its image */
   queued: number;
+  /** queued jobs that asked for a dynamic image, by base; the rest want the pool's own image */
+  queuedByImage?: Record<string, number>;
   runners: RunnerView[];
   /** consecutive failed starts and when the last one happened, for backoff */
   startFailures: { count: number; lastAt: number };
 }
 
 export type Action =
-  | { kind: 'start'; pool: string; count: number; reason: string }
+  | { kind: 'start'; pool: string; count: number; reason: string; image?: string }
   | { kind: 'drain'; pool: string; runnerId: string; reason: string }
   | { kind: 'terminate'; pool: string; runnerId: string; reason: string };
 
@@ -79,41 +84,69 @@ export function decidePool(p: PoolView, now: number): Action[] {
   }
 
   const live = p.runners.filter((r) => r.state !== 'terminated');
+  // The cap counts every live runner, even one being drained: it is a hard limit on compute.
+  let headroom = Math.max(0, c.maxRunners - live.length);
+  const backoff = startBackoff(p.startFailures.count);
+  const backingOff = backoff > 0 && now - p.startFailures.lastAt < backoff;
+
+  // Each image is a lane of its own: runners of one image never take another's jobs. The pool's
+  // own image comes first and alone keeps minIdle warm; dynamic ones follow, most queued first.
+  const dynamic = Object.entries(p.queuedByImage ?? {}).filter(([, n]) => n > 0);
+  const dynamicQueued = dynamic.reduce((n, [, q]) => n + q, 0);
+  const lanes: { image: string | null; queued: number; minIdle: number }[] = [{ image: null, queued: Math.max(0, p.queued - dynamicQueued), minIdle: c.minIdle }];
+  const laneImages = new Set([...dynamic.map(([i]) => i), ...live.map((r) => r.image).filter((i): i is string => i !== null)]);
+  for (const image of [...laneImages].sort((a, b) => (p.queuedByImage?.[b] ?? 0) - (p.queuedByImage?.[a] ?? 0) || a.localeCompare(b)))
+    lanes.push({ image, queued: p.queuedByImage?.[image] ?? 0, minIdle: 0 });
+
+  for (const lane of lanes) {
+    const mine = live.filter((r) => r.image === lane.image);
+    const plan = decideLane(c, lane, mine, gone, now, headroom, backingOff);
+    headroom -= plan.start;
+    if (plan.start > 0) actions.push({ kind: 'start', pool, count: plan.start, reason: plan.reason, ...(lane.image !== null ? { image: lane.image } : {}) });
+    for (const r of plan.idleOut) stop('terminate', r, `idle for ${Math.round((now - r.idleSince!) / 1000)}s (idleTimeout ${Math.round(c.idleTimeout / 1000)}s)`);
+  }
+  return actions;
+}
+
+/** Runners to start for one image's queue, and idle ones of it to stop. */
+function decideLane(
+  c: PoolConfig,
+  lane: { image: string | null; queued: number; minIdle: number },
+  live: RunnerView[],
+  gone: Set<string>,
+  now: number,
+  headroom: number,
+  backingOff: boolean,
+): { start: number; reason: string; idleOut: RunnerView[] } {
   // Runners that can take work: registered (idle/busy) or on their way (starting), current config.
   const usable = live.filter((r) => !gone.has(r.id) && (r.state === 'idle' || r.state === 'busy' || r.state === 'starting'));
   const slotsPer = c.ephemeral ? 1 : c.maxJobsPerRunner;
   const freeSlots = (r: RunnerView) => (r.ephemeral || c.ephemeral ? (r.jobsStarted === 0 && r.activeJobs === 0 ? 1 : 0) : Math.max(0, r.slots - r.activeJobs));
   const free = usable.reduce((n, r) => n + freeSlots(r), 0);
-  const shortfall = Math.max(0, p.queued - free);
+  const shortfall = Math.max(0, lane.queued - free);
   const forDemand = Math.ceil(shortfall / slotsPer);
 
   // Warm runners: idle ones not needed for the queue. Queued work lands on busy runners' free
   // slots first, then on idle runners.
   const idle = usable.filter((r) => r.activeJobs === 0 && freeSlots(r) > 0);
   const busyFree = usable.filter((r) => r.activeJobs > 0).reduce((n, r) => n + freeSlots(r), 0);
-  const idleTaken = Math.min(idle.length, Math.ceil(Math.max(0, p.queued - busyFree) / slotsPer));
+  const idleTaken = Math.min(idle.length, Math.ceil(Math.max(0, lane.queued - busyFree) / slotsPer));
   const idleLeft = idle.length - idleTaken;
-  const forWarm = Math.max(0, c.minIdle - idleLeft);
+  const forWarm = Math.max(0, lane.minIdle - idleLeft);
 
-  // The cap counts every live runner, even one being drained: it is a hard limit on compute.
-  const headroom = Math.max(0, c.maxRunners - live.length);
   let start = Math.min(forDemand + forWarm, headroom);
-  const backoff = startBackoff(p.startFailures.count);
-  if (start > 0 && backoff > 0 && now - p.startFailures.lastAt < backoff) start = 0;
-  if (start > 0) {
-    const why = [forDemand ? `${p.queued} queued, ${free} free slots` : '', forWarm ? `keep ${c.minIdle} warm` : ''].filter(Boolean).join('; ');
-    actions.push({ kind: 'start', pool, count: start, reason: why });
-  }
+  if (backingOff) start = 0;
+  const what = lane.image === null ? '' : ` for image ${lane.image}`;
+  const reason = [forDemand ? `${lane.queued} queued${what}, ${free} free slots` : '', forWarm ? `keep ${lane.minIdle} warm` : ''].filter(Boolean).join('; ');
 
-  // Scale down: idle past idleTimeout, above minIdle, and only when nothing waits.
-  if (p.queued === 0) {
+  // Scale down: idle past idleTimeout, above minIdle, and only when nothing of this image waits.
+  const idleOut: RunnerView[] = [];
+  if (lane.queued === 0) {
     const idleRegistered = usable
       .filter((r) => r.state === 'idle' && r.activeJobs === 0 && r.idleSince !== null && managed(r))
       .sort((a, b) => b.idleSince! - a.idleSince!); // most recently idle first: those are kept warm
-    const keep = Math.max(0, c.minIdle - usable.filter((r) => r.state === 'starting').length);
-    for (const r of idleRegistered.slice(keep)) {
-      if (now - r.idleSince! >= c.idleTimeout) stop('terminate', r, `idle for ${Math.round((now - r.idleSince!) / 1000)}s (idleTimeout ${Math.round(c.idleTimeout / 1000)}s)`);
-    }
+    const keep = Math.max(0, lane.minIdle - usable.filter((r) => r.state === 'starting').length);
+    for (const r of idleRegistered.slice(keep)) if (now - r.idleSince! >= c.idleTimeout) idleOut.push(r);
   }
-  return actions;
+  return { start, reason, idleOut };
 }

@@ -77,13 +77,19 @@ export class Scheduler {
       `select r.*, (select count(*)::int from jobs j where j.runner_id = r.id and j.state in ('claimed', 'running')) as active_jobs
        from runners r where r.state <> 'terminated'`,
     );
-    const queued = new Map(
-      (await this.ctx.db.query<{ pool: string; n: number }>(`select pool, count(*)::int as n from jobs where state = 'queued' group by pool`)).map((r) => [r.pool, r.n]),
-    );
+    const queued = new Map<string, number>();
+    const byImage = new Map<string, Record<string, number>>();
+    for (const r of await this.ctx.db.query<{ pool: string; image: string | null; n: number }>(
+      `select pool, image, count(*)::int as n from jobs where state = 'queued' group by pool, image`,
+    )) {
+      queued.set(r.pool, (queued.get(r.pool) ?? 0) + r.n);
+      if (r.image !== null) byImage.set(r.pool, { ...byImage.get(r.pool), [r.image]: r.n });
+    }
     return pools.map((p) => ({
       config: p.config,
       configHash: p.configHash,
       queued: queued.get(p.name) ?? 0,
+      queuedByImage: byImage.get(p.name) ?? {},
       runners: runners
         .filter((r) => r.pool === p.name)
         .map(
@@ -98,6 +104,7 @@ export class Scheduler {
             jobsStarted: r.jobs_started,
             ephemeral: r.ephemeral,
             provider: r.provider,
+            image: r.image ?? null,
           }),
         ),
       startFailures: this.failureState(p.name, runners.filter((r) => r.pool === p.name)),

@@ -35,6 +35,8 @@ export interface Runner {
   idleSince: Date | null;
   stateChangedAt: Date;
   terminatedAt: Date | null;
+  /** the dynamic base image it runs (null: its pool's own image) */
+  image: string | null;
   /** jobs claimed or running on it (derived) */
   activeJobs?: number;
 }
@@ -61,6 +63,7 @@ export function toRunner(r: any): Runner {
     idleSince: r.idle_since,
     stateChangedAt: r.state_changed_at,
     terminatedAt: r.terminated_at,
+    image: r.image ?? null,
     ...(r.active_jobs !== undefined ? { activeJobs: r.active_jobs } : {}),
   };
 }
@@ -92,14 +95,15 @@ export async function listRunners(q: Queryable, f: { pool?: string; state?: Runn
 export async function insertStartingRunner(
   q: Queryable,
   now: number,
-  r: { id: string; pool: string; name: string; provider: string; configHash: string; slots: number; ephemeral: boolean; reason: string },
+  r: { id: string; pool: string; name: string; provider: string; configHash: string; slots: number; ephemeral: boolean; reason: string; image?: string | null },
 ): Promise<Runner> {
   const [row] = await q.query(
-    `insert into runners (id, pool, name, state, state_reason, provider, config_hash, slots, ephemeral, created_at, state_changed_at)
-     values ($1, $2, $3, 'starting', $4, $5, $6, $7, $8, $9, $9) returning *`,
-    [r.id, r.pool, r.name, r.reason, r.provider, r.configHash, r.slots, r.ephemeral, new Date(now)],
+    `insert into runners (id, pool, name, state, state_reason, provider, config_hash, slots, ephemeral, created_at, state_changed_at, image)
+     values ($1, $2, $3, 'starting', $4, $5, $6, $7, $8, $9, $9, $10) returning *`,
+    [r.id, r.pool, r.name, r.reason, r.provider, r.configHash, r.slots, r.ephemeral, new Date(now), r.image ?? null],
   );
-  await recordEvents(q, now, [{ kind: 'runner', subject: r.id, to: 'starting', reason: r.reason, actor: 'scheduler', data: { pool: r.pool, provider: r.provider } }]);
+  const data = { pool: r.pool, provider: r.provider, ...(r.image ? { image: r.image } : {}) };
+  await recordEvents(q, now, [{ kind: 'runner', subject: r.id, to: 'starting', reason: r.reason, actor: 'scheduler', data }]);
   return toRunner(row);
 }
 
