@@ -5,11 +5,15 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { providerContract } from './helpers/provider-contract.js';
 import { startTestServer, waitFor, type TestServer } from './helpers/server.js';
-import { startPodman, startService, type PodmanService } from './helpers/podman.js';
+import { buildBaseImage, startPodman, startService, type PodmanService } from './helpers/podman.js';
+import { ServerProcess } from './helpers/process-server.js';
+import { DYNAMIC_IMAGE_REPO } from '../src/providers/container/dynamic-images.js';
 import { ContainerProvider, ContainerEngineError } from '../src/providers/container/container-provider.js';
 import { silentLogger } from '../src/lib/logger.js';
 import { poolSchema } from '../src/config/schema.js';
@@ -79,7 +83,7 @@ describe('container runners under the scheduler', () => {
     assert.equal((await live(t, 'ctr')).length, 0, 'no runner before the first job');
     assert.equal(containers(`runyard.instance=${t.server.instanceId}`).length, 0, 'no container before the first job');
 
-    const inside = 'if [ -f /opt/runyard/package.json ] && [ -f /run/.containerenv -o -f /.dockerenv ]; then echo "in-container"; fi; echo "job-$RUNYARD_JOB_ID done"';
+    const inside = 'if [ -f /opt/runyard/app/package.json ] && [ -f /run/.containerenv -o -f /.dockerenv ]; then echo "in-container"; fi; echo "job-$RUNYARD_JOB_ID done"';
     const { body: first } = await t.api('POST', '/api/v1/jobs', { pool: 'ctr', command: inside });
     assert.ok(first.job?.id, JSON.stringify(first));
     const j1 = await waitFor('first job succeeded', async () => {
@@ -177,7 +181,7 @@ describe('container engine unreachable', () => {
   test('an engine outage while a job runs loses nothing: the job finishes, the runner is kept', async () => {
     const [runner] = await live(t, 'ctr');
     assert.ok(runner, 'the runner from the previous test is still up');
-    const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'ctr', command: `node -e "setTimeout(() => console.log('survived'), 3000)"` });
+    const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'ctr', command: 'sleep 3; echo survived' });
     await waitFor('job running', async () => (await jobOf(t, body.job.id)).state === 'running', 20_000, 100);
     await late!.stop();
     // reconcile cannot list the engine now; it must not take that for "every runner is gone"
@@ -197,46 +201,190 @@ describe('container engine unreachable', () => {
   });
 });
 
-describe('control-plane restart adopts running container runners', () => {
+describe('kill -9 of the control plane with container runners', () => {
   let db: { url: string; drop: () => Promise<void> };
-  let t: TestServer | undefined;
+  let dataDir = '';
+  const servers: ServerProcess[] = [];
   let instanceId = '';
   before(async () => {
-    process.env.RUNYARD_CONTAINER_HOST = podman.host;
     db = await createPgDatabase();
+    dataDir = mkdtempSync(join(tmpdir(), 'runyard-ctr-crash-'));
+  });
+  after(async () => {
+    for (const s of servers) await s.kill9();
+    if (instanceId) removeContainers(`runyard.instance=${instanceId}`);
+    await db.drop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  test('restart adopts the live runner (its running job finishes once), removes an orphan container', async () => {
+    const port = await freePort();
+    const yaml = [
+      'scheduler: { tick: 1s, offlineAfter: 1h, stuckAfter: 1h }',
+      'runner: { heartbeatInterval: 1s }',
+      'pools:',
+      `  - { name: ctr, provider: container, image: ${JSON.stringify(podman.image)}, minIdle: 1, maxRunners: 1, idleTimeout: 1h }`,
+      '',
+    ].join('\n');
+    const env = { RUNYARD_CONTAINER_HOST: podman.host };
+    const a = new ServerProcess({ dbUrl: db.url, dataDir, port, yaml, env });
+    servers.push(a);
+    await a.start();
+    const warm = await waitFor('a warm container runner', async () => {
+      const rs = (await a.api('GET', '/api/v1/runners')).runners;
+      return rs.length === 1 && rs[0].state === 'idle' ? rs[0] : undefined;
+    }, 60_000, 200);
+    const [c] = containers(`runyard.runner=${warm.id}`);
+    instanceId = JSON.parse(podman.cli('inspect', c!.id))[0].Config.Labels['runyard.instance'];
+
+    const { job } = await a.api('POST', '/api/v1/jobs', { pool: 'ctr', command: 'sleep 2; echo survived the crash' });
+    await waitFor('job running', async () => (await a.api('GET', `/api/v1/jobs/${job.id}`)).job.state === 'running', 30_000, 50);
+    await a.kill9();
+
+    // While no control plane runs, a container of this instance appears that the store never
+    // knew (a start whose row was lost): the restart must remove it, not adopt it.
+    const stray = new ContainerProvider({ host: podman.host, instanceId, log: silentLogger });
+    const strayId = randomUUID();
+    await stray.create({
+      runnerId: strayId,
+      name: 'stray',
+      pool: poolSchema.parse({ name: 'ctr', provider: 'container', image: podman.image }),
+      serverUrl: `http://127.0.0.1:${port}`,
+      registrationToken: 'ryd_reg_not-a-real-token',
+      instanceId,
+    });
+    await stray.close();
+    assert.equal(containers(`runyard.runner=${strayId}`).length, 1);
+    assert.equal(containers(`runyard.runner=${warm.id}`).length, 1, 'the runner container outlived the kill');
+
+    const b = new ServerProcess({ dbUrl: db.url, dataDir, port, yaml, env });
+    servers.push(b);
+    await b.start();
+    const done = await waitFor('the job finished', async () => {
+      const j = (await b.api('GET', `/api/v1/jobs/${job.id}`)).job;
+      return ['succeeded', 'failed', 'cancelled', 'timed_out'].includes(j.state) ? j : undefined;
+    }, 60_000, 100);
+    assert.equal(done.state, 'succeeded');
+    assert.equal(done.attempt, 1, 'run once: not requeued while its runner lived');
+    assert.equal(done.runnerId, warm.id);
+    await waitFor('the orphan container removed', () => containers(`runyard.runner=${strayId}`).length === 0, 30_000, 200);
+
+    const { job: next } = await b.api('POST', '/api/v1/jobs', { pool: 'ctr', command: 'echo adopted' });
+    const j2 = await waitFor('next job on the adopted runner', async () => {
+      const j = (await b.api('GET', `/api/v1/jobs/${next.id}`)).job;
+      return j.state === 'succeeded' ? j : undefined;
+    }, 60_000, 100);
+    assert.equal(j2.runnerId, warm.id, 'the runner from before the crash took it');
+    const liveRunners = (await b.api('GET', '/api/v1/runners')).runners.map((r: any) => r.id);
+    assert.deepEqual(liveRunners, [warm.id], 'no replacement was started, the stray never registered');
+    await b.stop();
+  });
+});
+
+describe('dynamic images', () => {
+  let t: TestServer;
+  let baseA = '';
+  before(async () => {
+    process.env.RUNYARD_CONTAINER_HOST = podman.host;
+    baseA = buildBaseImage(podman.cli, 'a');
+    // a build from scratch every run: drop runner images built from the test bases before
+    for (const line of podman.cli('images', '--format', '{{.Repository}}:{{.Tag}} {{.ID}}', DYNAMIC_IMAGE_REPO).split('\n').filter(Boolean)) {
+      try {
+        podman.cli('rmi', '-f', line.split(' ')[1]!);
+      } catch {
+        // in use by a leftover container: removed with it later
+      }
+    }
+    t = await startTestServer({
+      config: {
+        scheduler: { tick: '1s', offlineAfter: '1h', stuckAfter: '1h', stopGrace: '5s' },
+        pools: [
+          { name: 'dyn', provider: 'container', image: podman.image, dynamicImages: ['localhost/runyard-test-*'], maxRunners: 3, idleTimeout: '1h' },
+        ],
+      },
+    });
   });
   after(async () => {
     delete process.env.RUNYARD_CONTAINER_HOST;
-    if (instanceId) removeContainers(`runyard.instance=${instanceId}`);
-    await t?.close();
-    await db.drop();
+    removeContainers(`runyard.instance=${t.server.instanceId}`);
+    await t.close();
   });
 
-  test('a warm container runner survives the server going away and takes the next job after the restart', async () => {
-    const port = await freePort();
-    const config = {
-      port,
-      scheduler: { tick: '1s', offlineAfter: '1h', stuckAfter: '1h' },
-      pools: [{ name: 'ctr', provider: 'container', image: podman.image, minIdle: 1, maxRunners: 1, idleTimeout: '1h' }],
-    };
-    t = await startTestServer({ dbUrl: db.url, config });
-    instanceId = t.server.instanceId;
-    const [warm] = await waitFor('a warm runner', async () => {
-      const rows = await live(t!, 'ctr');
-      return rows.length === 1 && rows[0]!.state === 'idle' ? rows : undefined;
-    }, 40_000, 200);
-    await t.close(); // container runners are not stopped with the server
-    t = undefined;
-    assert.equal(containers(`runyard.runner=${warm!.id}`).length, 1, 'the container outlived the server');
+  // the bases have a shell and nothing else: builtins only
+  const onBase = 'if [ -f /etc/runyard-test-base ]; then read b < /etc/runyard-test-base; echo "base=$b"; else echo base=none; fi; [ -e /usr/bin/node ] || echo "no node on the base"';
 
-    t = await startTestServer({ dbUrl: db.url, config });
-    assert.equal(t.server.instanceId, instanceId);
-    const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'ctr', command: 'echo adopted' });
-    const job = await waitFor('job on the adopted runner', async () => {
-      const j = await jobOf(t!, body.job.id);
+  test('a job on its own base builds the runner image once; the next reuses it; images never mix', async (tc) => {
+    const { body: own } = await t.api('POST', '/api/v1/jobs', { pool: 'dyn', command: onBase });
+    const { body: first } = await t.api('POST', '/api/v1/jobs', { pool: 'dyn', image: baseA, command: onBase });
+    assert.equal(first.job.image, baseA);
+    assert.equal(own.job.image, null, 'no image: the pool image');
+    const j1 = await waitFor('job on base a succeeded', async () => {
+      const j = await jobOf(t, first.job.id);
+      assert.ok(!['failed', 'cancelled', 'timed_out'].includes(j.state), `job ${j.state}: ${j.error}`);
+      return j.state === 'succeeded' ? j : undefined;
+    }, 120_000, 200);
+    const logs1 = (await t.api('GET', `/api/v1/jobs/${first.job.id}/logs`)).body.lines.map((l: any) => l.m).join('\n');
+    assert.match(logs1, /building runner image localhost\/runyard-dynamic:[0-9a-f]+ from base/, `build progress in the job's log:\n${logs1}`);
+    assert.match(logs1, /runner image for .* built in/);
+    assert.match(logs1, /^base=a$/m, 'the job ran on the base it named');
+    assert.match(logs1, /no node on the base/);
+
+    const j0 = await waitFor('job on the pool image succeeded', async () => {
+      const j = await jobOf(t, own.job.id);
       return j.state === 'succeeded' ? j : undefined;
     }, 60_000, 200);
-    assert.equal(job.runnerId, warm!.id, 'the runner from before the restart took the job');
-    assert.deepEqual((await live(t, 'ctr')).map((r) => r.id), [warm!.id], 'no replacement was started');
+    const logs0 = (await t.api('GET', `/api/v1/jobs/${own.job.id}/logs`)).body.lines.map((l: any) => l.m).join('\n');
+    assert.match(logs0, /^base=none$/m);
+    assert.notEqual(j0.runnerId, j1.runnerId, 'runners of different images never mix');
+    const rows = await t.server.db.query<{ id: string; image: string | null }>(`select id, image from runners where id = any($1::uuid[])`, [[j0.runnerId, j1.runnerId]]);
+    assert.deepEqual(Object.fromEntries(rows.map((r) => [r.id, r.image])), { [j0.runnerId]: null, [j1.runnerId]: baseA });
+    const [c] = containers(`runyard.runner=${j1.runnerId}`);
+    const inspect = JSON.parse(podman.cli('inspect', c!.id))[0];
+    assert.match(inspect.ImageName ?? inspect.Config.Image, /runyard-dynamic/);
+    assert.equal(inspect.Config.Labels['runyard.base'], baseA);
+
+    // the warm runner of base a takes the next job of base a; no second build
+    const { body: second } = await t.api('POST', '/api/v1/jobs', { pool: 'dyn', image: baseA, command: onBase });
+    const j2 = await waitFor('second job on base a succeeded', async () => {
+      const j = await jobOf(t, second.job.id);
+      return j.state === 'succeeded' ? j : undefined;
+    }, 60_000, 200);
+    assert.equal(j2.runnerId, j1.runnerId, 'the warm runner of that image was reused');
+    const logs2 = (await t.api('GET', `/api/v1/jobs/${second.job.id}/logs`)).body.lines.map((l: any) => l.m).join('\n');
+    assert.doesNotMatch(logs2, /building runner image/);
+
+    // a fresh runner of base a (the warm one terminated) starts from the cached image
+    await t.api('POST', `/api/v1/runners/${j1.runnerId}/terminate`);
+    await waitFor('runner of base a gone', async () => (await live(t, 'dyn')).every((r) => r.id !== j1.runnerId), 30_000, 200);
+    const { body: third } = await t.api('POST', '/api/v1/jobs', { pool: 'dyn', image: baseA, command: onBase });
+    const j3 = await waitFor('third job succeeded', async () => {
+      const j = await jobOf(t, third.job.id);
+      return j.state === 'succeeded' ? j : undefined;
+    }, 60_000, 200);
+    assert.notEqual(j3.runnerId, j1.runnerId);
+    const metrics = (await t.api('GET', '/metrics')).body as string;
+    assert.match(metrics, /runyard_image_build_seconds_count\{provider="container",outcome="built"\} 1\b/, 'built exactly once');
+    assert.match(metrics, /runyard_runner_create_seconds_count\{provider="container"\} [3-9]/);
+    const built = podman.cli('images', '--format', '{{.Repository}}:{{.Tag}}', DYNAMIC_IMAGE_REPO).split('\n').filter(Boolean);
+    assert.equal(built.length, 1, `one runner image for base a: ${built.join(', ')}`);
+    tc.diagnostic(`runner image ${built[0]}`);
+  });
+
+  test('a base the engine cannot get fails its jobs with the engine message, once, without looping', async () => {
+    const missing = 'localhost/runyard-test-missing:1';
+    const { body } = await t.api('POST', '/api/v1/jobs/batch', { jobs: [{ pool: 'dyn', image: missing, command: 'true' }, { pool: 'dyn', image: missing, command: 'true' }] });
+    const ids: number[] = body.jobs.map((j: any) => j.id);
+    const failed = await waitFor('both jobs failed', async () => {
+      const js = await Promise.all(ids.map((id) => jobOf(t, id)));
+      return js.every((j) => j.state === 'failed') ? js : undefined;
+    }, 60_000, 200);
+    for (const j of failed) assert.match(j.error, /runner image for base localhost\/runyard-test-missing:1 could not be prepared: .*(pull|refused|registry|connect)/i, j.error);
+    const logs = (await t.api('GET', `/api/v1/jobs/${ids[0]}/logs`)).body.lines.map((l: any) => l.m).join('\n');
+    assert.match(logs, /could not be prepared/);
+    assert.equal((await t.server.db.query(`select id from runners where image = $1`, [missing])).length, 0, 'no runner was started for it');
+    await t.server.maintenance.tick();
+    await t.server.scheduler.idle();
+    const events = (await t.api('GET', '/api/v1/events?kind=scheduler&subject=dyn')).body.events.filter((e: any) => /could not be prepared/.test(e.reason ?? ''));
+    assert.equal(events.length, 1, 'one failure, not a retry loop');
   });
 });

@@ -35,12 +35,17 @@ describe('GitHub units', () => {
       pool('linux-gpu', { labels: ['linux', 'gpu'] }),
       pool('medium', { labels: ['linux'], class: 'medium' }),
       pool('ubuntu', { labels: ['linux'], image: 'ubuntu:22.04' }),
+      pool('zz-dyn', { labels: ['linux'], provider: 'container', image: 'runner:1', dynamicImages: ['debian:*', 'ubuntu:*'] }),
     ];
-    assert.equal(routeLabels(pools, ['self-hosted', 'Linux'])?.name, 'linux');
-    assert.equal(routeLabels(pools, ['self-hosted'])?.name, 'linux'); // fewest labels; a pool without labels never serves GitHub
-    assert.equal(routeLabels(pools, ['self-hosted', 'linux', 'gpu'])?.name, 'linux-gpu');
-    assert.equal(routeLabels(pools, ['self-hosted', 'linux', 'class:medium'])?.name, 'medium');
-    assert.equal(routeLabels(pools, ['self-hosted', 'image:ubuntu:22.04'])?.name, 'ubuntu');
+    assert.equal(routeLabels(pools, ['self-hosted', 'Linux'])?.pool.name, 'linux');
+    assert.equal(routeLabels(pools, ['self-hosted'])?.pool.name, 'linux'); // fewest labels; a pool without labels never serves GitHub
+    assert.equal(routeLabels(pools, ['self-hosted', 'linux', 'gpu'])?.pool.name, 'linux-gpu');
+    assert.equal(routeLabels(pools, ['self-hosted', 'linux', 'class:medium'])?.pool.name, 'medium');
+    // a pool whose own image is the base wins over one that would build it
+    assert.deepEqual(routeLabels(pools, ['self-hosted', 'image:ubuntu:22.04']), { pool: pools[4] });
+    // a base only a dynamic pool allows: that pool, running the job on the base
+    assert.deepEqual(routeLabels(pools, ['self-hosted', 'linux', 'image:debian:12']), { pool: pools[5], image: 'debian:12' });
+    assert.equal(routeLabels(pools, ['self-hosted', 'image:alpine:3']), undefined, 'a base no pool allows');
     assert.equal(routeLabels(pools, ['self-hosted', 'class:large']), undefined);
     assert.equal(routeLabels(pools, ['self-hosted', 'arm64']), undefined);
   });

@@ -4,7 +4,8 @@ import { z } from 'zod';
 import type { ApiContext } from './context.js';
 import { actorOf, requireAdmin } from './auth.js';
 import { parseId, query, readJson, type Env } from './http.js';
-import { duration, slug } from '../config/schema.js';
+import { duration, slug, type ClassSize } from '../config/schema.js';
+import { resolveJobImage } from '../providers/container/dynamic-images.js';
 import { cancelJob, enqueue, getJob, listJobs, readLogs, retryJob, FINAL_STATES, type Job, type JobSpec, type JobState } from '../queue/jobs.js';
 import { getPool, listPools, type Pool } from '../store/queries/pools.js';
 import { listEvents } from '../store/queries/events.js';
@@ -26,6 +27,9 @@ export const jobSpecSchema = z
     secrets: z.record(envName, z.string().max(65_536)).optional(),
     labels: z.array(z.string().min(1).max(128)).max(64).optional(),
     image: z.string().min(1).max(512).optional(),
+    /** what the job needs: refused when no class size offers it, or the pool's class is smaller */
+    cpu: z.number().positive().max(1024).optional(),
+    memoryMb: z.number().int().positive().max(4_194_304).optional(),
     idempotencyKey: z.string().min(1).max(200).optional(),
     maxAttempts: z.number().int().min(1).max(100).optional(),
     retryOnFailure: z.boolean().optional(),
@@ -73,6 +77,8 @@ export async function prepareSpecs(ctx: ApiContext, inputs: JobSpecInput[], sour
       pools.set(name, pool);
     }
     const pool = pools.get(name)!;
+    const field = (f: string) => `${fieldPrefix.replace('[]', `[${i}]`)}${f}`;
+    checkResources(ctx.classSizes, pool, s, field);
     out.push({
       pool: name,
       commands: s.commands ?? [s.command!],
@@ -81,7 +87,7 @@ export async function prepareSpecs(ctx: ApiContext, inputs: JobSpecInput[], sour
       secretsEnc: s.secrets && Object.keys(s.secrets).length ? encryptAtRest(ctx.secretKey, s.secrets) : null,
       secretNames: Object.keys(s.secrets ?? {}),
       labels: s.labels,
-      image: s.image,
+      image: resolveJobImage(pool.config, s.image, field('image')),
       idempotencyKey: s.idempotencyKey,
       maxAttempts: s.maxAttempts,
       retryOnFailure: s.retryOnFailure,
@@ -90,6 +96,27 @@ export async function prepareSpecs(ctx: ApiContext, inputs: JobSpecInput[], sour
     });
   }
   return out;
+}
+
+/**
+ * A job that asks for more CPU or memory than it can get is refused at submit, not left queued:
+ * it must fit some class size, and the class of its pool when the pool has one.
+ */
+function checkResources(classSizes: Record<string, ClassSize>, pool: Pool, s: JobSpecInput, field: (f: string) => string) {
+  if (s.cpu === undefined && s.memoryMb === undefined) return;
+  const need = [s.cpu !== undefined ? `${s.cpu} CPU` : '', s.memoryMb !== undefined ? `${s.memoryMb} MB` : ''].filter(Boolean).join(' and ');
+  const fits = (c: ClassSize) => (s.cpu ?? 0) <= c.cpu && (s.memoryMb ?? 0) <= c.memoryMb;
+  const sizes = Object.entries(classSizes);
+  if (sizes.length > 0 && !sizes.some(([, c]) => fits(c))) {
+    const culprit = sizes.every(([, c]) => (s.cpu ?? 0) > c.cpu) ? 'cpu' : 'memoryMb';
+    throw new UnprocessableError(`the job needs ${need}, more than any class size allows (${sizes.map(([n, c]) => `${n}: ${c.cpu} CPU, ${c.memoryMb} MB`).join('; ')})`, field(culprit));
+  }
+  const own = pool.config.class ? classSizes[pool.config.class] : undefined;
+  if (own && !fits(own))
+    throw new UnprocessableError(
+      `the job needs ${need}, more than pool ${pool.name}'s class ${pool.config.class} (${own.cpu} CPU, ${own.memoryMb} MB); submit it to a pool of a larger class`,
+      field((s.cpu ?? 0) > own.cpu ? 'cpu' : 'memoryMb'),
+    );
 }
 
 export async function submitJobs(ctx: ApiContext, specs: JobSpec[], actor: string) {

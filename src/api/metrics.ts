@@ -35,6 +35,20 @@ export class Metrics {
     buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
     registers: [this.registry],
   });
+  readonly runnerCreate = new Histogram({
+    name: 'runyard_runner_create_seconds',
+    help: "Time a provider took to start a runner (a container's create and start)",
+    labelNames: ['provider'],
+    buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly imageBuild = new Histogram({
+    name: 'runyard_image_build_seconds',
+    help: 'Time to build a runner image for a dynamic base image, by outcome (built, failed)',
+    labelNames: ['provider', 'outcome'],
+    buckets: [0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600],
+    registers: [this.registry],
+  });
   readonly heartbeats = new Counter({ name: 'runyard_heartbeats_total', help: 'Runner heartbeats received', registers: [this.registry] });
   readonly providerErrors = new Counter({ name: 'runyard_provider_errors_total', help: 'Provider operations that failed', labelNames: ['provider', 'op'], registers: [this.registry] });
   readonly controlChannels = new Gauge({ name: 'runyard_control_channels', help: 'Open runner control channels', registers: [this.registry] });

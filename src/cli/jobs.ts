@@ -34,6 +34,8 @@ interface SubmitOptions {
   secret?: string[];
   label?: string[];
   image?: string;
+  cpu?: string;
+  memoryMb?: string;
   timeout?: string;
   maxAttempts?: string;
   retryOnFailure?: boolean;
@@ -55,7 +57,9 @@ export function registerJobs(program: Command): void {
     .option('-e, --env <NAME=VALUE>', 'environment variable for the job; repeatable', collect)
     .option('-s, --secret <NAME[=VALUE]>', 'secret environment variable, encrypted to the runner; without =VALUE it is read from your environment; repeatable', collect)
     .option('-l, --label <label>', 'label for the job; repeatable', collect)
-    .option('--image <image>', 'container image (container pools)')
+    .option('--image <image>', "base image to run on (container pools that allow dynamic images; default: the pool's image)")
+    .option('--cpu <n>', 'CPUs the job needs; refused at submit when no class size (or not the pool\'s class) offers them')
+    .option('--memory-mb <n>', 'memory in MB the job needs; refused at submit like --cpu')
     .option('--timeout <duration>', "job time limit, e.g. 10m (default: the pool's jobTimeout)")
     .option('--max-attempts <n>', 'attempts when its runner is lost (default 3)')
     .option('--retry-on-failure', 'also retry when the command exits non-zero')
@@ -222,6 +226,12 @@ export function buildSpec(args: string[], opts: SubmitOptions): Record<string, u
     spec.labels = opts.label;
   }
   if (opts.image !== undefined) spec.image = opts.image;
+  if (opts.cpu !== undefined) {
+    const cpu = Number(opts.cpu);
+    if (!opts.cpu.trim() || !Number.isFinite(cpu) || cpu <= 0 || cpu > 1024) throw bad(`--cpu must be a number of CPUs above 0 (e.g. 0.5 or 2), not ${JSON.stringify(opts.cpu)}`);
+    spec.cpu = cpu;
+  }
+  if (opts.memoryMb !== undefined) spec.memoryMb = parsePositiveInt(opts.memoryMb, '--memory-mb', 4_194_304);
   if (opts.timeout !== undefined) spec.timeout = parseDurationArg(opts.timeout, '--timeout');
   if (opts.maxAttempts !== undefined) spec.maxAttempts = parsePositiveInt(opts.maxAttempts, '--max-attempts', 100);
   if (opts.retryOnFailure) spec.retryOnFailure = true;

@@ -35,11 +35,17 @@ export const poolSchema = z
     distribution: z.string().min(1).max(200).optional(),
     setup: z.array(z.string().min(1).max(10_000)).max(100).default([]),
     env: z.record(envName, z.string().max(65_536)).default({}),
+    /** Jobs may name their own base image: false, true (any), or the allowed bases (`*` globs). */
+    dynamicImages: z
+      .union([z.boolean(), z.array(z.string().regex(/^[a-zA-Z0-9._\/:@*-]{1,256}$/, 'must be an image reference, `*` matching any characters')).min(1).max(100)])
+      .default(false),
   })
   .superRefine((p, ctx) => {
     if (p.minIdle > p.maxRunners) ctx.addIssue({ code: 'custom', path: ['minIdle'], message: `minIdle (${p.minIdle}) exceeds maxRunners (${p.maxRunners})` });
     if ((p.provider === 'container' || p.provider === 'kubernetes' || p.provider === 'ecs') && !p.image)
       ctx.addIssue({ code: 'custom', path: ['image'], message: `provider ${p.provider} needs an image` });
+    if (p.dynamicImages !== false && p.provider !== 'container')
+      ctx.addIssue({ code: 'custom', path: ['dynamicImages'], message: `dynamic images need the container provider, not ${p.provider}` });
   });
 export type PoolInput = z.input<typeof poolSchema>;
 export type PoolConfig = z.output<typeof poolSchema>;

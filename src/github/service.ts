@@ -101,13 +101,14 @@ export class GithubSource {
     if (!isSelfHosted(wj.labels)) return { status: 'ignored', reason: 'labels do not include self-hosted' };
     const existing = await this.jobByWorkflowJob(wj.id);
     if (existing) return { status: 'duplicate', job: existing };
-    const pool = routeLabels(await listPools(this.ctx.db), wj.labels);
-    if (!pool) {
+    const route = routeLabels(await listPools(this.ctx.db), wj.labels);
+    if (!route) {
       const reason = `no pool serves labels ${JSON.stringify(wj.labels)} (GitHub job ${wj.id} in ${wj.repo}); add a pool whose labels, class and image cover them`;
       this.ctx.log.warn({ workflowJobId: wj.id, repo: wj.repo, labels: wj.labels }, 'GitHub job matches no pool');
       await this.record(`workflow_job:${wj.id}`, reason, { repo: wj.repo, labels: wj.labels, outcome: 'unroutable' });
       return { status: 'unroutable', reason };
     }
+    const { pool, image } = route;
     const s = this.settings;
     const scope: 'repo' | 'org' = s.scope === 'org' && wj.org ? 'org' : 'repo';
     const runnerName = `${s.runnerPrefix}-${wj.id}-${randomBytes(3).toString('hex')}`;
@@ -149,6 +150,7 @@ export class GithubSource {
             env,
             secrets: { GITHUB_JIT_CONFIG: String(jit.encoded_jit_config) },
             labels: wj.labels,
+            ...(image ? { image } : {}),
             payload: { github: ref },
             idempotencyKey: `github:${wj.id}`,
           },

@@ -6,11 +6,19 @@ export interface LaunchSpec {
   name: string;
   pool: PoolConfig;
   classSize?: ClassSize;
+  /** A dynamic image: the runner image built for it (`image`) and the base the job named. */
+  dynamic?: { image: string; base: string };
   serverUrl: string;
   /** A registration token bound to this runner id. */
   registrationToken: string;
   /** Labels every resource so orphans can be found after a crash. */
   instanceId: string;
+}
+
+/** A job's base image to run runners of, and the pool's runner image that carries the agent. */
+export interface ImageRequest {
+  base: string;
+  agentImage: string;
 }
 
 export interface ProviderRunner {
@@ -34,6 +42,11 @@ export interface Provider {
    */
   readonly owner: string;
   create(spec: LaunchSpec): Promise<{ ref: string }>;
+  /**
+   * Finds or builds the runner image for a dynamic base image; `progress` gets the build's lines
+   * (only when it builds). Providers without it cannot run jobs that name their own image.
+   */
+  prepareImage?(req: ImageRequest, progress: (line: string) => void): Promise<{ image: string; built: boolean }>;
   /** The runners this runyard instance started and that still exist. */
   list(): Promise<ProviderRunner[]>;
   describe(runnerId: string): Promise<ProviderRunner | undefined>;

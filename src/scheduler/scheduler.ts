@@ -8,6 +8,10 @@ import { createToken, revokeRunnerTokens } from '../store/queries/tokens.js';
 import { activeJobIdsOfRunner, recoverJobs } from '../queue/jobs.js';
 import { recordEvents } from '../store/queries/events.js';
 import { sleep } from '../lib/clock.js';
+import { appendQueuedLogs, failQueuedJobs, queuedJobIds } from '../queue/waiting.js';
+
+/** How often build progress is written to the waiting jobs' logs. */
+const PROGRESS_FLUSH_MS = 500;
 
 const FOLLOW_UP_GAP_MS = 50;
 /** A runner that exits this soon after registering without taking a job counts as a failed start. */
@@ -33,6 +37,10 @@ export class Scheduler {
   private closed = false;
   private warned = new Set<string>();
   private serial: Promise<unknown> = Promise.resolve();
+  /** runner images ready for dynamic bases, by pool, runner image and base */
+  private images = new Map<string, string>();
+  /** runner images being prepared (built or found); their end wakes the scheduler */
+  private preparing = new Map<string, Promise<void>>();
 
   constructor(
     private ctx: ApiContext,
@@ -133,7 +141,7 @@ export class Scheduler {
         'scheduler decision',
       );
       try {
-        if (a.kind === 'start') await this.start(v, a.count, a.reason);
+        if (a.kind === 'start') await this.start(v, a.count, a.reason, a.image);
         else if (a.kind === 'drain') await this.drain(a.runnerId, a.reason);
         else void this.terminate(a.runnerId, a.reason);
       } catch (err) {
@@ -160,7 +168,7 @@ export class Scheduler {
     this.failures.set(pool, { count: f.count + 1, lastAt: now });
   }
 
-  private async start(v: PoolView, count: number, reason: string) {
+  private async start(v: PoolView, count: number, reason: string, image?: string) {
     const provider = this.providers.get(v.config.provider);
     if (!provider) {
       if (!this.warned.has(v.config.name)) {
@@ -171,6 +179,11 @@ export class Scheduler {
       return;
     }
     const classSize = v.config.class ? this.ctx.classSizes[v.config.class] : undefined;
+    let dynamic: { image: string; base: string } | undefined;
+    if (image !== undefined) {
+      dynamic = this.dynamicImage(v, provider, image);
+      if (!dynamic) return; // being prepared: its end wakes the scheduler
+    }
     await Promise.all(
       Array.from({ length: count }, async () => {
         const now = this.ctx.clock.now();
@@ -187,20 +200,25 @@ export class Scheduler {
               slots: v.config.ephemeral ? 1 : v.config.maxJobsPerRunner,
               ephemeral: v.config.ephemeral,
               reason,
+              image: image ?? null,
             });
             return createToken(tx, now, { kind: 'registration', pool: v.config.name, runnerId: id, description: 'launch token', expiresAt: now + v.config.startTimeout + 60_000 });
           });
+          const started = performance.now();
           const { ref } = await provider.create({
             runnerId: id,
             name: `${v.config.name}-${id.slice(0, 8)}`,
             pool: v.config,
             classSize,
+            ...(dynamic ? { dynamic } : {}),
             serverUrl: this.opts.serverUrl(),
             registrationToken: secret,
             instanceId: this.opts.instanceId,
           });
+          this.ctx.metrics.runnerCreate.observe({ provider: provider.name }, (performance.now() - started) / 1000);
           await setProviderRef(this.ctx.db, id, ref);
         } catch (err) {
+          if (image !== undefined) this.images.delete(imageKey(v, image)); // the image may be gone: look again next time
           this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'create' });
           this.recordFailure(v.config.name, this.ctx.clock.now());
           await transitionRunner(this.ctx.db, this.ctx.clock.now(), id, 'terminated', `provider failed to start it: ${(err as Error).message}`).catch(() => {});
@@ -210,6 +228,76 @@ export class Scheduler {
         }
       }),
     );
+  }
+
+  /**
+   * The runner image for a dynamic base, when it is ready. Otherwise it is prepared in the
+   * background (a build can take minutes; the pass does not wait): its progress goes to the
+   * waiting jobs' logs, and a failure fails them with the engine's message instead of retrying.
+   */
+  private dynamicImage(v: PoolView, provider: Provider, base: string): { image: string; base: string } | undefined {
+    const key = imageKey(v, base);
+    const ready = this.images.get(key);
+    if (ready) return { image: ready, base };
+    if (!this.preparing.has(key)) {
+      const run = this.prepareImage(v, provider, base).finally(() => {
+        this.preparing.delete(key);
+        this.wake();
+      });
+      this.preparing.set(key, run);
+    }
+    return undefined;
+  }
+
+  private async prepareImage(v: PoolView, provider: Provider, base: string): Promise<void> {
+    const pool = v.config.name;
+    const t0 = performance.now();
+    const jobIds = await queuedJobIds(this.ctx.db, pool, base);
+    let pending: string[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    let writing = Promise.resolve();
+    const flush = () => {
+      clearTimeout(timer);
+      timer = undefined;
+      const lines = pending;
+      pending = [];
+      writing = writing
+        .then(async () => {
+          for (const id of await appendQueuedLogs(this.ctx.db, this.ctx.clock.now(), jobIds, lines)) this.ctx.bus.emit(`log:${id}`);
+        })
+        .catch((err) => this.ctx.log.warn({ err, pool, base }, 'could not write image build progress'));
+      return writing;
+    };
+    const progress = (line: string) => {
+      pending.push(line);
+      timer ??= setTimeout(flush, PROGRESS_FLUSH_MS);
+    };
+    try {
+      if (!provider.prepareImage) throw new Error(`the ${provider.name} provider cannot run a job's own image`);
+      const { image, built } = await provider.prepareImage({ base, agentImage: v.config.image! }, progress);
+      const secs = (performance.now() - t0) / 1000;
+      if (built) {
+        this.ctx.metrics.imageBuild.observe({ provider: provider.name, outcome: 'built' }, secs);
+        progress(`runner image for ${base} built in ${secs.toFixed(1)}s; starting a runner`);
+        await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'scheduler', subject: pool, reason: `built runner image ${image} for base ${base} in ${secs.toFixed(1)}s`, actor: 'scheduler' }]);
+        this.ctx.log.info({ pool, base, image, seconds: secs }, 'runner image built');
+      }
+      this.images.set(imageKey(v, base), image);
+      await flush();
+    } catch (err) {
+      if (this.closed) return; // shutting down: the next start prepares it again
+      const message = (err as Error).message;
+      this.ctx.metrics.imageBuild.observe({ provider: provider.name, outcome: 'failed' }, (performance.now() - t0) / 1000);
+      this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'image' });
+      progress(`runner image for ${base} could not be prepared: ${message}`);
+      await flush();
+      const reason = `runner image for base ${base} could not be prepared: ${message}`;
+      const failed = await failQueuedJobs(this.ctx.db, this.ctx.clock.now(), pool, base, reason, 'scheduler');
+      for (const id of failed) this.ctx.bus.emit(`job:${id}`);
+      if (failed.length) this.ctx.metrics.jobOutcomes.inc({ pool, state: 'failed' }, failed.length);
+      await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'scheduler', subject: pool, reason: `${reason}; ${failed.length} waiting job(s) failed`, actor: 'scheduler' }]);
+      this.ctx.log.error({ err, pool, base, failed: failed.length }, 'runner image could not be prepared');
+    }
   }
 
   private async drain(runnerId: string, reason: string) {
@@ -368,3 +456,6 @@ export class Scheduler {
     await Promise.allSettled([...this.stopping.values()]);
   }
 }
+
+/** Ready runner images are known per pool, per runner image (a pool change builds anew) and per base. */
+const imageKey = (v: PoolView, base: string) => `${v.config.name}\n${v.config.image ?? ''}\n${base}`;

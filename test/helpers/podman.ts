@@ -2,21 +2,25 @@
  * A real podman engine for container-provider tests: its own Docker-compatible API service on a
  * private unix socket, runc as the runtime (through a containers.conf in a temp dir, nothing
  * global is changed), and a runner image assembled from this machine (no registry is reachable):
- * node, dash as /bin/sh, their libraries, and the runyard package with its production deps.
+ * the self-contained agent bundle (scripts/bundle-agent.mjs) plus dash as /bin/sh.
  *
  * When podman is missing or does not work, startPodman() throws with a message saying so: the
  * tests fail loudly instead of skipping.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync, cpSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+// a plain .mjs script, shared with the Containerfile
+import { bundleAgent, sharedLibraries } from '../../scripts/bundle-agent.mjs';
+import { AGENT_DIR, AGENT_ENTRYPOINT } from '../../src/providers/container/dynamic-images.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const TEST_IMAGE_REPO = 'localhost/runyard-runner-test';
+export const BASE_IMAGE_REPO = 'localhost/runyard-test-base';
 
 export interface Podman {
   /** DOCKER_HOST-style address of the API service, unix:///tmp/runyard-podman-<pid>.sock */
@@ -126,19 +130,6 @@ export function ping(socket: string): Promise<boolean> {
   });
 }
 
-/** The files of the runner package: bin, dist, package.json and the production dependencies. */
-function packageFiles(): string[] {
-  const r = spawnSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: ROOT, encoding: 'utf8', maxBuffer: 16 << 20 });
-  const deps = r.stdout
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && l !== ROOT && l !== ROOT.replace(/\/$/, ''))
-    .map((l) => relative(ROOT, l))
-    .filter((l) => l.startsWith('node_modules'));
-  if (deps.length === 0) throw new Error(`npm ls found no production dependencies: ${r.stderr}`);
-  return ['bin', 'dist', 'package.json', 'src/store/migrations', ...deps].filter((p) => existsSync(join(ROOT, p)));
-}
-
 function hashTree(h: ReturnType<typeof createHash>, path: string) {
   const st = statSync(path);
   if (st.isDirectory()) for (const e of readdirSync(path).sort()) hashTree(h, join(path, e));
@@ -148,69 +139,82 @@ function hashTree(h: ReturnType<typeof createHash>, path: string) {
   }
 }
 
-/**
- * Builds localhost/runyard-runner-test:<hash of dist, bin, package.json, lockfile and node> unless
- * podman has it already; older tags of the test image are removed.
- */
-export function buildRunnerImage(cli: (...args: string[]) => string): { image: string; built: boolean } {
-  const node = spawnSync('readlink', ['-f', process.execPath], { encoding: 'utf8' }).stdout.trim() || process.execPath;
-  const h = createHash('sha256');
-  for (const p of ['bin', 'dist', 'package.json', 'package-lock.json']) hashTree(h, join(ROOT, p));
-  h.update(node + process.version);
-  const tag = h.digest('hex').slice(0, 16);
-  const image = `${TEST_IMAGE_REPO}:${tag}`;
-  if (!existsSync(join(ROOT, 'dist', 'bin', 'cli.js'))) throw new Error('dist/ is missing: run `npm run build` first');
-  const have = cli('images', '--format', '{{.Repository}}:{{.Tag}}', TEST_IMAGE_REPO).split('\n').map((l) => l.trim()).filter(Boolean);
-  if (have.includes(image)) return { image, built: false };
+/** Imports a root filesystem folder as an image; `changes` are Containerfile instructions. */
+function importRootfs(cli: (...args: string[]) => string, rootfs: string, image: string, changes: string[]) {
+  const tar = `${rootfs}.tar`;
+  const t = spawnSync('tar', ['-C', rootfs, '-cf', tar, '.']);
+  if (t.status !== 0) throw new Error(`tar failed: ${t.stderr}`);
+  cli('import', ...changes.flatMap((c) => ['--change', c]), tar, image);
+}
 
+/** dash as /bin/sh (and `tools`) with their libraries, /tmp, /etc/passwd: the least a job's shell needs. */
+function shellRootfs(rootfs: string, tools: string[] = []) {
+  const copyKeep = (file: string) => {
+    const real = spawnSync('readlink', ['-f', file], { encoding: 'utf8' }).stdout.trim() || file;
+    for (const p of new Set([file, real])) {
+      const to = join(rootfs, p);
+      mkdirSync(dirname(to), { recursive: true });
+      if (!existsSync(to)) copyFileSync(real, to);
+    }
+  };
+  for (const bin of ['/usr/bin/dash', ...tools]) {
+    copyKeep(bin);
+    const { libs, loader } = sharedLibraries(bin);
+    for (const lib of [...libs, loader]) copyKeep(lib);
+  }
+  mkdirSync(join(rootfs, 'bin'), { recursive: true });
+  symlinkSync('/usr/bin/dash', join(rootfs, 'bin/sh'));
+  for (const d of ['tmp', 'var/tmp']) {
+    mkdirSync(join(rootfs, d), { recursive: true });
+    chmodSync(join(rootfs, d), 0o1777);
+  }
+  for (const d of ['proc', 'sys', 'dev', 'etc', 'root']) mkdirSync(join(rootfs, d), { recursive: true });
+  writeFileSync(join(rootfs, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
+  writeFileSync(join(rootfs, 'etc/group'), 'root:x:0:\n');
+}
+
+/** Builds `repo:<tag>` with `fill(rootfs)` unless podman has it; older tags of `repo` are removed. */
+function cachedImage(cli: (...args: string[]) => string, repo: string, tag: string, changes: string[], fill: (rootfs: string) => void): { image: string; built: boolean } {
+  const image = `${repo}:${tag}`;
+  const have = cli('images', '--format', '{{.Repository}}:{{.Tag}}', repo).split('\n').map((l) => l.trim()).filter(Boolean);
+  if (have.includes(image)) return { image, built: false };
   const work = mkdtempSync(join(tmpdir(), 'runyard-image-'));
   try {
     const rootfs = join(work, 'rootfs');
-    const copyKeep = (file: string) => {
-      const real = spawnSync('readlink', ['-f', file], { encoding: 'utf8' }).stdout.trim() || file;
-      for (const p of new Set([file, real])) {
-        const to = join(rootfs, p);
-        mkdirSync(dirname(to), { recursive: true });
-        if (!existsSync(to)) copyFileSync(real, to);
-      }
-    };
-    const libs = (bin: string) =>
-      spawnSync('ldd', [bin], { encoding: 'utf8' })
-        .stdout.split('\n')
-        .map((l) => l.match(/(\/\S+)/)?.[1])
-        .filter((l): l is string => !!l);
-    for (const bin of [node, '/usr/bin/dash']) {
-      copyKeep(bin);
-      for (const lib of libs(bin)) copyKeep(lib);
-    }
-    mkdirSync(join(rootfs, 'usr/local/bin'), { recursive: true });
-    if (!existsSync(join(rootfs, 'usr/bin/node'))) symlinkSync(node, join(rootfs, 'usr/bin/node'));
-    mkdirSync(join(rootfs, 'bin'), { recursive: true });
-    symlinkSync('/usr/bin/dash', join(rootfs, 'bin/sh'));
-    for (const d of ['tmp', 'var/tmp']) {
-      mkdirSync(join(rootfs, d), { recursive: true });
-      chmodSync(join(rootfs, d), 0o1777);
-    }
-    for (const d of ['proc', 'sys', 'dev', 'etc', 'work', 'var/lib/runyard/state']) mkdirSync(join(rootfs, d), { recursive: true });
-    writeFileSync(join(rootfs, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
-    writeFileSync(join(rootfs, 'etc/group'), 'root:x:0:\n');
-    mkdirSync(join(rootfs, 'root'), { recursive: true });
-    const app = join(rootfs, 'opt/runyard');
-    for (const p of packageFiles()) cpSync(join(ROOT, p), join(app, p), { recursive: true, dereference: true });
-    const tar = join(work, 'rootfs.tar');
-    const t = spawnSync('tar', ['-C', rootfs, '-cf', tar, '.']);
-    if (t.status !== 0) throw new Error(`tar failed: ${t.stderr}`);
-    cli(
-      'import',
-      '--change', 'WORKDIR /opt/runyard',
-      '--change', 'ENV PATH=/usr/local/bin:/usr/bin:/bin',
-      '--change', 'ENTRYPOINT ["/usr/bin/node", "/opt/runyard/bin/runyard.js", "agent"]',
-      tar,
-      image,
-    );
+    mkdirSync(rootfs);
+    fill(rootfs);
+    importRootfs(cli, rootfs, image, changes);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
   for (const old of have) if (old !== image) try { cli('rmi', '-f', old); } catch { /* in use: left for later */ }
   return { image, built: true };
+}
+
+/**
+ * The runner image: the self-contained agent bundle in /opt/runyard (scripts/bundle-agent.mjs,
+ * as the Containerfile makes it) on a root filesystem with only a shell. Tagged by a hash of
+ * what goes in, so it is built once per change of dist or dependencies.
+ */
+export function buildRunnerImage(cli: (...args: string[]) => string): { image: string; built: boolean } {
+  if (!existsSync(join(ROOT, 'dist', 'bin', 'cli.js'))) throw new Error('dist/ is missing: run `npm run build` first');
+  const h = createHash('sha256');
+  for (const p of ['bin', 'dist', 'package.json', 'package-lock.json', 'scripts/bundle-agent.mjs']) hashTree(h, join(ROOT, p));
+  h.update(process.execPath + process.version);
+  return cachedImage(cli, TEST_IMAGE_REPO, h.digest('hex').slice(0, 16), ['WORKDIR /', 'ENV PATH=/usr/local/bin:/usr/bin:/bin', `ENTRYPOINT ${JSON.stringify(AGENT_ENTRYPOINT)}`], (rootfs) => {
+    shellRootfs(rootfs, ['/usr/bin/sleep', '/usr/bin/cat']);
+    for (const d of ['work', 'var/lib/runyard/state']) mkdirSync(join(rootfs, d), { recursive: true });
+    bundleAgent(join(rootfs, AGENT_DIR), { root: ROOT });
+  });
+}
+
+/**
+ * A base image for dynamic-image jobs, like one a user would name: a shell, no Node, no agent,
+ * and a marker file (/etc/runyard-test-base holding `variant`) that proves a job ran on it.
+ */
+export function buildBaseImage(cli: (...args: string[]) => string, variant: string): string {
+  return cachedImage(cli, `${BASE_IMAGE_REPO}-${variant}`, '1', ['ENV PATH=/usr/local/bin:/usr/bin:/bin', 'CMD ["/bin/sh"]'], (rootfs) => {
+    shellRootfs(rootfs);
+    writeFileSync(join(rootfs, 'etc/runyard-test-base'), `${variant}\n`);
+  }).image;
 }

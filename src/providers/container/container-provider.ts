@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
-import { hostname } from 'node:os';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import Docker from 'dockerode';
-import type { LaunchSpec, Provider, ProviderRunner } from '../provider.js';
+import type { ImageRequest, LaunchSpec, Provider, ProviderRunner } from '../provider.js';
+import { dynamicImageContainerfile, dynamicImageTag } from './dynamic-images.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Config } from '../../config/schema.js';
 import { sleep } from '../../lib/clock.js';
@@ -10,6 +13,8 @@ export const LABEL_INSTANCE = 'runyard.instance';
 export const LABEL_OWNER = 'runyard.owner';
 export const LABEL_POOL = 'runyard.pool';
 export const LABEL_RUNNER = 'runyard.runner';
+/** The base image a dynamic-image runner was built from. */
+export const LABEL_BASE = 'runyard.base';
 
 /** Where the agent keeps its identity and job dirs inside the container. */
 export const CONTAINER_STATE_DIR = '/var/lib/runyard/state';
@@ -95,6 +100,8 @@ export class ContainerProvider implements Provider {
   private creating = new Set<string>();
   private closed = false;
   private readonly pollMs: number;
+  /** image builds in progress, by base and agent image: concurrent requests share one */
+  private builds = new Map<string, Promise<{ image: string; built: boolean }>>();
 
   constructor(private opts: ContainerProviderOptions) {
     this.pollMs = opts.pollMs ?? 5_000;
@@ -112,7 +119,7 @@ export class ContainerProvider implements Provider {
     const msg = (err as Error)?.message ?? String(err);
     if (isUnreachable(err)) return new ContainerEngineError(`container engine unreachable at ${this.engine} (${what}): ${msg}`, err);
     if (spec && statusOf(err) === 404 && /image/i.test(msg))
-      return new ContainerEngineError(`image ${JSON.stringify(spec.pool.image)} not found on the container engine at ${this.engine}; build or load it there first (${what})`, err);
+      return new ContainerEngineError(`image ${JSON.stringify(spec.dynamic?.image ?? spec.pool.image)} not found on the container engine at ${this.engine}; build or load it there first (${what})`, err);
     const detail = (err as { json?: { message?: string } })?.json?.message ?? msg;
     return new ContainerEngineError(`container engine at ${this.engine} refused ${what}: ${detail}`, err);
   }
@@ -154,13 +161,14 @@ export class ContainerProvider implements Provider {
       try {
         container = await this.docker.createContainer({
           name: `runyard-${spec.runnerId}`,
-          Image: spec.pool.image,
+          Image: spec.dynamic?.image ?? spec.pool.image,
           Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
           Labels: {
             [LABEL_INSTANCE]: spec.instanceId,
             [LABEL_OWNER]: this.owner,
             [LABEL_POOL]: spec.pool.name,
             [LABEL_RUNNER]: spec.runnerId,
+            ...(spec.dynamic ? { [LABEL_BASE]: spec.dynamic.base } : {}),
           },
           HostConfig: hostConfig,
           StopSignal: 'SIGTERM',
@@ -178,8 +186,84 @@ export class ContainerProvider implements Provider {
       this.creating.delete(spec.runnerId);
     }
     this.watch(spec.runnerId, container.id);
-    this.opts.log.info({ runnerId: spec.runnerId, container: container.id.slice(0, 12), image: spec.pool.image, engine: this.engine }, 'runner container started');
+    this.opts.log.info({ runnerId: spec.runnerId, container: container.id.slice(0, 12), image: spec.dynamic?.image ?? spec.pool.image, engine: this.engine }, 'runner container started');
     return { ref: this.ref(container.id) };
+  }
+
+  /**
+   * The runner image for a job's base: the base with the agent bundle of the pool's runner image
+   * layered on, tagged by a digest of both image ids, so it is built once and reused until either
+   * changes. A base the engine lacks is pulled first. Failures carry the engine's own message.
+   */
+  prepareImage(req: ImageRequest, progress: (line: string) => void): Promise<{ image: string; built: boolean }> {
+    const key = `${req.base}\n${req.agentImage}`;
+    let build = this.builds.get(key);
+    if (!build) {
+      build = this.findOrBuild(req, progress).finally(() => this.builds.delete(key));
+      this.builds.set(key, build);
+    }
+    return build;
+  }
+
+  private async findOrBuild({ base, agentImage }: ImageRequest, progress: (line: string) => void): Promise<{ image: string; built: boolean }> {
+    const agent = await this.imageId(agentImage);
+    if (!agent) throw new ContainerEngineError(`runner image ${JSON.stringify(agentImage)} not found on the container engine at ${this.engine}; build it there first (Containerfile)`);
+    let baseId = await this.imageId(base);
+    if (!baseId) {
+      progress(`pulling base image ${base}`);
+      try {
+        await this.follow(await this.docker.pull(base), progress);
+      } catch (err) {
+        throw this.explain(`pull of base image ${base}`, err);
+      }
+      baseId = await this.imageId(base);
+      if (!baseId) throw new ContainerEngineError(`base image ${base} is still missing on the container engine at ${this.engine} after its pull`);
+    }
+    const tag = dynamicImageTag(baseId, agent);
+    if (await this.imageId(tag)) return { image: tag, built: false };
+
+    progress(`building runner image ${tag} from base ${base} with the agent of ${agentImage}`);
+    const dir = await mkdtemp(join(tmpdir(), 'runyard-build-'));
+    try {
+      await writeFile(join(dir, 'Containerfile'), dynamicImageContainerfile(base, baseId, agentImage, agent));
+      try {
+        const stream = await this.docker.buildImage({ context: dir, src: ['Containerfile'] }, { t: tag, dockerfile: 'Containerfile', rm: true, forcerm: true, labels: { [LABEL_BASE]: base } });
+        await this.follow(stream, progress);
+      } catch (err) {
+        throw this.explain(`build of a runner image from base ${base}`, err);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    if (!(await this.imageId(tag))) throw new ContainerEngineError(`the container engine at ${this.engine} reported no error but has no image ${tag} after the build`);
+    progress(`built runner image ${tag}`);
+    return { image: tag, built: true };
+  }
+
+  /** The image's id, or undefined when the engine does not have it. */
+  private async imageId(name: string): Promise<string | undefined> {
+    try {
+      return (await this.docker.getImage(name).inspect()).Id;
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw this.explain(`inspect image ${name}`, err);
+    }
+  }
+
+  /** Reads a pull or build stream to its end; an error event in it (engines report failures there) rejects. */
+  private follow(stream: NodeJS.ReadableStream, progress: (line: string) => void): Promise<void> {
+    return new Promise((ok, fail) => {
+      let failure: string | undefined;
+      this.docker.modem.followProgress(
+        stream,
+        (err: Error | null) => (err ? fail(err) : failure ? fail(new Error(failure)) : ok()),
+        (ev: { stream?: string; status?: string; progress?: string; error?: string; errorDetail?: { message?: string } }) => {
+          if (ev.error || ev.errorDetail) failure = (ev.errorDetail?.message ?? ev.error ?? '').trim();
+          const text = ev.stream ?? (ev.status ? `${ev.status}${ev.progress ? ` ${ev.progress}` : ''}` : '');
+          for (const line of text.split('\n')) if (line.trim()) progress(line.trimEnd());
+        },
+      );
+    });
   }
 
   private ref(containerId: string) {
