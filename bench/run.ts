@@ -32,6 +32,7 @@ const SECTIONS: { id: string; title: string; flags?: string[] }[] = [
   { id: 'heartbeats', title: '4. Heartbeats' },
   { id: 'sse', title: '5. Control channels (SSE)', flags: ['--expose-gc', '--max-old-space-size=4096'] },
   { id: 'coldstart', title: '6. Scale from zero' },
+  { id: 'container-coldstart', title: '6b. Scale from zero (container provider)' },
   { id: 'memory', title: '7. Memory' },
 ];
 

@@ -56,6 +56,7 @@ export function registerRunners(program: Command): void {
         ['version', x.version],
         ['labels', (x.labels ?? []).join(', ')],
         ['provider', x.provider ? `${x.provider}${x.providerRef ? ` (${x.providerRef})` : ''}` : undefined],
+        ['image', x.image ? `${x.image} (dynamic base)` : undefined],
         ['config hash', x.configHash],
         ['created', when(x.createdAt)],
         ['registered', when(x.registeredAt)],
