@@ -136,7 +136,10 @@ describe('container engine unreachable', () => {
     t = await startTestServer({
       config: {
         scheduler: { tick: '1s', offlineAfter: '1h', stuckAfter: '1h', stopGrace: '5s' },
-        pools: [{ name: 'ctr', provider: 'container', image: podman.image, maxRunners: 1, idleTimeout: '1h' }],
+        pools: [
+          { name: 'ctr', provider: 'container', image: podman.image, maxRunners: 1, idleTimeout: '1h' },
+          { name: 'ctrdyn', provider: 'container', image: podman.image, dynamicImages: true, maxRunners: 1, idleTimeout: '1h' },
+        ],
       },
     });
   });
@@ -159,6 +162,15 @@ describe('container engine unreachable', () => {
 
   test('a job waits while the engine is unreachable (the failure says why), and runs once it is back', async () => {
     const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'ctr', command: 'echo after-outage' });
+    // a job on its own base waits too: an unreachable engine is no reason to fail it
+    const { body: dyn } = await t.api('POST', '/api/v1/jobs', { pool: 'ctrdyn', image: 'localhost/runyard-test-base-a:1', command: 'true' });
+    const dynLogs = await waitFor('the dynamic job told why it waits', async () => {
+      const text = (await t.api('GET', `/api/v1/jobs/${dyn.job.id}/logs`)).body.lines.map((l: any) => l.m).join('\n');
+      return /container engine unreachable at unix:\/\/.*the job waits/.test(text) ? text : undefined;
+    }, 20_000, 100);
+    assert.ok(dynLogs);
+    assert.equal((await jobOf(t, dyn.job.id)).state, 'queued', 'the dynamic job is still queued');
+    assert.equal((await t.api('POST', `/api/v1/jobs/${dyn.job.id}/cancel`)).status, 200);
     const failed = await waitFor('a failed start recorded', async () => {
       const rows = await t.server.db.query<{ id: string }>(`select id from runners where pool = 'ctr' and state = 'terminated'`);
       return rows[0];

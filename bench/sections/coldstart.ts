@@ -5,7 +5,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
-import { agentLogs, waitFor } from '../lib/fleet.js';
+import { agentLogs } from '../lib/fleet.js';
+import { coldJob, stopRunner } from '../lib/coldjob.js';
 import { startBenchServer } from '../lib/server.js';
 import { fmt, median, percentile } from '../lib/stats.js';
 import { runSection, targetAtMost, type Row } from '../lib/section.js';
@@ -21,16 +22,10 @@ await runSection('coldstart', '6. Scale from zero (process provider)', async ({ 
       await s.http.ok('POST', '/api/v1/pools', { name: pool, maxRunners: 1, maxJobsPerRunner: 1, minIdle: 0 });
       await new Promise((r) => setTimeout(r, 300));
       await s.server.scheduler.idle();
-      const t0 = performance.timeOrigin + performance.now();
-      const { job } = await s.http.ok('POST', '/api/v1/jobs', { pool, command: 'echo started' });
-      const done = await waitFor('cold job to finish', async () => {
-        const [j] = await s.server.db.query<any>('select state, runner_id, created_at, claimed_at, started_at from jobs where id = $1', [job.id]);
-        return j && ['succeeded', 'failed', 'cancelled', 'timed_out'].includes(j.state) ? j : undefined;
-      }, 60_000, 10);
-      if (done.state !== 'succeeded') throw new Error(`cold job ${job.id} ended ${done.state}`);
-      const [runner] = await s.server.db.query<any>('select id, created_at, registered_at from runners where id = $1', [done.runner_id]);
-      const logs = await s.server.db.query<any>('select lines from job_logs where job_id = $1 order by seq', [job.id]);
-      const out = logs.flatMap((l: any) => l.lines).find((l: any) => l.s === 'o')?.t as number;
+      const c = await coldJob(s, pool);
+      const runner = { id: c.runnerId, created_at: new Date(c.runnerCreated), registered_at: new Date(c.registered) };
+      const done = { claimed_at: new Date(c.claimed) };
+      const { t0, firstOutput: out } = c;
       const mine = agentLogs(s).filter((l) => l.runnerId === runner.id || l.msg === 'agent starting');
       const boot = mine.find((l) => l.msg === 'agent starting' && l.runnerId === runner.id)?.time;
       const ready = mine.find((l) => l.msg === 'ready for jobs')?.time;
@@ -49,8 +44,7 @@ await runSection('coldstart', '6. Scale from zero (process provider)', async ({ 
       samples.push(sample);
       log(`iteration ${i + 1}: registered after ${fmt(sample['submit → runner registered'])} ms, job output after ${fmt(sample['submit → job started (first output line)'])} ms`);
       // Stop it and wait, so the next iteration starts on a quiet machine.
-      await s.http.ok('POST', `/api/v1/runners/${runner.id}/terminate`, {});
-      await waitFor('runner terminated', async () => (await s.server.db.query<any>('select state from runners where id = $1', [runner.id]))[0].state === 'terminated', 40_000, 50).catch(() => {});
+      await stopRunner(s, runner.id);
       await new Promise((r) => setTimeout(r, 500));
     }
     // Reference: where the agent's process start goes (node itself, the CLI's imports, the agent's).

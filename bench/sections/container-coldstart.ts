@@ -5,7 +5,7 @@
  * uses a new pool (minIdle 0), so every job starts from zero.
  */
 import { startPodman } from '../../test/helpers/podman.js';
-import { waitFor } from '../lib/fleet.js';
+import { coldJob, stopRunner } from '../lib/coldjob.js';
 import { startBenchServer } from '../lib/server.js';
 import { fmt, median, percentile } from '../lib/stats.js';
 import { runSection, targetAtMost, type Row } from '../lib/section.js';
@@ -22,28 +22,18 @@ await runSection('container-coldstart', '6b. Scale from zero (container provider
       const pool = `ctr-cold-${i}`;
       await s.http.ok('POST', '/api/v1/pools', { name: pool, provider: 'container', image: podman.image, maxRunners: 1, maxJobsPerRunner: 1, minIdle: 0 });
       await s.server.scheduler.idle();
-      const t0 = performance.timeOrigin + performance.now();
-      const { job } = await s.http.ok('POST', '/api/v1/jobs', { pool, command: 'echo started' });
-      const done = await waitFor('cold job to finish', async () => {
-        const [j] = await s.server.db.query<any>('select state, runner_id, claimed_at from jobs where id = $1', [job.id]);
-        return j && ['succeeded', 'failed', 'cancelled', 'timed_out'].includes(j.state) ? j : undefined;
-      }, 60_000, 10);
-      if (done.state !== 'succeeded') throw new Error(`cold job ${job.id} ended ${done.state}`);
-      const [runner] = await s.server.db.query<any>('select id, created_at, registered_at from runners where id = $1', [done.runner_id]);
-      const logs = await s.server.db.query<any>('select lines from job_logs where job_id = $1 order by seq', [job.id]);
-      const out = logs.flatMap((l: any) => l.lines).find((l: any) => l.s === 'o')?.t as number;
+      const c = await coldJob(s, pool);
       const sample = {
-        'submit → runner row created (scheduler pass)': runner.created_at.getTime() - t0,
-        'runner created → registered (container create + start + agent boot)': runner.registered_at.getTime() - runner.created_at.getTime(),
-        'registered → job claimed': done.claimed_at.getTime() - runner.registered_at.getTime(),
-        'claimed → first output line': out - done.claimed_at.getTime(),
-        'submit → runner registered': runner.registered_at.getTime() - t0,
-        'submit → job started (first output line)': out - t0,
+        'submit → runner row created (scheduler pass)': c.runnerCreated - c.t0,
+        'runner created → registered (container create + start + agent boot)': c.registered - c.runnerCreated,
+        'registered → job claimed': c.claimed - c.registered,
+        'claimed → first output line': c.firstOutput - c.claimed,
+        'submit → runner registered': c.registered - c.t0,
+        'submit → job started (first output line)': c.firstOutput - c.t0,
       };
       samples.push(sample);
       log(`iteration ${i + 1}: registered after ${fmt(sample['submit → runner registered'])} ms, job output after ${fmt(sample['submit → job started (first output line)'])} ms`);
-      await s.http.ok('POST', `/api/v1/runners/${runner.id}/terminate`, {});
-      await waitFor('runner terminated', async () => (await s.server.db.query<any>('select state from runners where id = $1', [runner.id]))[0].state === 'terminated', 40_000, 50).catch(() => {});
+      await stopRunner(s, c.runnerId);
       await s.server.scheduler.idle();
     }
     const col = (k: string) => samples.map((x) => x[k]!).filter((v) => !Number.isNaN(v));

@@ -44,7 +44,8 @@ export interface Provider {
   create(spec: LaunchSpec): Promise<{ ref: string }>;
   /**
    * Finds or builds the runner image for a dynamic base image; `progress` gets the build's lines
-   * (only when it builds). Providers without it cannot run jobs that name their own image.
+   * (only when it builds). Providers without it cannot run jobs that name their own image. An
+   * error with `retryable: true` (engine unreachable) leaves the jobs waiting; any other fails them.
    */
   prepareImage?(req: ImageRequest, progress: (line: string) => void): Promise<{ image: string; built: boolean }>;
   /** The runners this runyard instance started and that still exist. */

@@ -287,6 +287,15 @@ export class Scheduler {
     } catch (err) {
       if (this.closed) return; // shutting down: the next start prepares it again
       const message = (err as Error).message;
+      if ((err as { retryable?: boolean }).retryable) {
+        // not the job's fault (the engine is down): it waits, and the pool backs off like a failed start
+        this.recordFailure(pool, this.ctx.clock.now());
+        this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'image' });
+        progress(`${message}; the job waits and runyard tries again`);
+        await flush();
+        this.ctx.log.warn({ err, pool, base }, 'runner image could not be prepared; will retry');
+        return;
+      }
       this.ctx.metrics.imageBuild.observe({ provider: provider.name, outcome: 'failed' }, (performance.now() - t0) / 1000);
       this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'image' });
       progress(`runner image for ${base} could not be prepared: ${message}`);

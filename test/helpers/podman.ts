@@ -14,7 +14,6 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-// a plain .mjs script, shared with the Containerfile
 import { bundleAgent, sharedLibraries } from '../../scripts/bundle-agent.mjs';
 import { AGENT_DIR, AGENT_ENTRYPOINT } from '../../src/providers/container/dynamic-images.js';
 

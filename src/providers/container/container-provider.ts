@@ -46,7 +46,12 @@ export const DEFAULT_ULIMITS = [
 
 /** The engine could not be reached or refused a call: the message says which and where. */
 export class ContainerEngineError extends Error {
-  constructor(message: string, readonly cause?: unknown) {
+  constructor(
+    message: string,
+    readonly cause?: unknown,
+    /** the engine could not be reached: worth trying again later, nothing is wrong with the request */
+    readonly retryable = false,
+  ) {
     super(message);
     this.name = 'ContainerEngineError';
   }
@@ -117,7 +122,7 @@ export class ContainerProvider implements Provider {
   private explain(what: string, err: unknown, spec?: LaunchSpec): Error {
     if (err instanceof ContainerEngineError) return err;
     const msg = (err as Error)?.message ?? String(err);
-    if (isUnreachable(err)) return new ContainerEngineError(`container engine unreachable at ${this.engine} (${what}): ${msg}`, err);
+    if (isUnreachable(err)) return new ContainerEngineError(`container engine unreachable at ${this.engine} (${what}): ${msg}`, err, true);
     if (spec && statusOf(err) === 404 && /image/i.test(msg))
       return new ContainerEngineError(`image ${JSON.stringify(spec.dynamic?.image ?? spec.pool.image)} not found on the container engine at ${this.engine}; build or load it there first (${what})`, err);
     const detail = (err as { json?: { message?: string } })?.json?.message ?? msg;
