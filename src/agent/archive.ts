@@ -10,9 +10,14 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, realpath, rm, symlink } from 'node:fs/promises';
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import * as tar from 'tar';
-import yauzl from 'yauzl';
+import type * as Tar from 'tar';
+import type Yauzl from 'yauzl';
 import { ArchiveRefusedError } from './errors.js';
+
+// Loaded on first use: most runners never extract a distribution, and every runner's start pays
+// for what the agent imports.
+const tarLib = () => import('tar');
+const yauzlLib = async () => (await import('yauzl')).default;
 
 export type ArchiveKind = 'zip' | 'tar' | 'tgz';
 
@@ -42,7 +47,7 @@ export async function safeExtract(file: string, kind: ArchiveKind, dest: string)
   }
   for (const e of entries) check(root, e);
   if (kind === 'zip') await extractZip(file, root);
-  else await tar.x({ file, cwd: root, strict: true, preservePaths: false, gzip: kind === 'tgz' ? true : undefined, filter: (_p, e) => (e as tar.ReadEntry).type !== 'SymbolicLink' });
+  else await (await tarLib()).x({ file, cwd: root, strict: true, preservePaths: false, gzip: kind === 'tgz' ? true : undefined, filter: (_p, e) => (e as Tar.ReadEntry).type !== 'SymbolicLink' });
   // Links last, so nothing above was written through one of them.
   for (const e of entries.filter((x) => x.kind === 'symlink')) {
     const at = inside(root, e.path)!;
@@ -85,7 +90,7 @@ function within(root: string, abs: string): boolean {
 async function listTar(file: string, kind: ArchiveKind): Promise<Entry[]> {
   const entries: Entry[] = [];
   let bad: string | undefined;
-  await tar.t({
+  await (await tarLib()).t({
     file,
     gzip: kind === 'tgz' ? true : undefined,
     strict: true,
@@ -146,10 +151,10 @@ async function extractZip(file: string, root: string): Promise<void> {
   }
 }
 
-async function openZip(file: string): Promise<yauzl.ZipFile> {
+async function openZip(file: string): Promise<Yauzl.ZipFile> {
   try {
     // yauzl itself rejects absolute and `..` names; our own check runs on top of it.
-    return await yauzl.openPromise(file, { lazyEntries: true, autoClose: false });
+    return await (await yauzlLib()).openPromise(file, { lazyEntries: true, autoClose: false });
   } catch (err) {
     throw new ArchiveRefusedError(`archive refused: ${(err as Error).message}`);
   }

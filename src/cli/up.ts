@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { loadConfig, ConfigError } from '../config/load.js';
 import { CliError } from './client.js';
 
 export function registerUp(program: Command) {
@@ -16,6 +15,8 @@ export function registerUp(program: Command) {
         port = Number(opts.port);
         if (!Number.isInteger(port) || port < 0 || port > 65535) throw new CliError(`error: --port must be a port number, got ${JSON.stringify(opts.port)}`, 2);
       }
+      // Loaded lazily, like the server below: client commands must not pay for zod and yaml.
+      const { loadConfig, ConfigError } = await import('../config/load.js');
       let config;
       try {
         config = loadConfig({ file: opts.config, overrides: { port, host: opts.host, dataDir: opts.dataDir } });
@@ -23,7 +24,6 @@ export function registerUp(program: Command) {
         if (err instanceof ConfigError) throw new CliError(err.message + '\nfix the listed fields and start again', 2);
         throw err;
       }
-      // Loaded lazily: `runyard agent` and client commands must not pay for the server's modules.
       const { RunyardServer } = await import('../server.js');
       const server = new RunyardServer({ config });
       try {
