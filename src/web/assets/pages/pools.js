@@ -107,6 +107,7 @@ function poolCard(p, stats, runners, events) {
           field('Start timeout', duration(c.startTimeout)),
           c.class ? field('Class', c.class) : null,
           c.image ? field('Image', h('code', null, c.image)) : null,
+          c.dynamicImages ? field('Dynamic images', c.dynamicImages === true ? 'any base' : h('code', null, c.dynamicImages.join(', '))) : null,
           c.distribution ? field('Distribution', h('code', null, c.distribution)) : null,
           field('Setup', c.setup?.length ? h('code', null, c.setup.join(' && ')) : 'none'),
           field('Env', Object.keys(c.env ?? {}).length ? Object.keys(c.env).join(', ') : 'none'),
