@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startTestServer, type TestServer } from './helpers/server.js';
+import { startTestServer, waitFor, type TestServer } from './helpers/server.js';
 import { buildSpec } from '../src/cli/jobs.js';
 import { baseAllowed, resolveJobImage } from '../src/providers/container/dynamic-images.js';
 import { poolSchema } from '../src/config/schema.js';
@@ -71,6 +71,19 @@ describe('job requirements at submit', () => {
     const bad = await t.api('POST', '/api/v1/jobs', { pool: 'local', cpu: -1, command: 'true' });
     assert.equal(bad.status, 400);
     assert.equal(bad.body.error.field, 'cpu');
+  });
+
+  test('a queued job whose base the pool stopped allowing fails with the reason instead of waiting', async () => {
+    const pool = { name: 'shift', provider: 'container', image: 'runner:1', dynamicImages: true, maxRunners: 1 };
+    assert.equal((await t.api('PUT', '/api/v1/pools/shift', pool)).status, 200);
+    const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'shift', image: 'debian:12', command: 'true' });
+    assert.equal((await t.api('PUT', '/api/v1/pools/shift', { ...pool, dynamicImages: false })).status, 200);
+    await t.server.scheduler.pass(Date.now());
+    const job = await waitFor('job failed', async () => {
+      const j = (await t.api('GET', `/api/v1/jobs/${body.job.id}`)).body.job;
+      return j.state === 'failed' ? j : undefined;
+    });
+    assert.match(job.error, /runner image for base debian:12 could not be prepared: pool shift no longer allows dynamic image debian:12/);
   });
 
   test('a pool config that allows dynamic images off the container provider is refused', async () => {

@@ -9,6 +9,7 @@ import { activeJobIdsOfRunner, recoverJobs } from '../queue/jobs.js';
 import { recordEvents } from '../store/queries/events.js';
 import { sleep } from '../lib/clock.js';
 import { appendQueuedLogs, failQueuedJobs, queuedJobIds } from '../queue/waiting.js';
+import { baseAllowed } from '../providers/container/dynamic-images.js';
 
 /** How often build progress is written to the waiting jobs' logs. */
 const PROGRESS_FLUSH_MS = 500;
@@ -274,6 +275,8 @@ export class Scheduler {
     };
     try {
       if (!provider.prepareImage) throw new Error(`the ${provider.name} provider cannot run a job's own image`);
+      // the pool may have changed since the job was accepted
+      if (!baseAllowed(v.config.dynamicImages, base)) throw new Error(`pool ${pool} no longer allows dynamic image ${base}`);
       const { image, built } = await provider.prepareImage({ base, agentImage: v.config.image! }, progress);
       const secs = (performance.now() - t0) / 1000;
       if (built) {
