@@ -282,7 +282,7 @@ async function tryClaim(ctx: ApiContext, runnerId: string, max: number): Promise
     ctx.metrics.waitTime.observe({ pool: j.pool }, Math.max(0, now - j.queuedAt.getTime()) / 1000);
     ctx.bus.emit(`job:${j.id}`);
   }
-  ctx.bus.emit('runners');
+  ctx.bus.emit('runners', 'load');
   // Secrets leave the server only sealed to the claiming runner's key.
   return jobs.map((j) => ({
     ...j,
@@ -328,7 +328,7 @@ export function runnerJobRouter(ctx: ApiContext) {
       if (job.startedAt) ctx.metrics.runTime.observe({ pool: job.pool }, (now - job.startedAt.getTime()) / 1000);
     }
     ctx.bus.emit(`job:${jobId}`);
-    ctx.bus.emit('runners');
+    ctx.bus.emit('runners', 'load');
     return c.json({ state: job.state });
   });
 
