@@ -10,7 +10,7 @@ import type { Authenticator } from './auth.js';
 import { requireRunner } from './auth.js';
 import { parseId, parseUuid, readJson, type Env } from './http.js';
 import { activeJobIdsOfRunner, appendLogs, claimForRunner, markRunning, recoverJobs, type ClaimedJob } from '../queue/jobs.js';
-import { resumeRunner, findRunner, getRunner, registerRunner, transitionRunner, type Runner } from '../store/queries/runners.js';
+import { resumeRunner, findRunner, getRunner, heartbeatView, registerRunner, transitionRunner, type Runner, type RunnerState } from '../store/queries/runners.js';
 import { getPool, type Pool } from '../store/queries/pools.js';
 import { ResultBatcher } from './result-batcher.js';
 import { createToken, findTokenBySecret, revokeRunnerTokens } from '../store/queries/tokens.js';
@@ -195,14 +195,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     requireRunner(c.var.principal, id);
     const body = await readJson(c, heartbeatSchema);
     const now = ctx.clock.now();
-    // One query for the runner's state and the jobs the server believes it holds.
-    const [runner] = await ctx.db.query<{ state: string; jobs: { id: number; attempt: number; cancel_requested: boolean; claimed_at: string }[] }>(
-      `select r.state, coalesce(json_agg(json_build_object('id', j.id, 'attempt', j.attempt, 'cancel_requested', j.cancel_requested, 'claimed_at', j.claimed_at))
-                                 filter (where j.id is not null), '[]') as jobs
-       from runners r left join jobs j on j.runner_id = r.id and j.state in ('claimed', 'running')
-       where r.id = $1 group by r.state`,
-      [id],
-    );
+    const runner = await heartbeatView(ctx.db, id);
     if (!runner || runner.state === 'terminated') throw new GoneError(`runner ${id} was terminated`);
     ctx.heartbeats.record(id, now, body.version);
     ctx.metrics.heartbeats.inc();
@@ -218,7 +211,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       await ctx.db.transaction((tx) => recoverJobs(tx, now, unclaimed, 'claim lost: runner does not report the job', { runnerId: id, refundUnstarted: true }));
       ctx.bus.emit('jobs', c.var.principal.pool, unclaimed.length);
     }
-    let state = runner.state;
+    let state: RunnerState = runner.state;
     if (state === 'offline') {
       await ctx.db.transaction((tx) => resumeRunner(tx, now, id));
       ctx.bus.emit('runners');

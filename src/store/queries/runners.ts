@@ -166,6 +166,26 @@ export async function transitionRunner(
   return toRunner(row);
 }
 
+export interface HeartbeatView {
+  state: RunnerState;
+  /** the jobs the server believes the runner holds */
+  jobs: { id: number; attempt: number; cancel_requested: boolean; claimed_at: string }[];
+}
+
+const HEARTBEAT_VIEW = {
+  name: 'runner_heartbeat_view',
+  text: `select r.state, coalesce(json_agg(json_build_object('id', j.id, 'attempt', j.attempt, 'cancel_requested', j.cancel_requested, 'claimed_at', j.claimed_at))
+                                 filter (where j.id is not null), '[]') as jobs
+         from runners r left join jobs j on j.runner_id = r.id and j.state in ('claimed', 'running')
+         where r.id = $1 group by r.state`,
+};
+
+/** What a heartbeat answers from, in one prepared statement (it runs thousands of times a second). */
+export async function heartbeatView(q: Queryable, id: string): Promise<HeartbeatView | undefined> {
+  const [row] = await q.query<HeartbeatView>(HEARTBEAT_VIEW, [id]);
+  return row;
+}
+
 /** Coalesced heartbeats: one statement for many runners. */
 export async function flushHeartbeats(q: Queryable, beats: { id: string; at: number; version: string }[]): Promise<void> {
   if (beats.length === 0) return;
