@@ -110,9 +110,11 @@ export class RunyardServer {
     this.bus.on('jobs', (pool: string, count: number) => {
       const woken = this.hub.wakePool(pool, count);
       if (woken < count) this.hub.nudgePool(pool, count - woken);
-      this.scheduler.wake();
+      // Jobs that parked claims took need no runner now; more than that may (scale from zero).
+      this.scheduler.wake(woken < count);
     });
-    this.bus.on('runners', () => this.scheduler.wake());
+    // 'load': a runner went busy or idle by a claim or a result; paced, unlike runners coming and going.
+    this.bus.on('runners', (why?: string) => this.scheduler.wake(why !== 'load'));
 
     const { app } = createApp(this.ctx);
     this.http = await new Promise<Server>((ok, fail) => {

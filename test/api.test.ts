@@ -425,6 +425,35 @@ for (const store of STORES) {
       assert.deepEqual(logs.body.lines.map((l: any) => l.m), ['from A', 'from B']);
     });
 
+    test('results sent at once are written together, and each request gets its own answer', async () => {
+      const pool = 'batch';
+      assert.equal((await t.api('PUT', `/api/v1/pools/${pool}`, { name: pool, maxRunners: 0, maxJobsPerRunner: 2 })).status, 200);
+      for (let i = 0; i < 6; i++) await t.api('POST', '/api/v1/jobs', { pool, command: `job ${i}` });
+      const runners = [new ProtocolRunner(t), new ProtocolRunner(t), new ProtocolRunner(t)];
+      const held: [ProtocolRunner, any][] = [];
+      for (const r of runners) {
+        await r.register(pool);
+        for (const j of await r.claim(2)) held.push([r, j]);
+      }
+      assert.equal(held.length, 6);
+      const [r0, j0] = held[0]!;
+      const answers = await Promise.all([
+        ...held.map(([r, j], i) => r.result(j, i === 1 ? 3 : 0)),
+        r0.result({ id: j0.id, attempt: j0.attempt + 1 }, 0), // an attempt it does not hold
+        r0.result(j0, 0), // the same result twice
+        held[5]![0].result(j0, 0), // another runner's job
+      ]);
+      assert.deepEqual(answers.slice(1, 6).map((a) => a.body.state), ['failed', 'succeeded', 'succeeded', 'succeeded', 'succeeded']);
+      // Of the two identical reports one is recorded, whichever arrived first; the other is refused.
+      assert.deepEqual([answers[0]!, answers[7]!].map((a) => a.status).sort(), [200, 409]);
+      assert.equal([answers[0]!, answers[7]!].find((a) => a.status === 200)!.body.state, 'succeeded');
+      assertError(answers[6]!, 409);
+      assertError(answers[8]!, 409);
+      assertError([answers[0]!, answers[7]!].find((a) => a.status === 409)!, 409);
+      assert.equal((await t.api('GET', `/api/v1/jobs/${j0.id}`)).body.job.state, 'succeeded');
+      for (const r of runners) assert.equal((await t.api('GET', `/api/v1/runners/${r.id}`)).body.runner.state, 'idle');
+    });
+
     test('cancel of a running job reaches the runner, whose result records cancelled', async () => {
       const pool = await freshPool(t, 'cancel');
       const { id } = (await t.api('POST', '/api/v1/jobs', { pool, command: 'sleep 1000' })).body.job;

@@ -14,8 +14,10 @@ import { openPostgres, type Db } from '../src/store/db.js';
 import {
   appendLogs,
   cancelJob,
+  claimForRunner,
   claimJobs,
   completeJob,
+  completeJobs,
   enqueue,
   expireTimedOutJobs,
   findStuckJobs,
@@ -395,6 +397,148 @@ for (const store of STORES) {
       });
       assert.equal(n!.n, 5);
     });
+
+    test('completeJobs: one statement for a batch, each result fenced and answered as completeJob would', async () => {
+      const pool = uniquePool('batch');
+      const [good, stale, retried, cancelled, timedOut, failed] = await submit(db, T0, { pool, count: 6 });
+      await db.query('update jobs set retry_on_failure = true, max_attempts = 2 where id = $1', [retried!.id]);
+      const runner = randomUUID();
+      const claimed = await claim(db, T0 + 1, runner, pool, 6);
+      assert.deepEqual(claimed.map((j) => j.id), [good, stale, retried, cancelled, timedOut, failed].map((j) => j!.id));
+      const f = new Map(claimed.map((j) => [j.id, fenceOf(j)]));
+      await markRunning(db, T0 + 2, f.get(good!.id)!);
+      await db.transaction((tx) => cancelJob(tx, T0 + 2, cancelled!.id, 'operator'));
+
+      const out = await db.transaction((tx) =>
+        completeJobs(tx, T0 + 3, [
+          { fence: f.get(good!.id)!, result: { exitCode: 0, output: { n: 1 } } },
+          { fence: { ...f.get(stale!.id)!, attempt: 2 }, result: { exitCode: 0 } },
+          { fence: f.get(retried!.id)!, result: { exitCode: 1 } },
+          { fence: f.get(cancelled!.id)!, result: { exitCode: 143 } },
+          { fence: f.get(timedOut!.id)!, result: { exitCode: null, outcome: 'timed_out' } },
+          { fence: f.get(failed!.id)!, result: { exitCode: null, error: 'killed' } },
+          { fence: f.get(good!.id)!, result: { exitCode: 0 } }, // reported twice: the second is refused
+          { fence: { jobId: 999_999_999, runnerId: runner, attempt: 1 }, result: { exitCode: 0 } },
+        ]),
+      );
+      const summary = out.map((o) => ('job' in o ? `${o.job.id}:${o.job.state}` : o.error.constructor.name));
+      assert.deepEqual(summary, [
+        `${good!.id}:succeeded`,
+        'ConflictError',
+        `${retried!.id}:queued`,
+        `${cancelled!.id}:cancelled`,
+        `${timedOut!.id}:timed_out`,
+        `${failed!.id}:failed`,
+        'ConflictError',
+        'NotFoundError',
+      ]);
+      const done = 'job' in out[0]! ? out[0].job : assert.fail('good result refused');
+      assert.deepEqual(done.output, { n: 1 });
+      assert.equal(done.exitCode, 0);
+      assert.equal(done.error, null);
+      assert.equal(done.finishedAt?.getTime(), T0 + 3);
+      assert.equal((await getJob(db, stale!.id)).state, 'claimed', 'a refused result changes nothing');
+      assert.equal((await getJob(db, failed!.id)).error, 'killed');
+      assert.equal((await getJob(db, timedOut!.id)).error, 'exceeded timeout of 3600000ms');
+      const secrets = await db.query(`select count(*)::int as n from jobs where id = any($1::bigint[]) and secrets_enc is not null`, [[good!.id, cancelled!.id, timedOut!.id, failed!.id]]);
+      assert.equal(secrets[0]!.n, 0);
+      const last = async (id: number) => (await timeline(db, id)).at(-1);
+      assert.equal(await last(good!.id), 'running->succeeded: exit code 0');
+      assert.equal(await last(retried!.id), 'claimed->queued: retry after exit code 1 (attempt 1 of 2)');
+      assert.equal(await last(cancelled!.id), 'claimed->cancelled: cancelled');
+      assert.equal(await last(timedOut!.id), 'claimed->timed_out: exceeded timeout of 3600000ms');
+      assert.equal(await last(failed!.id), 'claimed->failed: killed');
+      const actors = await db.query(`select distinct actor from events where kind = 'job' and subject = $1 and to_state = 'succeeded'`, [String(good!.id)]);
+      assert.deepEqual(actors, [{ actor: runner }]);
+    });
+
+    test('completeJobs: a stale attempt is refused after the job was recovered and claimed again', async () => {
+      const pool = uniquePool('batch-stale');
+      const [job, other] = await submit(db, T0, { pool, count: 2 });
+      const [a] = await claim(db, T0, randomUUID(), pool);
+      await db.transaction((tx) => recoverJobs(tx, T0 + 1, [job!.id], 'runner went offline'));
+      const [b, c] = await claim(db, T0 + 2, randomUUID(), pool, 2);
+      assert.deepEqual([b!.id, b!.attempt, c!.id], [job!.id, 2, other!.id]);
+      const out = await db.transaction((tx) =>
+        completeJobs(tx, T0 + 3, [
+          { fence: fenceOf(a!), result: { exitCode: 0 } },
+          { fence: fenceOf(c!), result: { exitCode: 0 } },
+        ]),
+      );
+      assert.ok('error' in out[0]! && out[0].error instanceof ConflictError);
+      assert.ok('job' in out[1]! && out[1].job.state === 'succeeded');
+      const now = await getJob(db, job!.id);
+      assert.deepEqual([now.state, now.runnerId, now.attempt], ['claimed', b!.runnerId, 2], 'the new holder keeps it');
+      const later = await db.transaction((tx) => completeJobs(tx, T0 + 4, [{ fence: fenceOf(b!), result: { exitCode: 0 } }]));
+      assert.ok('job' in later[0]! && later[0].job.state === 'succeeded');
+    });
+
+    test('claimForRunner: one statement honours state, slots, image lane, config hash and ephemerality', async () => {
+      const pool = uniquePool('rclaim');
+      await db.query(`insert into pools (name, config, config_hash, created_at, updated_at) values ($1, $2, 'test', $3, $3)`, [pool, { env: { A: 'pool', B: 'pool' } }, new Date(T0)]);
+      const runner = await registerTestRunner(db, T0, { pool, slots: 2 });
+      await submit(db, T0, { pool, count: 3, env: { B: 'job' } });
+      const [imaged] = await submit(db, T0, { pool, image: 'node:22' });
+
+      const first = await claimForRunner(db, T0 + 1, runner.id, 5);
+      assert.equal(first.runnerState, 'idle');
+      assert.equal(first.publicKey, 'unused');
+      assert.equal(first.jobs.length, 2, 'no more than its free slots');
+      assert.deepEqual(first.jobs[0]!.env, { A: 'pool', B: 'job' });
+      assert.ok(first.jobs.every((j) => j.image === null && j.state === 'claimed' && j.runnerId === runner.id));
+      let r = await getRunner(db, runner.id);
+      assert.deepEqual([r.state, r.jobsStarted, r.idleSince], ['busy', 2, null]);
+      assert.equal((await claimForRunner(db, T0 + 2, runner.id, 5)).jobs.length, 0, 'full');
+      await db.transaction((tx) => completeJob(tx, T0 + 3, fenceOf(first.jobs[0]!), { exitCode: 0 }));
+      const second = await claimForRunner(db, T0 + 4, runner.id, 5);
+      assert.equal(second.jobs.length, 1, 'a freed slot');
+      assert.equal(second.jobs[0]!.image, null, 'a runner without an image takes no job with one');
+      assert.equal((await getRunner(db, runner.id)).jobsStarted, 3);
+      assert.deepEqual((await db.query(`select from_state, to_state, reason from events where kind = 'runner' and subject = $1 order by id`, [runner.id])).slice(-1), [
+        { from_state: 'idle', to_state: 'busy', reason: 'running jobs' },
+      ]);
+
+      const laned = await registerTestRunner(db, T0, { pool, slots: 4 });
+      await db.query(`update runners set image = 'node:22' where id = $1`, [laned.id]);
+      assert.deepEqual((await claimForRunner(db, T0 + 5, laned.id, 4)).jobs.map((j) => j.id), [imaged!.id], 'an image runner takes only its image');
+
+      const [rest] = await submit(db, T0, { pool });
+      const stale = await registerTestRunner(db, T0, { pool });
+      await db.query(`update runners set config_hash = 'h0' where id = $1`, [stale.id]);
+      assert.equal((await claimForRunner(db, T0 + 6, stale.id, 1)).jobs.length, 0, 'a runner of an older config claims nothing');
+      const eph = await registerTestRunner(db, T0, { pool });
+      await db.query(`update runners set ephemeral = true, jobs_started = 1 where id = $1`, [eph.id]);
+      assert.equal((await claimForRunner(db, T0 + 6, eph.id, 1)).jobs.length, 0, 'an ephemeral runner takes one job in its life');
+      await db.query(`update runners set state = 'draining' where id = $1`, [runner.id]);
+      await db.transaction((tx) => completeJob(tx, T0 + 7, fenceOf(second.jobs[0]!), { exitCode: 0 }));
+      assert.deepEqual(await claimForRunner(db, T0 + 7, runner.id, 1), { runnerState: 'draining', publicKey: 'unused', jobs: [] });
+      await db.query(`update runners set state = 'terminated' where id = $1`, [runner.id]);
+      assert.equal((await claimForRunner(db, T0 + 7, runner.id, 1)).runnerState, 'terminated');
+      await assert.rejects(claimForRunner(db, T0, randomUUID(), 1), NotFoundError);
+      r = await getRunner(db, eph.id);
+      assert.equal(r.jobsStarted, 1);
+      await db.query(`update runners set ephemeral = true, jobs_started = 0 where id = $1`, [eph.id]);
+      assert.deepEqual((await claimForRunner(db, T0 + 8, eph.id, 3)).jobs.map((j) => j.id), [rest!.id]);
+    });
+
+    if (store === 'postgres') {
+      test('claimForRunner: concurrent claims of one runner never exceed its slots', async () => {
+        const pool = uniquePool('rclaim-race');
+        await db.query(`insert into pools (name, config, config_hash, created_at, updated_at) values ($1, '{}', 'test', $2, $2)`, [pool, new Date(T0)]);
+        await submit(db, T0, { pool, count: 40 });
+        const claimDb = await openPostgres(url, { max: 8 });
+        try {
+          for (let round = 0; round < 5; round++) {
+            const runner = await registerTestRunner(db, T0, { pool, slots: 3 });
+            const got = await Promise.all(Array.from({ length: 8 }, () => claimForRunner(claimDb, T0 + 1, runner.id, 3)));
+            assert.equal(got.reduce((n, g) => n + g.jobs.length, 0), 3, `round ${round}: exactly its 3 slots`);
+            assert.equal((await getRunner(db, runner.id)).jobsStarted, 3);
+          }
+        } finally {
+          await claimDb.close();
+        }
+      });
+    }
 
     test('events: a whole life is recorded, each transition with its reason and actor', async () => {
       const pool = uniquePool('events');

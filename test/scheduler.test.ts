@@ -282,3 +282,41 @@ describe('ephemeral pools and failed starts', () => {
     }
   });
 });
+
+describe('scheduler wakes', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ loops: false, config: { pools: [{ name: 'local', maxRunners: 0 }] } });
+    await t.server.leader.check();
+  });
+  after(() => t.close());
+
+  test('busy/idle changes are paced to one pass; a job no runner takes starts a pass at once', async () => {
+    const s = t.server.scheduler;
+    const passes: number[] = [];
+    let release!: () => void;
+    let hold: Promise<void> | undefined = new Promise<void>((r) => (release = r));
+    s.pass = async (now: number) => {
+      passes.push(now);
+      const h = hold; // only the first pass is held open
+      hold = undefined;
+      await h;
+      return [];
+    };
+    s.wake();
+    assert.equal(passes.length, 1, 'an urgent wake starts a pass at once');
+    for (let i = 0; i < 20; i++) t.server.ctx.bus.emit('runners', 'load');
+    release();
+    await s.idle();
+    assert.equal(passes.length, 1, 'load changes during a pass do not chain passes');
+    await waitFor('the paced pass', () => passes.length === 2);
+    await s.idle();
+    assert.equal(passes.length, 2, 'twenty load changes, one paced pass');
+
+    // Scale from zero: a submitted job that no parked claim took wakes the scheduler at once.
+    const submit = await t.api('POST', '/api/v1/jobs', { command: 'echo hi' });
+    assert.equal(submit.status, 201);
+    assert.equal(passes.length, 3, 'the pass started before the submit was answered');
+    await s.idle();
+  });
+});

@@ -3,7 +3,7 @@
  * transaction (the same object every part of the server holds) to count round trips and time
  * them by statement. Nothing in src/ is changed; the wrapper costs ~1 µs per statement.
  */
-import type { Db, Queryable } from '../../src/store/db.js';
+import type { Db, Queryable, Statement } from '../../src/store/db.js';
 
 export interface StatementStat {
   sql: string;
@@ -12,14 +12,17 @@ export interface StatementStat {
 }
 
 /** A short, stable label for a statement: its first words with whitespace collapsed. */
-export function label(sql: string): string {
+export function label(sql: Statement): string {
+  if (typeof sql !== 'string') return `${sql.name} (prepared)`;
   const s = sql.replace(/\s+/g, ' ').trim();
   const named: [RegExp, string][] = [
     [/^with picked as/, 'claimJobs: with picked … update jobs … insert events'],
     [/^with ins as \( insert into jobs/, 'enqueue: insert into jobs … insert events'],
     [/^with upd as \( update jobs set state = 'running'/, "markRunning: update jobs set state='running' … insert events"],
     [/^with j as \( update jobs set last_activity_at/, 'appendLogs: update jobs … insert job_logs'],
-    [/^with c as \(select count\(\*\)::int as n from jobs where runner_id/, 'refreshBusyIdle: count active jobs … update runners'],
+    [/^with prev as \( select id, state from runners where id = any/, 'refreshBusyIdle: runners … update runners … insert events'],
+    [/^with seen as \( select jobs_started from runners/, 'claimForRunner: lock runner … claim jobs … update runner … insert events'],
+    [/^with r as \( select \* from jsonb_to_recordset\(\$2::jsonb\) as r\(ord int, id bigint, runner_id uuid/, 'completeJobs: update jobs from jsonb_to_recordset … insert events'],
     [/^update runners r set last_heartbeat_at/, 'flushHeartbeats: update runners from jsonb_to_recordset'],
     [/^select r\.\*, \(select count\(\*\)::int from jobs j where j\.runner_id = r\.id and j\.state in \('claimed', 'running'\)\) as active_jobs from runners r where r\.state <> 'terminated'/, 'scheduler.gather: runners with active job counts'],
     [/^select pool, count\(\*\)::int as n from jobs where state = 'queued' group by pool/, "scheduler.gather: count queued jobs per pool"],
@@ -35,7 +38,7 @@ export class DbProbe {
   private enabled = true;
 
   constructor(db: Db) {
-    const record = (sql: string, ms: number) => {
+    const record = (sql: Statement, ms: number) => {
       if (!this.enabled) return;
       const key = label(sql);
       let s = this.stats.get(key);
@@ -45,7 +48,7 @@ export class DbProbe {
       this.statements++;
     };
     const wrap = (q: Queryable['query']): Queryable['query'] =>
-      (async (sql: string, params?: unknown[]) => {
+      (async (sql: Statement, params?: unknown[]) => {
         const t = performance.now();
         try {
           return await q(sql, params);

@@ -16,9 +16,8 @@ import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { openPglite, openPostgres, type Db } from '../../src/store/db.js';
 import { migrate } from '../../src/store/migrate.js';
-import { claimJobs, completeJob, enqueue, type JobSpec } from '../../src/queue/jobs.js';
+import { claimJobs, completeJob, completeJobs, enqueue, type JobSpec } from '../../src/queue/jobs.js';
 import { createBenchDatabase, queryUrl } from '../lib/pg.js';
-import { completeJobsBatch } from '../lib/prototypes.js';
 import { median, fmt } from '../lib/stats.js';
 import { runSection, targetAtLeast, type Row } from '../lib/section.js';
 
@@ -50,8 +49,12 @@ async function producers(n: number, addBatch: (size: number) => Promise<void>): 
 
 const spec: JobSpec = { pool: 'bench', commands: ['true'], timeoutMs: 3_600_000 };
 
-/** runyard: enqueue(); then CONCURRENCY workers, each claims up to 100 and completes them in one transaction. */
-async function runyardRun(db: Db, n: number, setBased = false): Promise<Phase> {
+/**
+ * runyard: enqueue(); then CONCURRENCY workers, each claims up to 100 and completes them with
+ * completeJobs() (one statement per batch). `oneByOne`: completeJob() per job in one transaction,
+ * as before completeJobs() existed (the "before" row).
+ */
+async function runyardRun(db: Db, n: number, oneByOne = false): Promise<Phase> {
   const specs = (k: number) => Array.from({ length: k }, () => spec);
   const t0 = performance.now();
   await producers(n, async (k) => {
@@ -65,15 +68,16 @@ async function runyardRun(db: Db, n: number, setBased = false): Promise<Phase> {
       for (;;) {
         const jobs = await claimJobs(db, Date.now(), runnerId, 'bench', BATCH);
         if (jobs.length === 0) return;
-        if (setBased) {
-          // Prototype (bench/lib/prototypes.ts, not in src): one statement for the whole batch.
-          const { rest } = await completeJobsBatch(db, Date.now(), jobs.map((j) => ({ jobId: j.id, runnerId, attempt: j.attempt, exitCode: 0 })));
-          if (rest.length) throw new Error(`${rest.length} results refused by the set-based completion`);
-        } else
-          await db.transaction(async (tx) => {
-            const now = Date.now();
+        await db.transaction(async (tx) => {
+          const now = Date.now();
+          if (oneByOne) {
             for (const j of jobs) await completeJob(tx, now, { jobId: j.id, runnerId, attempt: j.attempt }, { exitCode: 0 });
-          });
+            return;
+          }
+          const out = await completeJobs(tx, now, jobs.map((j) => ({ fence: { jobId: j.id, runnerId, attempt: j.attempt }, result: { exitCode: 0 } })));
+          const refused = out.filter((o) => !('job' in o)).length;
+          if (refused) throw new Error(`${refused} results refused`);
+        });
         done += jobs.length;
       }
     }),
@@ -83,12 +87,12 @@ async function runyardRun(db: Db, n: number, setBased = false): Promise<Phase> {
   return { n, enqueueS: (t1 - t0) / 1000, processS: (t2 - t1) / 1000 };
 }
 
-async function runyardPostgres(n: number, setBased = false): Promise<Phase> {
+async function runyardPostgres(n: number, oneByOne = false): Promise<Phase> {
   const d = await createBenchDatabase('queue');
   const db = await openPostgres(d.url, { max: POOL_SIZE });
   try {
     await migrate(db);
-    return await runyardRun(db, n, setBased);
+    return await runyardRun(db, n, oneByOne);
   } finally {
     await db.close();
     await d.drop();
@@ -168,7 +172,7 @@ await runSection('queue', '1. Queue core throughput (in-process)', async ({ quic
   const pg: Phase[] = [];
   const gw: Phase[] = [];
   const lite: Phase[] = [];
-  const proto: Phase[] = [];
+  const before: Phase[] = [];
   // Interleaved, so slow moments of the machine hit the engines alike.
   for (let i = 0; i < runs; i++) {
     const a = await runyardPostgres(n);
@@ -178,8 +182,8 @@ await runSection('queue', '1. Queue core throughput (in-process)', async ({ quic
     gw.push(b);
     log(`run ${i + 1}: graphile-worker   enqueue ${fmt(rates(b).enqueue)}/s process ${fmt(rates(b).process)}/s`);
     const c = await runyardPostgres(n, true);
-    proto.push(c);
-    log(`run ${i + 1}: runyard, set-based completion (prototype) process ${fmt(rates(c).process)}/s`);
+    before.push(c);
+    log(`run ${i + 1}: runyard, one completeJob() per job (before) process ${fmt(rates(c).process)}/s`);
   }
   const nLite = Number(process.env.BENCH_QUEUE_JOBS_PGLITE ?? (quick ? 2_000 : 10_000));
   for (let i = 0; i < runs; i++) {
@@ -199,18 +203,16 @@ await runSection('queue', '1. Queue core throughput (in-process)', async ({ quic
     rows.push({ metric: `ratio runyard / graphile-worker, ${k}`, value: r, unit: '×', target: '>= 1.0', met: targetAtLeast(r, 1.0), runs: ratioRuns(k) });
   }
   for (const k of ['enqueue', 'process', 'overall'] as const) rows.push({ metric: `runyard on PGlite (file-backed), ${k}`, value: m(lite, k), unit: 'jobs/s', runs: runsOf(lite, k) });
-  for (const k of ['process', 'overall'] as const) {
-    rows.push({ metric: `what-if: runyard with set-based completion (prototype, not in src), ${k}`, value: m(proto, k), unit: 'jobs/s', runs: runsOf(proto, k) });
-    rows.push({ key: true, metric: `what-if: ratio prototype / graphile-worker, ${k}`, value: median(proto.map((p, i) => rates(p)[k] / rates(gw[i]!)[k])), unit: '×', runs: proto.map((p, i) => Number((rates(p)[k] / rates(gw[i]!)[k]).toFixed(2))) });
-  }
+  for (const k of ['process', 'overall'] as const)
+    rows.push({ metric: `before: runyard completing one job per completeJob() call, ${k}`, value: m(before, k), unit: 'jobs/s', runs: runsOf(before, k) });
   return {
     rows,
     notes: [
       `${fmt(n)} no-op jobs per run on PostgreSQL (${fmt(nLite)} on PGlite), ${runs} runs, a fresh database per run and engine; figures are medians, ratios are medians of per-run ratios (runs interleaved).`,
       `Enqueue: batches of ${BATCH}, ${PRODUCERS} producers at once. runyard: enqueue() from src/queue/jobs.ts (one INSERT … SELECT from jsonb_to_recordset per batch, plus its audit events). graphile-worker ${gwVersion()}: addJobs().`,
-      `Process: runyard: ${CONCURRENCY} workers, each claimJobs(max ${BATCH}) (one UPDATE … FOR UPDATE SKIP LOCKED statement) then completeJob() for each claimed job inside one transaction (the queue API has no set-based completion). graphile-worker: run() with concurrency ${GW_CONCURRENCY}, localQueue.size ${BATCH}, completeJobBatchDelay 0 (batched completions), task is a no-op; timed until its jobs table is empty.`,
+      `Process: runyard: ${CONCURRENCY} workers, each claimJobs(max ${BATCH}) (one UPDATE … FOR UPDATE SKIP LOCKED statement) then completeJobs() for the claimed batch (one UPDATE … FROM jsonb_to_recordset statement, fenced per job, with its audit events) in a transaction. graphile-worker: run() with concurrency ${GW_CONCURRENCY}, localQueue.size ${BATCH}, completeJobBatchDelay 0 (batched completions), task is a no-op; timed until its jobs table is empty.`,
       `Both use a pg pool of ${POOL_SIZE} connections to the same PostgreSQL. PGlite: a file-backed data dir (what \`runyard up\` uses), one connection by design.`,
-      'What-if rows: the same runyard run, but each claimed batch is completed by one set-based statement (bench/lib/prototypes.ts: UPDATE … FROM unnest(ids, runners, attempts, exit codes), fenced per job like completeJob(), with its audit events in the same statement). It is not in src/; it measures the gain proposed in the findings.',
+      'Before rows: the same runyard run, but each claimed job completed by its own completeJob() call (three statements per job), as the queue did before completeJobs().',
     ],
   };
 });

@@ -19,7 +19,7 @@ export interface ApiContext {
   /** at-rest key for job secrets */
   secretKey: Buffer;
   classSizes: Record<string, ClassSize>;
-  /** in-process notifications: 'jobs' (pool, count), 'logs' (jobId), 'job-state' (jobId), 'runners' */
+  /** in-process notifications: 'jobs' (pool, count), 'logs' (jobId), 'job-state' (jobId), 'runners' (why: 'load' when only busy/idle changed) */
   bus: EventEmitter;
   version: string;
 }

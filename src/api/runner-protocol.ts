@@ -9,9 +9,10 @@ import type { ApiContext } from './context.js';
 import type { Authenticator } from './auth.js';
 import { requireRunner } from './auth.js';
 import { parseId, parseUuid, readJson, type Env } from './http.js';
-import { activeJobIdsOfRunner, appendLogs, claimJobs, completeJob, markRunning, recoverJobs, type ClaimedJob } from '../queue/jobs.js';
-import { resumeRunner, findRunner, getRunner, incrementJobsStarted, refreshBusyIdle, registerRunner, transitionRunner, type Runner } from '../store/queries/runners.js';
+import { activeJobIdsOfRunner, appendLogs, claimForRunner, markRunning, recoverJobs, type ClaimedJob } from '../queue/jobs.js';
+import { resumeRunner, findRunner, getRunner, heartbeatView, registerRunner, transitionRunner, type Runner, type RunnerState } from '../store/queries/runners.js';
 import { getPool, type Pool } from '../store/queries/pools.js';
+import { ResultBatcher } from './result-batcher.js';
 import { createToken, findTokenBySecret, revokeRunnerTokens } from '../store/queries/tokens.js';
 import { decryptAtRest, isValidPublicKey, sealTo } from '../lib/sealed.js';
 import { ConflictError, ForbiddenError, RunyardError, UnauthorizedError } from '../lib/errors.js';
@@ -194,14 +195,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     requireRunner(c.var.principal, id);
     const body = await readJson(c, heartbeatSchema);
     const now = ctx.clock.now();
-    // One query for the runner's state and the jobs the server believes it holds.
-    const [runner] = await ctx.db.query<{ state: string; jobs: { id: number; attempt: number; cancel_requested: boolean; claimed_at: string }[] }>(
-      `select r.state, coalesce(json_agg(json_build_object('id', j.id, 'attempt', j.attempt, 'cancel_requested', j.cancel_requested, 'claimed_at', j.claimed_at))
-                                 filter (where j.id is not null), '[]') as jobs
-       from runners r left join jobs j on j.runner_id = r.id and j.state in ('claimed', 'running')
-       where r.id = $1 group by r.state`,
-      [id],
-    );
+    const runner = await heartbeatView(ctx.db, id);
     if (!runner || runner.state === 'terminated') throw new GoneError(`runner ${id} was terminated`);
     ctx.heartbeats.record(id, now, body.version);
     ctx.metrics.heartbeats.inc();
@@ -217,7 +211,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       await ctx.db.transaction((tx) => recoverJobs(tx, now, unclaimed, 'claim lost: runner does not report the job', { runnerId: id, refundUnstarted: true }));
       ctx.bus.emit('jobs', c.var.principal.pool, unclaimed.length);
     }
-    let state = runner.state;
+    let state: RunnerState = runner.state;
     if (state === 'offline') {
       await ctx.db.transaction((tx) => resumeRunner(tx, now, id));
       ctx.bus.emit('runners');
@@ -272,44 +266,27 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
 async function tryClaim(ctx: ApiContext, runnerId: string, max: number): Promise<ClaimedJob[] | 'stop'> {
   const now = ctx.clock.now();
   const started = performance.now();
-  let publicKey: string | null = null;
-  const result = await ctx.db.transaction(async (tx) => {
-    const runner = await getRunner(tx, runnerId, true);
-    publicKey = runner.publicKey;
-    if (runner.state === 'terminated') return 'stop' as const;
-    if (runner.state !== 'idle' && runner.state !== 'busy') return [];
-    const pool = await getPool(tx, runner.pool);
-    if (runner.configHash && runner.configHash !== pool.configHash) return []; // stale: the scheduler drains it
-    const [{ n }] = (await tx.query(`select count(*)::int as n from jobs where runner_id = $1 and state in ('claimed', 'running')`, [runnerId])) as [{ n: number }];
-    let free = Math.min(max, runner.slots - n);
-    if (runner.ephemeral) free = Math.min(free, runner.jobsStarted > 0 ? 0 : 1);
-    if (free <= 0) return [];
-    const jobs = await claimJobs(tx, now, runnerId, runner.pool, free, runner.image);
-    if (jobs.length) {
-      await incrementJobsStarted(tx, runnerId, jobs.length);
-      await refreshBusyIdle(tx, now, runnerId);
-    }
-    return jobs.map((j) => ({ ...j, env: { ...pool.config.env, ...j.env } }));
-  });
-  if (result === 'stop' || result.length === 0) return result;
+  const { runnerState, publicKey, jobs } = await claimForRunner(ctx.db, now, runnerId, max);
+  if (runnerState === 'terminated') return 'stop';
+  if (jobs.length === 0) return [];
   ctx.metrics.claimLatency.observe((performance.now() - started) / 1000);
-  const key = publicKey as string | null;
-  for (const j of result) {
+  for (const j of jobs) {
     ctx.metrics.claims.inc({ pool: j.pool });
     ctx.metrics.waitTime.observe({ pool: j.pool }, Math.max(0, now - j.queuedAt.getTime()) / 1000);
     ctx.bus.emit(`job:${j.id}`);
   }
-  ctx.bus.emit('runners');
+  ctx.bus.emit('runners', 'load');
   // Secrets leave the server only sealed to the claiming runner's key.
-  return result.map((j) => ({
+  return jobs.map((j) => ({
     ...j,
     secretsEnc: null,
-    secrets: j.secretsEnc && key ? sealTo(key, decryptAtRest(ctx.secretKey, j.secretsEnc)) : null,
+    secrets: j.secretsEnc && publicKey ? sealTo(publicKey, decryptAtRest(ctx.secretKey, j.secretsEnc)) : null,
   })) as any;
 }
 
 export function runnerJobRouter(ctx: ApiContext) {
   const app = new Hono<Env>();
+  const results = new ResultBatcher(ctx.db, ctx.clock);
 
   app.post('/:id/start', async (c) => {
     const p = c.var.principal;
@@ -336,19 +313,15 @@ export function runnerJobRouter(ctx: ApiContext) {
     requireRunner(p);
     const jobId = parseId(c);
     const body = await readJson(c, resultSchema);
+    const job = await results.complete({ jobId, runnerId: p.runnerId, attempt: body.attempt }, body);
     const now = ctx.clock.now();
-    const job = await ctx.db.transaction(async (tx) => {
-      const done = await completeJob(tx, now, { jobId, runnerId: p.runnerId, attempt: body.attempt }, body);
-      await refreshBusyIdle(tx, now, p.runnerId);
-      return done;
-    });
     if (job.state === 'queued') ctx.bus.emit('jobs', job.pool, 1);
     else {
       ctx.metrics.jobOutcomes.inc({ pool: job.pool, state: job.state });
       if (job.startedAt) ctx.metrics.runTime.observe({ pool: job.pool }, (now - job.startedAt.getTime()) / 1000);
     }
     ctx.bus.emit(`job:${jobId}`);
-    ctx.bus.emit('runners');
+    ctx.bus.emit('runners', 'load');
     return c.json({ state: job.state });
   });
 

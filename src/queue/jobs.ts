@@ -169,6 +169,19 @@ export async function enqueue(q: Queryable, now: number, specs: JobSpec[], actor
   });
 }
 
+// Both claims end alike: the picked jobs move to claimed for `runner` at `at`, with their events.
+const claimUpdate = (runner: string, at: string) => `upd as (
+       update jobs j set state = 'claimed', runner_id = ${runner}, attempt = j.attempt + 1, claimed_at = ${at}, last_activity_at = ${at}, started_at = null,
+         log_base = j.log_seq
+       from picked where j.id = picked.id
+       returning j.*
+     ), ev as (
+       insert into events (at, kind, subject, from_state, to_state, reason, actor)
+       select ${at}, 'job', id::text, 'queued', 'claimed', 'claimed by runner', ${runner}::text from upd
+     )`;
+
+const toClaimed = (r: any): ClaimedJob => ({ ...toJob(r), secretsEnc: r.secrets_enc });
+
 /**
  * Atomically claims up to `max` queued jobs of `pool` for one runner. Concurrent claimers
  * skip each other's locked rows, so no job is ever handed to two runners. A runner takes only
@@ -180,19 +193,76 @@ export async function claimJobs(q: Queryable, now: number, runnerId: string, poo
     `with picked as (
        select id from jobs where state = 'queued' and pool = $1 and ($5::text is null and image is null or image = $5)
        order by id limit $2 for update skip locked
-     ), upd as (
-       update jobs j set state = 'claimed', runner_id = $3, attempt = j.attempt + 1, claimed_at = $4, last_activity_at = $4, started_at = null,
-         log_base = j.log_seq
-       from picked where j.id = picked.id
-       returning j.*
-     ), ev as (
-       insert into events (at, kind, subject, from_state, to_state, reason, actor)
-       select $4, 'job', id::text, 'queued', 'claimed', 'claimed by runner', $3::text from upd
-     )
+     ), ${claimUpdate('$3', '$4')}
      select * from upd order by id`,
     [pool, max, runnerId, new Date(now), image],
   );
-  return rows.map((r) => ({ ...toJob(r), secretsEnc: r.secrets_enc }));
+  return rows.map(toClaimed);
+}
+
+export interface RunnerClaim {
+  /** the runner's state when it asked (terminated: it must stop) */
+  runnerState: string;
+  publicKey: string | null;
+  /** each with its pool's env under its own */
+  jobs: ClaimedJob[];
+}
+
+/**
+ * A runner's claim in one statement: locks the runner row, counts its free slots (none unless
+ * idle or busy with its pool's current config; an ephemeral runner takes one job in its life),
+ * claims jobs of its pool and image, bumps jobs_started, moves idle to busy, records the events.
+ *
+ * The slot count reads jobs as of the statement's start; a claim of the same runner that
+ * commits while this one waits for the runner's lock would not be counted. That claim bumped
+ * jobs_started, so the statement compares the locked row with the one it saw, claims nothing
+ * when they differ, and runs again.
+ */
+export async function claimForRunner(q: Queryable, now: number, runnerId: string, max: number): Promise<RunnerClaim> {
+  for (;;) {
+    const rows = await q.query(
+      `with seen as (
+         select jobs_started from runners where id = $1
+       ), r as (
+         select r.state, r.pool, r.image, r.public_key, r.jobs_started, p.config->'env' as pool_env,
+           r.state in ('idle', 'busy') and (r.config_hash is null or r.config_hash = p.config_hash) as can_claim,
+           least($2::int, r.slots - (select count(*)::int from jobs where runner_id = $1 and state in ('claimed', 'running')),
+                 case when not r.ephemeral then $2::int when r.jobs_started > 0 then 0 else 1 end) as free
+         from runners r join pools p on p.name = r.pool
+         where r.id = $1
+         for update of r
+       ), lim as (
+         select r.*, r.jobs_started <> (select jobs_started from seen) as raced from r
+       ), picked as (
+         select id from jobs
+         where state = 'queued' and pool = (select pool from lim)
+           and ((select image from lim) is null and image is null or image = (select image from lim))
+         order by id
+         limit coalesce((select case when can_claim and not raced then greatest(free, 0) else 0 end from lim), 0)
+         for update skip locked
+       ), ${claimUpdate('$1', '$3')}, bump as (
+         update runners r set jobs_started = r.jobs_started + n.n,
+           state = 'busy', state_reason = case when r.state = 'idle' then 'running jobs' else r.state_reason end,
+           state_changed_at = case when r.state = 'idle' then $3 else r.state_changed_at end, idle_since = null
+         from (select count(*)::int as n from upd) n
+         where r.id = $1 and n.n > 0
+         returning (select state from lim) as prev_state
+       ), rev as (
+         insert into events (at, kind, subject, from_state, to_state, reason, actor)
+         select $3, 'runner', $1::text, prev_state, 'busy', 'running jobs', $1::text from bump where prev_state = 'idle'
+       )
+       select lim.state as r_state, lim.public_key as r_public_key, lim.pool_env as r_pool_env, lim.raced as r_raced, upd.*
+       from lim left join upd on true order by upd.id`,
+      [runnerId, max, new Date(now)],
+    );
+    const head = rows[0];
+    if (!head) throw new NotFoundError(`runner ${runnerId} not found`);
+    if (head.r_raced) continue;
+    const env = head.r_pool_env ?? {};
+    const jobs = rows.filter((r) => r.id !== null).map(toClaimed);
+    for (const j of jobs) j.env = { ...env, ...j.env };
+    return { runnerState: head.r_state, publicKey: head.r_public_key, jobs };
+  }
 }
 
 export interface Fence {
@@ -293,6 +363,78 @@ export async function completeJob(q: Queryable, now: number, f: Fence, result: J
   return toJob(done);
 }
 
+export interface FencedResult {
+  fence: Fence;
+  result: JobResult;
+}
+
+/** Per result of completeJobs(): the job as recorded, or why the report was refused. */
+export type Completion = { job: Job } | { error: ConflictError | NotFoundError };
+
+/**
+ * Records many runners' results in one statement, fenced per job by (runner, attempt, active
+ * state) exactly as completeJob() is, with their audit events in the same statement. A result
+ * whose fence fails, a failure that must be retried and a job reported twice in one call take
+ * the one-by-one path (completeJob), so every result gets the answer it would get alone.
+ * Call it inside a transaction: the fallback locks rows until the caller commits.
+ * Outcomes are in the order of `results`.
+ */
+export async function completeJobs(q: Queryable, now: number, results: FencedResult[]): Promise<Completion[]> {
+  const seen = new Set<number>();
+  const firsts = results.map((r) => !seen.has(r.fence.jobId) && !!seen.add(r.fence.jobId));
+  const rows = await q.query(
+    `with r as (
+       select * from jsonb_to_recordset($2::jsonb)
+         as r(ord int, id bigint, runner_id uuid, attempt int, exit_code int, output jsonb, error text, outcome text)
+     ), old as (
+       select j.id, j.state, j.cancel_requested, j.timeout_ms from jobs j join r on r.id = j.id
+       where j.runner_id = r.runner_id and j.attempt = r.attempt and j.state in ('claimed', 'running')
+       order by j.id
+       for update of j
+     ), dec as (
+       select r.*, old.state as from_state,
+         case when old.cancel_requested or r.outcome = 'cancelled' then 'cancelled' when r.outcome = 'timed_out' then 'timed_out'
+              when r.exit_code = 0 then 'succeeded' else 'failed' end as to_state,
+         case when old.cancel_requested or r.outcome = 'cancelled' then 'cancelled'
+              when r.outcome = 'timed_out' then 'exceeded timeout of ' || old.timeout_ms || 'ms'
+              when r.exit_code = 0 then 'exit code 0'
+              else coalesce(r.error, 'exit code ' || coalesce(r.exit_code::text, 'null')) end as reason
+       from old join r on r.id = old.id
+     ), upd as (
+       update jobs j set state = dec.to_state, exit_code = dec.exit_code, output = coalesce(dec.output, 'null'::jsonb),
+         error = coalesce(dec.error, case when dec.to_state = 'succeeded' then null else dec.reason end),
+         finished_at = $1, last_activity_at = $1, secrets_enc = null
+       from dec
+       where j.id = dec.id and not (dec.to_state = 'failed' and j.retry_on_failure and j.attempt < j.max_attempts)
+       returning j.*, dec.ord, dec.from_state, dec.reason as event_reason
+     ), ev as (
+       insert into events (at, kind, subject, from_state, to_state, reason, actor)
+       select $1, 'job', id::text, from_state, state, event_reason, runner_id::text from upd
+     )
+     select * from upd`,
+    [
+      new Date(now),
+      JSON.stringify(
+        results
+          .map(({ fence: f, result: r }, ord) => ({ ord, id: f.jobId, runner_id: f.runnerId, attempt: f.attempt, exit_code: r.exitCode, output: r.output ?? null, error: r.error ?? null, outcome: r.outcome ?? null }))
+          .filter((_, i) => firsts[i]),
+      ),
+    ],
+  );
+  const out: (Completion | undefined)[] = new Array(results.length);
+  for (const row of rows) out[row.ord] = { job: toJob(row) };
+  for (let i = 0; i < results.length; i++) {
+    if (out[i]) continue;
+    try {
+      out[i] = { job: await completeJob(q, now, results[i]!.fence, results[i]!.result) };
+    } catch (err) {
+      if (!(err instanceof ConflictError || err instanceof NotFoundError)) throw err;
+      out[i] = { error: err };
+    }
+  }
+  return out as Completion[];
+}
+
 /**
  * Cancels a job. Queued: cancelled at once. Claimed or running: marked, and the caller signals
  * the runner (returned as runnerId); the runner's result then records it as cancelled.
@@ -381,7 +523,7 @@ export async function recoverJobs(
 
 /** A runner that lost its jobs to recovery is idle again (and so can be scaled down). */
 async function refreshRunnersOf(q: Queryable, now: number, runnerIds: (string | null)[]) {
-  for (const id of new Set(runnerIds.filter((r): r is string => !!r))) await refreshBusyIdle(q, now, id);
+  await refreshBusyIdle(q, now, runnerIds.filter((r): r is string => !!r));
 }
 
 export async function activeJobIdsOfRunner(q: Queryable, runnerId: string): Promise<number[]> {

@@ -15,6 +15,8 @@ import { baseAllowed } from '../providers/container/dynamic-images.js';
 const PROGRESS_FLUSH_MS = 500;
 
 const FOLLOW_UP_GAP_MS = 50;
+/** At most one pass per this long for changes of load alone (see wake). */
+const LOAD_PASS_GAP_MS = 250;
 /** A runner that exits this soon after registering without taking a job counts as a failed start. */
 const EARLY_EXIT_MS = 60_000;
 
@@ -35,6 +37,8 @@ export class Scheduler {
   private stopping = new Map<string, Promise<void>>();
   private passing: Promise<void> | undefined;
   private again = false;
+  private paced: NodeJS.Timeout | undefined;
+  private lastPassAt = -Infinity;
   private closed = false;
   private warned = new Set<string>();
   private serial: Promise<unknown> = Promise.resolve();
@@ -51,9 +55,27 @@ export class Scheduler {
     for (const p of providers.values()) p.onExit((id, detail) => void this.runnerExited(id, detail));
   }
 
-  /** Runs a pass soon; several wakes while one runs collapse into one more pass. */
-  wake(): void {
+  /**
+   * Runs a pass soon; several wakes while one runs collapse into one more pass. `urgent` (the
+   * default: jobs no runner took, runners coming and going) starts it at once, so a job waiting
+   * for a cold start does not wait. A wake for a change of load (a claim, a result: busy/idle)
+   * runs at most one pass per LOAD_PASS_GAP_MS: a stream of them must not spin the scheduler,
+   * and the periodic tick covers what they might change. Pacing is in real time, as the gap is.
+   */
+  wake(urgent = true): void {
     if (this.closed || !this.opts.isLeader()) return;
+    if (!urgent) {
+      if (this.paced) return;
+      const wait = this.passing ? LOAD_PASS_GAP_MS : this.lastPassAt + LOAD_PASS_GAP_MS - performance.now();
+      if (wait > 0) {
+        this.paced = setTimeout(() => {
+          this.paced = undefined;
+          this.wake();
+        }, wait);
+        this.paced.unref();
+        return;
+      }
+    }
     if (this.passing) {
       this.again = true;
       return;
@@ -64,6 +86,7 @@ export class Scheduler {
         // stretch are spaced out, so a stream of claims and results does not spin the scheduler.
         if (!first) await sleep(FOLLOW_UP_GAP_MS);
         this.again = false;
+        this.lastPassAt = performance.now();
         try {
           await this.pass(this.ctx.clock.now());
         } catch (err) {

@@ -2,8 +2,18 @@ import { mkdirSync } from 'node:fs';
 import pg from 'pg';
 import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
 
+/**
+ * SQL text, or a named statement: on PostgreSQL it is parsed and planned once per connection and
+ * only executed afterwards (hot statements; their text must not change under a name). Named
+ * statements list their columns: a `*` would break when a migration changes the table while
+ * the statement is prepared on a live connection.
+ */
+export type Statement = string | { name: string; text: string };
+
+const textOf = (s: Statement) => (typeof s === 'string' ? s : s.text);
+
 export interface Queryable {
-  query<T = Record<string, any>>(sql: string, params?: unknown[]): Promise<T[]>;
+  query<T = Record<string, any>>(sql: Statement, params?: unknown[]): Promise<T[]>;
 }
 
 /** One handle over PostgreSQL (pg pool) or embedded PGlite; the same SQL runs on both. */
@@ -36,7 +46,8 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
   });
   // An idle client that errors (server restart) must not crash the process.
   pool.on('error', () => {});
-  const q = async (c: pg.Pool | pg.PoolClient, sql: string, params?: unknown[]) => (await c.query(sql, params as any[])).rows;
+  const q = async (c: pg.Pool | pg.PoolClient, sql: Statement, params?: unknown[]) =>
+    (await (typeof sql === 'string' ? c.query(sql, params as any[]) : c.query({ name: sql.name, text: sql.text, values: params as any[] }))).rows;
   await q(pool, 'select 1');
   return {
     kind: 'postgres',
@@ -75,7 +86,7 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
       let released = false;
       client.on('error', () => {});
       return {
-        query: (sql: string, params?: unknown[]) => q(client, sql, params) as Promise<any[]>,
+        query: (sql: Statement, params?: unknown[]) => q(client, sql, params) as Promise<any[]>,
         release: () => {
           if (!released) client.release(true);
           released = true;
@@ -114,11 +125,11 @@ async function wrapPglite(db: PGlite): Promise<Db> {
   await db.waitReady;
   const handle: Db = {
     kind: 'pglite',
-    query: async (sql, params) => (await db.query<any>(sql, params)).rows,
+    query: async (sql, params) => (await db.query<any>(textOf(sql), params)).rows,
     exec: async (sql) => {
       await db.exec(sql);
     },
-    transaction: (fn) => db.transaction((tx) => fn({ query: async (sql, params) => (await tx.query<any>(sql, params)).rows })),
+    transaction: (fn) => db.transaction((tx) => fn({ query: async (sql, params) => (await tx.query<any>(textOf(sql), params)).rows })),
     // PGlite has a single connection: the whole database is one session.
     withSession: (fn) => fn(handle),
     openSession: async () => ({ query: handle.query, release: () => {} }),

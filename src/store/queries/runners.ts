@@ -166,6 +166,26 @@ export async function transitionRunner(
   return toRunner(row);
 }
 
+export interface HeartbeatView {
+  state: RunnerState;
+  /** the jobs the server believes the runner holds */
+  jobs: { id: number; attempt: number; cancel_requested: boolean; claimed_at: string }[];
+}
+
+const HEARTBEAT_VIEW = {
+  name: 'runner_heartbeat_view',
+  text: `select r.state, coalesce(json_agg(json_build_object('id', j.id, 'attempt', j.attempt, 'cancel_requested', j.cancel_requested, 'claimed_at', j.claimed_at))
+                                 filter (where j.id is not null), '[]') as jobs
+         from runners r left join jobs j on j.runner_id = r.id and j.state in ('claimed', 'running')
+         where r.id = $1 group by r.state`,
+};
+
+/** What a heartbeat answers from, in one prepared statement (it runs thousands of times a second). */
+export async function heartbeatView(q: Queryable, id: string): Promise<HeartbeatView | undefined> {
+  const [row] = await q.query<HeartbeatView>(HEARTBEAT_VIEW, [id]);
+  return row;
+}
+
 /** Coalesced heartbeats: one statement for many runners. */
 export async function flushHeartbeats(q: Queryable, beats: { id: string; at: number; version: string }[]): Promise<void> {
   if (beats.length === 0) return;
@@ -185,23 +205,30 @@ export async function findSilentRunners(q: Queryable, cutoff: number): Promise<R
   return rows.map(toRunner);
 }
 
-/** After a claim or a finished job: busy when it holds jobs, otherwise idle (starting its idle countdown). */
-export async function refreshBusyIdle(q: Queryable, now: number, id: string): Promise<void> {
-  const at = new Date(now);
-  const rows = await q.query(
-    `with c as (select count(*)::int as n from jobs where runner_id = $1 and state in ('claimed', 'running')),
-     upd as (
-       update runners r set state = case when c.n > 0 then 'busy' else 'idle' end, state_changed_at = $2::timestamptz,
-         state_reason = case when c.n > 0 then 'running jobs' else 'no jobs' end,
-         idle_since = case when c.n > 0 then null else $2::timestamptz end
-       from c, (select state from runners where id = $1 for update) prev
-       where r.id = $1 and r.state in ('idle', 'busy') and r.state <> case when c.n > 0 then 'busy' else 'idle' end
-       returning r.state, prev.state as prev_state
+/**
+ * After a claim or a finished job: busy when it holds jobs, otherwise idle (starting its idle
+ * countdown). One statement for any number of runners, the state change's event included.
+ */
+export async function refreshBusyIdle(q: Queryable, now: number, ids: string | string[]): Promise<void> {
+  const list = typeof ids === 'string' ? [ids] : [...new Set(ids)];
+  if (list.length === 0) return;
+  await q.query(
+    `with prev as (
+       select id, state from runners where id = any($1::uuid[]) and state in ('idle', 'busy') order by id for update
+     ), c as (
+       select prev.id, prev.state, exists (select 1 from jobs j where j.runner_id = prev.id and j.state in ('claimed', 'running')) as has from prev
+     ), upd as (
+       update runners r set state = case when c.has then 'busy' else 'idle' end, state_changed_at = $2::timestamptz,
+         state_reason = case when c.has then 'running jobs' else 'no jobs' end,
+         idle_since = case when c.has then null else $2::timestamptz end
+       from c
+       where r.id = c.id and c.state <> case when c.has then 'busy' else 'idle' end
+       returning r.id, c.state as prev_state, r.state, r.state_reason
      )
-     select * from upd`,
-    [id, at],
+     insert into events (at, kind, subject, from_state, to_state, reason, actor)
+     select $2, 'runner', id::text, prev_state, state, state_reason, id::text from upd`,
+    [list, new Date(now)],
   );
-  if (rows[0]) await recordEvents(q, now, [{ kind: 'runner', subject: id, from: rows[0].prev_state, to: rows[0].state, reason: rows[0].state === 'busy' ? 'running jobs' : 'no jobs', actor: id }]);
 }
 
 /** Sets or clears an operator's hold (disabled or draining) that survives reconnects. */
@@ -214,8 +241,4 @@ export async function resumeRunner(q: Queryable, now: number, id: string): Promi
   const [row] = await q.query<{ hold: RunnerState | null }>('select hold from runners where id = $1', [id]);
   await transitionRunner(q, now, id, row?.hold ?? 'idle', 'heartbeats resumed', { from: ['offline'], actor: id });
   if (!row?.hold) await refreshBusyIdle(q, now, id);
-}
-
-export async function incrementJobsStarted(q: Queryable, id: string, n: number): Promise<void> {
-  await q.query('update runners set jobs_started = jobs_started + $2 where id = $1', [id, n]);
 }
