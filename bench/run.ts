@@ -149,7 +149,7 @@ const KEY_METRICS = [
   /^reference: bare/,
   /^dead tuples on jobs/,
   /^submit → runner registered, p50/,
-  /^what-if: ratio prototype/,
+  /^before: runyard completing one job per completeJob\(\) call, process/,
 ];
 
 const metText = (met: boolean | undefined) => (met === undefined ? '' : met ? 'yes' : '**no**');
