@@ -6,6 +6,7 @@
  */
 import { startPodman } from '../../test/helpers/podman.js';
 import { coldJob, stopRunner } from '../lib/coldjob.js';
+import { waitFor } from '../lib/fleet.js';
 import { startBenchServer } from '../lib/server.js';
 import { fmt, median, percentile } from '../lib/stats.js';
 import { runSection, targetAtMost, type Row } from '../lib/section.js';
@@ -35,6 +36,9 @@ await runSection('container-coldstart', '6b. Scale from zero (container provider
       log(`iteration ${i + 1}: registered after ${fmt(sample['submit → runner registered'])} ms, job output after ${fmt(sample['submit → job started (first output line)'])} ms`);
       await stopRunner(s, c.runnerId);
       await s.server.scheduler.idle();
+      // let the engine finish removing the container and the machine settle, as the process section does
+      await waitFor('runner container removed', () => !podman.cli('ps', '-aq', '--filter', `label=runyard.runner=${c.runnerId}`).trim(), 30_000, 50);
+      await new Promise((r) => setTimeout(r, 1_000));
     }
     const col = (k: string) => samples.map((x) => x[k]!).filter((v) => !Number.isNaN(v));
     const reg = col('submit → runner registered');

@@ -59,6 +59,9 @@ export class ContainerEngineError extends Error {
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
 
+/** Container events after which a watched runner may have ended. */
+const ENDING_EVENTS = new Set(['die', 'stop', 'kill', 'oom', 'destroy', 'remove', 'cleanup']);
+
 function statusOf(err: unknown): number | undefined {
   return (err as { statusCode?: number })?.statusCode;
 }
@@ -105,6 +108,8 @@ export class ContainerProvider implements Provider {
   private creating = new Set<string>();
   private closed = false;
   private readonly pollMs: number;
+  private listening = false;
+  private stopListening = () => {};
   /** image builds in progress, by base and agent image: concurrent requests share one */
   private builds = new Map<string, Promise<{ image: string; built: boolean }>>();
 
@@ -357,13 +362,16 @@ export class ContainerProvider implements Provider {
   }
 
   /**
-   * Waits for the container to stop, then removes it and reports the exit. The engine's `wait`
-   * answers at once when the container stops; an inspect every few seconds backs it up, because a
-   * `wait` whose connection died with the engine may never answer. A lost connection to the engine
-   * is not an exit: the watch keeps trying until the engine answers again.
+   * Waits for the container to stop, then removes it and reports the exit. The engine's event
+   * stream (one for all containers, see `listen`) pokes the watch the moment a container dies; an
+   * inspect every few seconds backs it up, for events lost while the stream reconnects. (A `wait`
+   * call per container would be simpler, but podman answers it by polling, which costs a core
+   * while runners boot.) A lost connection to the engine is not an exit: the watch keeps trying
+   * until the engine answers again.
    */
   private watch(runnerId: string, containerId: string) {
     if (this.watches.has(runnerId) || this.closed) return;
+    this.listen();
     const abort = new AbortController();
     const container = this.docker.getContainer(containerId);
     const aborted = new Promise<void>((ok) => abort.signal.addEventListener('abort', () => ok(), { once: true }));
@@ -371,50 +379,17 @@ export class ContainerProvider implements Provider {
     const poked = () => new Promise<void>((ok) => (poke = ok));
     const done = (async () => {
       let detail: string | undefined;
-      let waiter: { ac: AbortController; result: Promise<{ code?: number; err?: unknown }> } | undefined;
-      const startWait = () => {
-        const ac = new AbortController();
-        abort.signal.addEventListener('abort', () => ac.abort(), { once: true });
-        const result = container.wait({ abortSignal: ac.signal }).then(
-          (r: { StatusCode?: number }) => ({ code: r?.StatusCode }),
-          (err: unknown) => ({ err }),
-        );
-        return { ac, result };
-      };
-      let unreachable = false;
       while (!detail) {
-        waiter ??= startWait();
-        const r = await Promise.race([waiter.result, sleep(this.pollMs).then(() => undefined), poked().then(() => undefined), aborted.then(() => undefined)]);
-        if (abort.signal.aborted) return;
-        if (r && !r.err) {
-          detail = `exited with code ${r.code ?? 'unknown'}`;
-          break;
-        }
-        if (r?.err) {
-          if (statusOf(r.err) === 404) {
-            detail = 'was removed';
-            break;
-          }
-          waiter = undefined; // the wait failed (engine gone?): start another after checking
-          await Promise.race([sleep(Math.min(this.pollMs, 1_000)), aborted]);
-        }
+        await Promise.race([sleep(this.pollMs), poked(), aborted]);
         if (abort.signal.aborted) return;
         try {
           const info = await container.inspect();
           if (!info.State.Running && !info.State.Paused && !info.State.Restarting && info.State.Status !== 'created') detail = `exited with code ${info.State.ExitCode}`;
-          else if (unreachable) {
-            // the engine is back: a wait sent before the outage may be hanging on a dead connection
-            waiter?.ac.abort();
-            waiter = undefined;
-          }
-          unreachable = false;
         } catch (err) {
           if (abort.signal.aborted) return;
           if (statusOf(err) === 404) detail = 'was removed';
-          else unreachable = true;
         }
       }
-      waiter?.ac.abort();
       if (detail !== 'was removed' && !/code 0$/.test(detail)) await this.logTail(runnerId, container);
       this.opts.log.info({ runnerId, container: containerId.slice(0, 12), detail }, 'runner container ended');
       await this.removeContainer(containerId).catch((err) => this.opts.log.warn({ err, runnerId }, 'could not remove runner container'));
@@ -422,6 +397,49 @@ export class ContainerProvider implements Provider {
       for (const l of this.listeners) l(runnerId, `container ${detail}`);
     })();
     this.watches.set(runnerId, { done, abort, poke: () => poke() });
+  }
+
+  /**
+   * Follows the engine's container events for this instance's runners and pokes the watch of a
+   * runner whose container died or went. Reconnects after a second when the stream ends (engine
+   * restarted or unreachable); stops when the provider closes.
+   */
+  private listen() {
+    if (this.listening || this.closed) return;
+    this.listening = true;
+    const abort = new AbortController();
+    this.stopListening = () => abort.abort();
+    void (async () => {
+      while (!this.closed) {
+        try {
+          const stream = (await this.docker.getEvents({
+            // by label only: podman does not apply an `event` filter next to it; the kind is checked below
+            filters: { type: ['container'], label: [`${LABEL_INSTANCE}=${this.opts.instanceId}`] },
+            abortSignal: abort.signal,
+          })) as NodeJS.ReadableStream;
+          let buf = '';
+          for await (const chunk of stream) {
+            buf += chunk.toString();
+            let nl;
+            while ((nl = buf.indexOf('\n')) >= 0) {
+              const line = buf.slice(0, nl).trim();
+              buf = buf.slice(nl + 1);
+              if (!line) continue;
+              try {
+                const ev = JSON.parse(line) as { Action?: string; Actor?: { Attributes?: Record<string, string> } };
+                const runnerId = ev.Actor?.Attributes?.[LABEL_RUNNER];
+                if (runnerId && ENDING_EVENTS.has(ev.Action ?? '')) this.watches.get(runnerId)?.poke();
+              } catch {
+                // not an event: ignore the line
+              }
+            }
+          }
+        } catch {
+          // engine gone or stream cut: the inspect polls cover the gap
+        }
+        if (!this.closed) await sleep(1_000);
+      }
+    })();
   }
 
   /** The last lines a failed runner wrote, into our log before its container goes. */
@@ -438,6 +456,7 @@ export class ContainerProvider implements Provider {
   async close(): Promise<void> {
     // Runners outlive the control plane: a restart adopts them. Only stop watching.
     this.closed = true;
+    this.stopListening();
     for (const w of this.watches.values()) w.abort.abort();
     await Promise.allSettled([...this.watches.values()].map((w) => w.done));
     this.watches.clear();
