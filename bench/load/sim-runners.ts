@@ -106,8 +106,8 @@ async function register(m: { url: string; adminToken: string; pool: string; coun
   return { count: sims.length, registrationsPerS: m.count / ((performance.now() - t0) / 1000) };
 }
 
-async function heartbeats(m: { durationMs: number; concurrency: number }) {
-  const client = new HttpClient(base, undefined, m.concurrency);
+async function heartbeats(m: { durationMs: number; concurrency: number; url?: string }) {
+  const client = new HttpClient(m.url ?? base, undefined, m.concurrency);
   const lat: number[] = [];
   let errors = 0;
   let firstError = '';

@@ -178,6 +178,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       exit = this.halt.signal.aborted && !isFatal(err) ? await this.finish() : await this.fail(err as Error);
     }
     this.over.abort();
+    this.client.close();
     await this.health?.close();
     this.workspace.unlock();
     this.stateDir.unlock();

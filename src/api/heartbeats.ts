@@ -1,17 +1,28 @@
 import type { Db } from '../store/db.js';
-import { flushHeartbeats } from '../store/queries/runners.js';
+import { flushHeartbeats, heartbeatViews, type HeartbeatView } from '../store/queries/runners.js';
 import type { Logger } from '../lib/logger.js';
+import { BatchLoader } from '../lib/batch-loader.js';
 
 /**
- * Heartbeats are coalesced in memory and written in one statement per flush, so thousands of
- * runners cost one transaction a second rather than one each.
+ * Heartbeats are coalesced both ways: what they answer from (the runner's state and the jobs the
+ * server believes it holds) is read fresh for every heartbeat, but in one statement for all the
+ * heartbeats that arrive while the previous read runs; what they record is kept in memory and
+ * written in one statement per flush. Thousands of runners cost a few statements a second.
  */
 export class HeartbeatBuffer {
   private pending = new Map<string, { id: string; at: number; version: string }>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
+  private views: BatchLoader<string, HeartbeatView>;
 
-  constructor(private db: Db, private log: Logger, private intervalMs = 1000) {}
+  constructor(private db: Db, private log: Logger, private intervalMs = 1000) {
+    this.views = new BatchLoader((ids) => heartbeatViews(this.db, ids));
+  }
+
+  /** The runner's state and active jobs as stored now; undefined for an unknown runner. */
+  view(id: string): Promise<HeartbeatView | undefined> {
+    return this.views.get(id);
+  }
 
   start(): void {
     this.timer = setInterval(() => void this.flush(), this.intervalMs);

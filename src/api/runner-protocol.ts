@@ -10,7 +10,7 @@ import type { Authenticator } from './auth.js';
 import { requireRunner } from './auth.js';
 import { parseId, parseUuid, readJson, type Env } from './http.js';
 import { activeJobIdsOfRunner, appendLogs, claimForRunner, markRunning, recoverJobs, type ClaimedJob } from '../queue/jobs.js';
-import { resumeRunner, findRunner, getRunner, heartbeatView, registerRunner, transitionRunner, type Runner, type RunnerState } from '../store/queries/runners.js';
+import { resumeRunner, findRunner, getRunner, registerRunner, transitionRunner, type Runner, type RunnerState } from '../store/queries/runners.js';
 import { getPool, type Pool } from '../store/queries/pools.js';
 import { ResultBatcher } from './result-batcher.js';
 import { createToken, findTokenBySecret, revokeRunnerTokens } from '../store/queries/tokens.js';
@@ -195,7 +195,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     requireRunner(c.var.principal, id);
     const body = await readJson(c, heartbeatSchema);
     const now = ctx.clock.now();
-    const runner = await heartbeatView(ctx.db, id);
+    const runner = await ctx.heartbeats.view(id);
     if (!runner || runner.state === 'terminated') throw new GoneError(`runner ${id} was terminated`);
     ctx.heartbeats.record(id, now, body.version);
     ctx.metrics.heartbeats.inc();

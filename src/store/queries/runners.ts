@@ -172,18 +172,21 @@ export interface HeartbeatView {
   jobs: { id: number; attempt: number; cancel_requested: boolean; claimed_at: string }[];
 }
 
-const HEARTBEAT_VIEW = {
-  name: 'runner_heartbeat_view',
-  text: `select r.state, coalesce(json_agg(json_build_object('id', j.id, 'attempt', j.attempt, 'cancel_requested', j.cancel_requested, 'claimed_at', j.claimed_at))
+const HEARTBEAT_VIEWS = {
+  name: 'runner_heartbeat_views',
+  text: `select r.id, r.state, coalesce(json_agg(json_build_object('id', j.id, 'attempt', j.attempt, 'cancel_requested', j.cancel_requested, 'claimed_at', j.claimed_at))
                                  filter (where j.id is not null), '[]') as jobs
          from runners r left join jobs j on j.runner_id = r.id and j.state in ('claimed', 'running')
-         where r.id = $1 group by r.state`,
+         where r.id = any($1::uuid[]) group by r.id, r.state`,
 };
 
-/** What a heartbeat answers from, in one prepared statement (it runs thousands of times a second). */
-export async function heartbeatView(q: Queryable, id: string): Promise<HeartbeatView | undefined> {
-  const [row] = await q.query<HeartbeatView>(HEARTBEAT_VIEW, [id]);
-  return row;
+/**
+ * What heartbeats answer from, for many runners in one prepared statement (heartbeats arrive
+ * thousands of times a second and are read in batches, see src/api/heartbeats.ts).
+ */
+export async function heartbeatViews(q: Queryable, ids: string[]): Promise<Map<string, HeartbeatView>> {
+  const rows = await q.query<HeartbeatView & { id: string }>(HEARTBEAT_VIEWS, [ids]);
+  return new Map(rows.map((r) => [r.id, { state: r.state, jobs: r.jobs }]));
 }
 
 /** Coalesced heartbeats: one statement for many runners. */
