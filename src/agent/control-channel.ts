@@ -15,6 +15,7 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { Backoff, Sleep } from './backoff.js';
 import { PingWatchdog } from './ping-watchdog.js';
+import type { ControlResponse } from './runner-client.js';
 
 export type ControlEventName = 'hello' | 'ping' | 'job' | 'cancel' | 'disable' | 'enable' | 'drain' | 'delete';
 
@@ -27,7 +28,7 @@ export interface ControlChannelEvents {
 }
 
 export interface ControlChannelDeps {
-  open: (signal: AbortSignal) => Promise<Response>;
+  open: (signal: AbortSignal) => Promise<ControlResponse>;
   pingIntervalMs: number;
   clock: Clock;
   sleep: Sleep;
@@ -96,10 +97,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
         this.emit('gone');
         return { reason: 'runner terminated (410)', final: true };
       }
-      if (!res.ok || !res.body) {
-        await res.body?.cancel().catch(() => {});
-        return { reason: `HTTP ${res.status}` };
-      }
+      if (res.status < 200 || res.status > 299 || !res.body) return { reason: `HTTP ${res.status}` }; // closed below
       const parser = createParser({
         onEvent: (e) => {
           watchdog.touch();
@@ -119,7 +117,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
         },
       });
       const decoder = new TextDecoder();
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      for await (const chunk of res.body) {
         watchdog.touch();
         parser.feed(decoder.decode(chunk, { stream: true }));
       }
@@ -127,8 +125,8 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     } catch (err) {
       if (expired) return { reason: `no event for ${3 * pingIntervalMs}ms` };
       if (this.stop.signal.aborted) return { reason: 'closed' };
-      const e = err as Error & { cause?: { code?: string } };
-      return { reason: e.cause?.code ?? e.message };
+      const e = err as Error & { code?: string; cause?: { code?: string } };
+      return { reason: e.code ?? e.cause?.code ?? e.message };
     } finally {
       this.stop.signal.removeEventListener('abort', onStop);
       conn.abort();

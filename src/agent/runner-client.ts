@@ -68,6 +68,12 @@ export interface JobResultBody {
   durationMs?: number;
 }
 
+/** The control channel's answer: its status and, while open, the event stream's bytes. */
+export interface ControlResponse {
+  status: number;
+  body: AsyncIterable<Uint8Array> | null;
+}
+
 const DEFAULT_TIMEOUT_MS = 30_000;
 
 export class RunnerClient {
@@ -118,9 +124,20 @@ export class RunnerClient {
     return this.json('POST', `/api/v1/jobs/${jobId}/result`, body, { signal });
   }
 
-  /** Opens the control channel; the caller reads the SSE body. Aborting `signal` closes it. */
-  async openControl(runnerId: string, signal: AbortSignal): Promise<Response> {
-    return this.send('GET', `/api/v1/runners/${runnerId}/control`, undefined, { signal, timeoutMs: 0, accept: 'text/event-stream' });
+  /**
+   * Opens the control channel; the caller reads the SSE body. Aborting `signal` closes it.
+   * node:http, as for the JSON calls: a runner's first fetch() costs tens of ms of start-up.
+   */
+  openControl(runnerId: string, signal: AbortSignal): Promise<ControlResponse> {
+    return new Promise((resolve, reject) => {
+      const req = this.transport.request(
+        `${this.server}/api/v1/runners/${runnerId}/control`,
+        { method: 'GET', agent: this.agent, signal, headers: { authorization: `Bearer ${this.credential}`, accept: 'text/event-stream' } },
+        (res) => resolve({ status: res.statusCode ?? 0, body: res }),
+      );
+      req.on('error', reject);
+      req.end();
+    });
   }
 
   /** Downloads an artifact; returns its bytes and the digest the server claims for them. */

@@ -70,6 +70,18 @@ export interface ClaimedJob extends Job {
   secretsEnc: string | null;
 }
 
+/**
+ * The columns toJob() reads. Hot statements return these by name rather than `j.*`, so they can
+ * be prepared: a prepared `*` fails ("cached plan must not change result type") once a migration
+ * adds a column under a live connection, as another server's upgrade would.
+ */
+const JOB_COLUMNS = [
+  'id', 'pool', 'state', 'commands', 'payload', 'env', 'secret_names', 'labels', 'image', 'source', 'external_id', 'idempotency_key',
+  'attempt', 'max_attempts', 'retry_on_failure', 'timeout_ms', 'runner_id', 'cancel_requested', 'exit_code', 'output', 'error',
+  'created_at', 'queued_at', 'claimed_at', 'started_at', 'finished_at', 'last_activity_at',
+];
+const jobColumns = (alias: string) => JOB_COLUMNS.map((c) => `${alias}.${c}`).join(', ');
+
 export function toJob(r: any): Job {
   return {
     id: r.id,
@@ -174,7 +186,7 @@ const claimUpdate = (runner: string, at: string) => `upd as (
        update jobs j set state = 'claimed', runner_id = ${runner}, attempt = j.attempt + 1, claimed_at = ${at}, last_activity_at = ${at}, started_at = null,
          log_base = j.log_seq
        from picked where j.id = picked.id
-       returning j.*
+       returning ${jobColumns('j')}, j.secrets_enc
      ), ev as (
        insert into events (at, kind, subject, from_state, to_state, reason, actor)
        select ${at}, 'job', id::text, 'queued', 'claimed', 'claimed by runner', ${runner}::text from upd
@@ -221,7 +233,7 @@ export interface RunnerClaim {
 export async function claimForRunner(q: Queryable, now: number, runnerId: string, max: number): Promise<RunnerClaim> {
   for (;;) {
     const rows = await q.query(
-      `with seen as (
+      { name: 'claim_for_runner', text: `with seen as (
          select jobs_started from runners where id = $1
        ), r as (
          select r.state, r.pool, r.image, r.public_key, r.jobs_started, p.config->'env' as pool_env,
@@ -252,7 +264,7 @@ export async function claimForRunner(q: Queryable, now: number, runnerId: string
          select $3, 'runner', $1::text, prev_state, 'busy', 'running jobs', $1::text from bump where prev_state = 'idle'
        )
        select lim.state as r_state, lim.public_key as r_public_key, lim.pool_env as r_pool_env, lim.raced as r_raced, upd.*
-       from lim left join upd on true order by upd.id`,
+       from lim left join upd on true order by upd.id` },
       [runnerId, max, new Date(now)],
     );
     const head = rows[0];
@@ -283,15 +295,15 @@ async function fenced(q: Queryable, f: Fence, lock = false): Promise<any> {
 /** claimed -> running, when the runner has started the job's process. */
 export async function markRunning(q: Queryable, now: number, f: Fence): Promise<Job> {
   const rows = await q.query(
-    `with upd as (
-       update jobs set state = 'running', started_at = $4, last_activity_at = $4
+    { name: 'mark_running', text: `with upd as (
+       update jobs j set state = 'running', started_at = $4, last_activity_at = $4
        where id = $1 and runner_id = $2 and attempt = $3 and state = 'claimed'
-       returning *
+       returning ${jobColumns('j')}
      ), ev as (
        insert into events (at, kind, subject, from_state, to_state, reason, actor)
        select $4, 'job', id::text, 'claimed', 'running', 'process started', $2::text from upd
      )
-     select * from upd`,
+     select * from upd` },
     [f.jobId, f.runnerId, f.attempt, new Date(now)],
   );
   if (rows[0]) return toJob(rows[0]);
@@ -313,7 +325,7 @@ export interface LogLine {
  */
 export async function appendLogs(q: Queryable, now: number, f: Fence, seq: number, lines: LogLine[]): Promise<{ cancelRequested: boolean }> {
   const rows = await q.query(
-    `with j as (
+    { name: 'append_logs', text: `with j as (
        update jobs set last_activity_at = $5, log_seq = greatest(log_seq, log_base + $4)
        where id = $1 and runner_id = $2 and attempt = $3 and state in ('claimed', 'running')
        returning id, log_base, cancel_requested
@@ -321,7 +333,7 @@ export async function appendLogs(q: Queryable, now: number, f: Fence, seq: numbe
        insert into job_logs (job_id, seq, at, lines) select id, log_base + $4, $5, $6::jsonb from j
        on conflict (job_id, seq) do nothing
      )
-     select cancel_requested from j`,
+     select cancel_requested from j` },
     [f.jobId, f.runnerId, f.attempt, seq, new Date(now), JSON.stringify(lines)],
   );
   if (!rows[0]) await fenced(q, f);
@@ -383,7 +395,7 @@ export async function completeJobs(q: Queryable, now: number, results: FencedRes
   const seen = new Set<number>();
   const firsts = results.map((r) => !seen.has(r.fence.jobId) && !!seen.add(r.fence.jobId));
   const rows = await q.query(
-    `with r as (
+    { name: 'complete_jobs', text: `with r as (
        select * from jsonb_to_recordset($2::jsonb)
          as r(ord int, id bigint, runner_id uuid, attempt int, exit_code int, output jsonb, error text, outcome text)
      ), old as (
@@ -406,12 +418,12 @@ export async function completeJobs(q: Queryable, now: number, results: FencedRes
          finished_at = $1, last_activity_at = $1, secrets_enc = null
        from dec
        where j.id = dec.id and not (dec.to_state = 'failed' and j.retry_on_failure and j.attempt < j.max_attempts)
-       returning j.*, dec.ord, dec.from_state, dec.reason as event_reason
+       returning ${jobColumns('j')}, dec.ord, dec.from_state, dec.reason as event_reason
      ), ev as (
        insert into events (at, kind, subject, from_state, to_state, reason, actor)
        select $1, 'job', id::text, from_state, state, event_reason, runner_id::text from upd
      )
-     select * from upd`,
+     select * from upd` },
     [
       new Date(now),
       JSON.stringify(

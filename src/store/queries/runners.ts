@@ -216,7 +216,7 @@ export async function refreshBusyIdle(q: Queryable, now: number, ids: string | s
   const list = typeof ids === 'string' ? [ids] : [...new Set(ids)];
   if (list.length === 0) return;
   await q.query(
-    `with prev as (
+    { name: 'refresh_busy_idle', text: `with prev as (
        select id, state from runners where id = any($1::uuid[]) and state in ('idle', 'busy') order by id for update
      ), c as (
        select prev.id, prev.state, exists (select 1 from jobs j where j.runner_id = prev.id and j.state in ('claimed', 'running')) as has from prev
@@ -229,7 +229,7 @@ export async function refreshBusyIdle(q: Queryable, now: number, ids: string | s
        returning r.id, c.state as prev_state, r.state, r.state_reason
      )
      insert into events (at, kind, subject, from_state, to_state, reason, actor)
-     select $2, 'runner', id::text, prev_state, state, state_reason, id::text from upd`,
+     select $2, 'runner', id::text, prev_state, state, state_reason, id::text from upd` },
     [list, new Date(now)],
   );
 }
