@@ -425,6 +425,30 @@ for (const store of STORES) {
       assert.deepEqual(logs.body.lines.map((l: any) => l.m), ['from A', 'from B']);
     });
 
+    test('a claim the runner abandoned takes no job, and one answered unseen is undone by the next heartbeat', async () => {
+      const pool = await freshPool(t, 'abandon');
+      const r = new ProtocolRunner(t);
+      await r.register(pool);
+      const beat = (abandoned: number[]) => r.call('POST', `/api/v1/runners/${r.id}/heartbeat`, { version: 'v', jobs: [], abandoned });
+      // Claim 1 waits for work, and is reported abandoned (its connection still looks open).
+      const parked = r.call('POST', `/api/v1/runners/${r.id}/claim`, { max: 1, waitMs: 3000, seq: 1 });
+      assert.equal((await beat([1])).status, 200);
+      const { id } = (await t.api('POST', '/api/v1/jobs', { pool, command: 'true' })).body.job;
+      assert.deepEqual((await parked).body, { jobs: [] }, 'an abandoned claim is answered empty');
+      assert.equal((await t.api('GET', `/api/v1/jobs/${id}`)).body.job.state, 'queued');
+      // Claim 2 takes the job, but the runner never saw the answer; its heartbeat says so.
+      const taken = await r.call('POST', `/api/v1/runners/${r.id}/claim`, { max: 1, waitMs: 0, seq: 2 });
+      assert.equal(taken.body.jobs[0].id, id);
+      assert.equal((await t.api('GET', `/api/v1/jobs/${id}`)).body.job.state, 'claimed');
+      assert.equal((await beat([2])).status, 200);
+      const job = (await t.api('GET', `/api/v1/jobs/${id}`)).body.job;
+      assert.equal(job.state, 'queued', 'back in the queue at once, not after the lost-claim timeout');
+      assert.equal(job.attempt, 0, 'the unstarted attempt is refunded');
+      const [again] = await r.claim(1);
+      assert.deepEqual([again.id, again.attempt], [id, 1]);
+      assertError(await r.call('POST', `/api/v1/runners/${r.id}/heartbeat`, { version: 'v', abandoned: [-1] }), 400, 'abandoned[0]');
+    });
+
     test('results sent at once are written together, and each request gets its own answer', async () => {
       const pool = 'batch';
       assert.equal((await t.api('PUT', `/api/v1/pools/${pool}`, { name: pool, maxRunners: 0, maxJobsPerRunner: 2 })).status, 200);

@@ -110,6 +110,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly running = new Set<Promise<unknown>>();
   private jobsTaken = 0;
   private claimAbort: AbortController | undefined;
+  /** Claim requests are numbered; the ones given up before an answer go with the next heartbeat. */
+  private claimSeq = 0;
+  private readonly abandonedClaims = new Set<number>();
   private readonly changed = new Wakeup();
   private main: Promise<AgentExit> | undefined;
   private readyResolvers: { ok: () => void; fail: (err: Error) => void } | undefined;
@@ -276,7 +279,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.control.start();
 
     this.heartbeat = new HeartbeatLoop({
-      send: (signal) => this.client.heartbeat(id, { version: VERSION, jobs: [...this.jobs.values()].map((j) => ({ id: j.id, attempt: j.attempt })) }, signal),
+      send: async (signal) => {
+        const abandoned = [...this.abandonedClaims];
+        const r = await this.client.heartbeat(id, { version: VERSION, jobs: [...this.jobs.values()].map((j) => ({ id: j.id, attempt: j.attempt })), ...(abandoned.length ? { abandoned } : {}) }, signal);
+        for (const seq of abandoned) this.abandonedClaims.delete(seq);
+        return r;
+      },
       intervalMs: config.heartbeatIntervalMs,
       sleep: this.sleep,
       log: this.log,
@@ -374,13 +382,18 @@ export class Agent extends EventEmitter<AgentEvents> {
         continue;
       }
       const abort = (this.claimAbort = new AbortController());
+      const seq = ++this.claimSeq;
       try {
-        const r = await this.client.claim(id, { max: this.freeSlots(), waitMs: CLAIM_WAIT_MS }, abort.signal);
+        const r = await this.client.claim(id, { max: this.freeSlots(), waitMs: CLAIM_WAIT_MS, seq }, abort.signal);
         backoff.reset();
         for (const job of r.jobs) this.startJob(job);
         if (r.stop) this.requestStop('gone', 'the server terminated this runner');
       } catch (err) {
-        if (abort.signal.aborted) continue;
+        if (abort.signal.aborted) {
+          // The server may still answer it, unseen: the next heartbeat says so (ClaimLedger).
+          this.abandonedClaims.add(seq);
+          continue;
+        }
         if (err instanceof HttpError && err.status === 410) this.requestStop('gone', 'the server terminated this runner');
         else if (err instanceof HttpError && err.status === 401) this.requestStop('unauthorized', 'the runner credential was revoked (did another agent register with this id?)');
         else {

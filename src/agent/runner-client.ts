@@ -100,11 +100,11 @@ export class RunnerClient {
     return this.json('POST', '/api/v1/runners/register', body, { token: registrationToken, signal });
   }
 
-  heartbeat(runnerId: string, body: { version: string; jobs: { id: number; attempt: number }[] }, signal?: AbortSignal): Promise<HeartbeatResponse> {
+  heartbeat(runnerId: string, body: { version: string; jobs: { id: number; attempt: number }[]; abandoned?: number[] }, signal?: AbortSignal): Promise<HeartbeatResponse> {
     return this.json('POST', `/api/v1/runners/${runnerId}/heartbeat`, body, { signal });
   }
 
-  claim(runnerId: string, body: { max: number; waitMs: number }, signal?: AbortSignal): Promise<{ jobs: ClaimedJob[]; stop?: boolean }> {
+  claim(runnerId: string, body: { max: number; waitMs: number; seq?: number }, signal?: AbortSignal): Promise<{ jobs: ClaimedJob[]; stop?: boolean }> {
     return this.json('POST', `/api/v1/runners/${runnerId}/claim`, body, { signal, timeoutMs: body.waitMs + 15_000 });
   }
 
@@ -126,13 +126,15 @@ export class RunnerClient {
 
   /**
    * Opens the control channel; the caller reads the SSE body. Aborting `signal` closes it.
-   * node:http, as for the JSON calls: a runner's first fetch() costs tens of ms of start-up.
+   * node:http, as for the JSON calls (a runner's first fetch() costs tens of ms of start-up), but
+   * on a connection of its own: a stream that outlives its requests never enters the keep-alive
+   * pool, so a claim can never be sent on a socket the channel's reconnects tore down.
    */
   openControl(runnerId: string, signal: AbortSignal): Promise<ControlResponse> {
     return new Promise((resolve, reject) => {
       const req = this.transport.request(
         `${this.server}/api/v1/runners/${runnerId}/control`,
-        { method: 'GET', agent: this.agent, signal, headers: { authorization: `Bearer ${this.credential}`, accept: 'text/event-stream' } },
+        { method: 'GET', agent: false, signal, headers: { authorization: `Bearer ${this.credential}`, accept: 'text/event-stream' } },
         (res) => resolve({ status: res.statusCode ?? 0, body: res }),
       );
       req.on('error', reject);

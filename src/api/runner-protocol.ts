@@ -17,6 +17,7 @@ import { createToken, findTokenBySecret, revokeRunnerTokens } from '../store/que
 import { decryptAtRest, isValidPublicKey, sealTo } from '../lib/sealed.js';
 import { ConflictError, ForbiddenError, RunyardError, UnauthorizedError } from '../lib/errors.js';
 import { artifactInfo } from './artifacts.js';
+import { ClaimLedger } from './claim-ledger.js';
 
 export class GoneError extends RunyardError {
   override readonly status = 410;
@@ -34,11 +35,15 @@ const registerSchema = z.strictObject({
 const heartbeatSchema = z.strictObject({
   version: z.string().min(1).max(100),
   jobs: z.array(z.strictObject({ id: z.number().int().positive(), attempt: z.number().int().positive().max(2_147_483_647) })).max(1000).default([]),
+  /** Claim requests (their `seq`) the runner gave up on before an answer: see ClaimLedger. */
+  abandoned: z.array(z.number().int().nonnegative().max(2_147_483_647)).max(1000).default([]),
 });
 
 const claimSchema = z.strictObject({
   max: z.number().int().min(1).max(256).default(1),
   waitMs: z.number().int().min(0).max(60_000).default(20_000),
+  /** The runner's number for this claim request, so it can report it abandoned. */
+  seq: z.number().int().nonnegative().max(2_147_483_647).optional(),
 });
 
 const INT32 = 2_147_483_647;
@@ -78,6 +83,7 @@ export function runnerConfig(ctx: ApiContext, pool: Pool, runner: Runner) {
 
 export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
   const app = new Hono<Env>();
+  const claims = new ClaimLedger(LOST_CLAIM_MS);
 
   // Registration uses the registration token, so it is mounted before the general auth check.
   app.post('/register', async (c) => {
@@ -206,7 +212,9 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     const lost = body.jobs.filter((j) => serverHas.get(j.id)?.attempt !== j.attempt).map((j) => j.id);
     const cancel = rows.filter((r) => r.cancel_requested && reported.has(r.id)).map((r) => r.id);
     // Claims the runner never picked up (its claim response was lost): back to the queue.
-    const unclaimed = rows.filter((r) => !reported.has(r.id) && now - Date.parse(r.claimed_at) > LOST_CLAIM_MS).map((r) => r.id);
+    // Claims the runner abandoned (see ClaimLedger) are lost at once, not after the timeout.
+    const abandoned = new Set(claims.abandon(id, body.abandoned, now));
+    const unclaimed = rows.filter((r) => !reported.has(r.id) && (abandoned.has(r.id) || now - Date.parse(r.claimed_at) > LOST_CLAIM_MS)).map((r) => r.id);
     if (unclaimed.length) {
       await ctx.db.transaction((tx) => recoverJobs(tx, now, unclaimed, 'claim lost: runner does not report the job', { runnerId: id, refundUnstarted: true }));
       ctx.bus.emit('jobs', c.var.principal.pool, unclaimed.length);
@@ -230,10 +238,17 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     const deadline = Date.now() + body.waitMs;
     for (;;) {
       // A runner that hung up must not be handed jobs it will never see.
-      if (abort.signal.aborted) return c.json({ jobs: [] });
+      if (abort.signal.aborted || (body.seq !== undefined && claims.isAbandoned(id, body.seq))) return c.json({ jobs: [] });
       const gen = ctx.hub.generation(pool);
       const jobs = await tryClaim(ctx, id, body.max);
       if (jobs === 'stop') return c.json({ jobs: [], stop: true });
+      if (jobs.length > 0 && body.seq !== undefined && claims.record(id, body.seq, jobs.map((j) => j.id), ctx.clock.now())) {
+        // The runner gave this claim up while it was being made: the jobs go back at once.
+        const now = ctx.clock.now();
+        await ctx.db.transaction((tx) => recoverJobs(tx, now, jobs.map((j) => j.id), 'claim abandoned by the runner', { runnerId: id, refundUnstarted: true }));
+        ctx.bus.emit('jobs', pool, jobs.length);
+        return c.json({ jobs: [] });
+      }
       if (jobs.length > 0 || abort.signal.aborted) return c.json({ jobs });
       const left = deadline - Date.now();
       if (left <= 0) return c.json({ jobs: [] });
@@ -254,6 +269,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       return moved;
     });
     auth.invalidate();
+    claims.forget(id);
     ctx.bus.emit('runners');
     if (lost.length) ctx.bus.emit('jobs', c.var.principal.pool, lost.length);
     return c.json({ ok: true });
