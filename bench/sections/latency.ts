@@ -8,6 +8,9 @@
  * The agent's own log ("job started", right after spawn() returned) and the server's timestamps
  * give the breakdown by stage.
  */
+import { execFile } from 'node:child_process';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { LoadProcess } from '../lib/child.js';
 import { agentLogs, finishedCount, waitFor } from '../lib/fleet.js';
 import { startFleet, closeFleet } from '../lib/fleetbench.js';
@@ -86,6 +89,10 @@ await runSection('latency', '3. Latency: submit → job process started (warm ru
     const p99 = median(all.map((a) => a.p99));
     rows.push({ metric: `submit → job process started, p50 (${fmt(count)} jobs per run)`, value: p50, unit: 'ms', target: '<= 5', met: targetAtMost(p50, 5), runs: all.map((a) => +a.p50.toFixed(1)) });
     rows.push({ metric: 'submit → job process started, p99', value: p99, unit: 'ms', target: '<= 25', met: targetAtMost(p99, 25), runs: all.map((a) => +a.p99.toFixed(1)) });
+    // The floor: a bare Node process starting the same shell the same way, nothing of runyard.
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', resolve(import.meta.dirname, '../load/spawn-latency.ts'), quick ? '100' : '300', String(rate)], { env: { ...process.env, NODE_OPTIONS: '' } });
+    const floor = JSON.parse(stdout.trim().split('\n').pop()!);
+    rows.push({ metric: "reference: bare Node (no runyard), spawn() → first output line of `/bin/sh -c 'echo started'`, p50", value: floor.firstLine.p50, unit: 'ms', note: `p99 ${fmt(floor.firstLine.p99)} ms; spawn() itself p50 ${fmt(floor.spawn.p50)} ms, p99 ${fmt(floor.spawn.p99)} ms` });
     const mid = all.slice().sort((a, b) => a.p50 - b.p50)[all.length >> 1]!;
     details.push({
       title: 'Breakdown by stage (the median run; stages use the clocks of the client, server and agent, all on this machine; ms)',
