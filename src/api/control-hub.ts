@@ -3,7 +3,13 @@
  * work arrives. A wake-up is a function call, not a database round trip.
  */
 export type ControlEvent = 'hello' | 'ping' | 'job' | 'cancel' | 'disable' | 'enable' | 'drain' | 'delete';
-export type ControlSend = (event: ControlEvent, data: unknown) => void;
+/** Sends one event; `frame` is the event already serialised, when the caller has it. */
+export type ControlSend = (event: ControlEvent, data: unknown, frame?: string) => void;
+
+/** An event as written on the wire (server-sent events). */
+export function sseFrame(event: string, data: unknown): string {
+  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}
 
 interface Waiter {
   wake: () => void;
@@ -47,8 +53,10 @@ export class ControlHub {
     return true;
   }
 
+  /** One event to every channel, serialised once. */
   broadcast(event: ControlEvent, data: unknown = {}): void {
-    for (const set of this.channels.values()) for (const send of set) send(event, data);
+    const frame = sseFrame(event, data);
+    for (const set of this.channels.values()) for (const send of set) send(event, data, frame);
   }
 
   /** Bumped whenever work arrives on a pool; a claimer that saw an older value must not sleep. */

@@ -3,7 +3,8 @@
  * -> start -> logs -> result. Every job call is fenced by the claim (runner id + attempt).
  */
 import { Hono } from 'hono';
-import { streamSSE } from 'hono/streaming';
+import type { HttpBindings } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { z } from 'zod';
 import type { ApiContext } from './context.js';
 import type { Authenticator } from './auth.js';
@@ -18,6 +19,7 @@ import { decryptAtRest, isValidPublicKey, sealTo } from '../lib/sealed.js';
 import { ConflictError, ForbiddenError, RunyardError, UnauthorizedError } from '../lib/errors.js';
 import { artifactInfo } from './artifacts.js';
 import { ClaimLedger } from './claim-ledger.js';
+import { sseFrame, type ControlSend } from './control-hub.js';
 
 export class GoneError extends RunyardError {
   override readonly status = 410;
@@ -63,6 +65,9 @@ const resultSchema = z.strictObject({
   outcome: z.enum(['cancelled', 'timed_out']).optional(),
   durationMs: z.number().int().nonnegative().optional(),
 });
+
+/** Control events a runner has not read, beyond which its channel is closed. */
+const MAX_UNREAD_CONTROL_BYTES = 1 << 20;
 
 /** A claim not confirmed by the runner's heartbeat after this long is considered lost. */
 const LOST_CLAIM_MS = 30_000;
@@ -160,40 +165,28 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     requireRunner(c.var.principal, id);
     const runner = await getRunner(ctx.db, id);
     if (runner.state === 'terminated') throw new GoneError(`runner ${id} was terminated`);
-    return streamSSE(c, async (stream) => {
-      const queue: { event: string; data: string }[] = [];
-      let wake: (() => void) | undefined;
-      const push = (event: string, data: unknown) => {
-        queue.push({ event, data: JSON.stringify(data) });
-        wake?.();
-      };
-      const disconnect = ctx.hub.connect(id, runner.pool, push);
+    // Written straight to Node's response: a server holds one of these per runner, and a web
+    // stream per connection cost ~5x the memory and made a fan-out to all of them seconds long.
+    const res = (c.env as HttpBindings).outgoing;
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    const send: ControlSend = (event, data, frame) => {
+      if (res.destroyed || res.writableEnded) return;
+      // A runner that stopped reading is cut off rather than buffered for: it reconnects.
+      if (res.writableLength > MAX_UNREAD_CONTROL_BYTES) return void res.destroy();
+      res.write(frame ?? sseFrame(event, data));
+    };
+    const disconnect = ctx.hub.connect(id, runner.pool, send);
+    ctx.metrics.controlChannels.set(ctx.hub.connectionCount());
+    send('hello', { state: runner.state });
+    if (runner.state === 'disabled') send('disable', {});
+    if (runner.state === 'draining') send('drain', {});
+    const ping = setInterval(() => send('ping', { at: ctx.clock.now() }), ctx.config.runner.pingInterval);
+    res.once('close', () => {
+      clearInterval(ping);
+      disconnect();
       ctx.metrics.controlChannels.set(ctx.hub.connectionCount());
-      let open = true;
-      stream.onAbort(() => {
-        open = false;
-        wake?.();
-      });
-      push('hello', { state: runner.state });
-      if (runner.state === 'disabled') push('disable', {});
-      if (runner.state === 'draining') push('drain', {});
-      const ping = setInterval(() => push('ping', { at: ctx.clock.now() }), ctx.config.runner.pingInterval);
-      try {
-        while (open) {
-          while (queue.length) {
-            const e = queue.shift()!;
-            await stream.writeSSE({ event: e.event, data: e.data });
-          }
-          if (!open) break;
-          await new Promise<void>((r) => (wake = r));
-          wake = undefined;
-        }
-      } finally {
-        clearInterval(ping);
-        disconnect();
-        ctx.metrics.controlChannels.set(ctx.hub.connectionCount());
-      }
     });
+    return RESPONSE_ALREADY_SENT;
   });
 
   app.post('/:id/heartbeat', async (c) => {
