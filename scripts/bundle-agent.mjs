@@ -63,7 +63,7 @@ export function bundleAgent(dest, { root = ROOT, node = process.execPath } = {})
   for (const l of libs) copyFileSync(realpathSync(l), join(lib, basename(l)));
   copyFileSync(realpathSync(loader), join(lib, 'ld.so'));
   chmodSync(join(lib, 'ld.so'), 0o755);
-  for (const p of packageFiles(root)) cpSync(join(root, p), join(dest, 'app', p), { recursive: true, dereference: true });
+  for (const p of packageFiles(root)) cpSync(join(root, p), join(dest, 'app', p), { recursive: true, dereference: true, preserveTimestamps: true });
   return dest;
 }
 

@@ -45,5 +45,5 @@ export function fmtBytes(b: number): string {
 
 /** A compact summary of a latency sample in ms. */
 export function latencySummary(ms: number[]): { n: number; p50: number; p90: number; p99: number; max: number; mean: number } {
-  return { n: ms.length, p50: percentile(ms, 50), p90: percentile(ms, 90), p99: percentile(ms, 99), max: ms.length ? Math.max(...ms) : NaN, mean: mean(ms) };
+  return { n: ms.length, p50: percentile(ms, 50), p90: percentile(ms, 90), p99: percentile(ms, 99), max: ms.length ? ms.reduce((a, b) => (b > a ? b : a), -Infinity) : NaN, mean: mean(ms) };
 }

@@ -52,6 +52,7 @@ export interface AgentOptions {
   log: Logger;
   clock?: Clock;
   sleep?: Sleep;
+  /** For artifact downloads (the protocol's JSON calls and control channel use node:http). */
   fetch?: typeof fetch;
   /** The environment jobs inherit (RUNYARD_* variables are removed). Default: process.env. */
   env?: NodeJS.ProcessEnv;
@@ -75,6 +76,9 @@ export interface AgentEvents {
   stopping: [{ kind: StopKind; reason: string }];
   stopped: [AgentExit];
 }
+
+/** Unseen claims listed in one heartbeat at most. */
+const MAX_UNSEEN_CLAIMS = 64;
 
 /** How long one claim long-poll may wait on the server. */
 const CLAIM_WAIT_MS = 20_000;
@@ -110,8 +114,11 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly running = new Set<Promise<unknown>>();
   private jobsTaken = 0;
   private claimAbort: AbortController | undefined;
-  /** Claim requests are numbered; the ones given up before an answer go with the next heartbeat. */
-  private claimSeq = 0;
+  /**
+   * Claim requests are numbered (from a random start: a restarted agent must not reuse its
+   * predecessor's numbers); the ones never seen answered go with the next heartbeat.
+   */
+  private claimSeq = Math.floor(Math.random() * 2 ** 30);
   private readonly abandonedClaims = new Set<number>();
   private readonly changed = new Wakeup();
   private main: Promise<AgentExit> | undefined;
@@ -382,18 +389,16 @@ export class Agent extends EventEmitter<AgentEvents> {
         continue;
       }
       const abort = (this.claimAbort = new AbortController());
-      const seq = ++this.claimSeq;
+      const seq = this.config!.claimSeq ? (this.claimSeq = (this.claimSeq + 1) % 2 ** 31) : undefined;
       try {
-        const r = await this.client.claim(id, { max: this.freeSlots(), waitMs: CLAIM_WAIT_MS, seq }, abort.signal);
+        const r = await this.client.claim(id, { max: this.freeSlots(), waitMs: CLAIM_WAIT_MS, ...(seq !== undefined ? { seq } : {}) }, abort.signal);
         backoff.reset();
         for (const job of r.jobs) this.startJob(job);
         if (r.stop) this.requestStop('gone', 'the server terminated this runner');
       } catch (err) {
-        if (abort.signal.aborted) {
-          // The server may still answer it, unseen: the next heartbeat says so (ClaimLedger).
-          this.abandonedClaims.add(seq);
-          continue;
-        }
+        // The server may have answered it anyway, unseen: the next heartbeat says so (ClaimLedger).
+        if (seq !== undefined) this.unseenClaim(seq);
+        if (abort.signal.aborted) continue;
         if (err instanceof HttpError && err.status === 410) this.requestStop('gone', 'the server terminated this runner');
         else if (err instanceof HttpError && err.status === 401) this.requestStop('unauthorized', 'the runner credential was revoked (did another agent register with this id?)');
         else {
@@ -407,6 +412,15 @@ export class Agent extends EventEmitter<AgentEvents> {
       } finally {
         this.claimAbort = undefined;
       }
+    }
+  }
+
+  private unseenClaim(seq: number): void {
+    this.abandonedClaims.add(seq);
+    // Only recent ones matter (the server forgets them after the lost-claim timeout anyway).
+    for (const old of this.abandonedClaims) {
+      if (this.abandonedClaims.size <= MAX_UNSEEN_CLAIMS) break;
+      this.abandonedClaims.delete(old);
     }
   }
 

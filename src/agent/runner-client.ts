@@ -18,6 +18,8 @@ export interface RunnerConfig {
   setup: string[];
   env: Record<string, string>;
   distribution: { digest: string; name: string; size: number } | null;
+  /** The server takes numbered claims and heartbeats listing the unseen ones (absent: older server). */
+  claimSeq?: boolean;
 }
 
 export interface RegisterRequest {
@@ -75,6 +77,8 @@ export interface ControlResponse {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+/** Keep-alive sockets idle this long are closed (Node's server closes them after 5 s). */
+const IDLE_SOCKET_MS = 4000;
 
 export class RunnerClient {
   /** The runner credential, set after registration. */
@@ -87,8 +91,9 @@ export class RunnerClient {
     readonly server: string,
     private readonly fetchImpl: typeof fetch = fetch,
   ) {
-    this.transport = server.startsWith('https:') ? https : http;
-    this.agent = new this.transport.Agent({ keepAlive: true });
+    this.transport = new URL(server).protocol === 'https:' ? https : http;
+    // Idle sockets close before a server or proxy would close them under a request.
+    this.agent = new this.transport.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS });
   }
 
   /** Closes idle keep-alive sockets (they never keep the process alive). */
@@ -158,7 +163,7 @@ export class RunnerClient {
    * makes several calls per job. Errors as for `send`: HttpError for a non-2xx answer,
    * NetworkError when there is none; the caller's abort rejects with its reason.
    */
-  private json<T>(method: string, path: string, body: unknown, opts: { token?: string; signal?: AbortSignal; timeoutMs?: number }): Promise<T> {
+  private json<T>(method: string, path: string, body: unknown, opts: { token?: string; signal?: AbortSignal; timeoutMs?: number }, retried = false): Promise<T> {
     const token = opts.token ?? this.credential;
     const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const payload = body !== undefined ? Buffer.from(JSON.stringify(body)) : undefined;
@@ -214,7 +219,15 @@ export class RunnerClient {
             }, timeoutMs)
           : undefined;
       signal?.addEventListener('abort', onAbort, { once: true });
-      req.on('error', (err: Error & { code?: string }) => finish(() => reject(new NetworkError(`${what}: ${err.code ?? err.message}`, { cause: err }))));
+      req.on('error', (err: Error & { code?: string }) =>
+        finish(() => {
+          // A kept-alive socket the server closed just as it was reused: the request never
+          // reached the server, so it is sent once more on a fresh connection.
+          if (req.reusedSocket && !retried && (err.code === 'ECONNRESET' || err.code === 'EPIPE') && !signal?.aborted)
+            return void this.json<T>(method, path, body, opts, true).then(resolve, reject);
+          reject(new NetworkError(`${what}: ${err.code ?? err.message}`, { cause: err }));
+        }),
+      );
       req.end(payload);
     });
   }

@@ -83,6 +83,8 @@ export function runnerConfig(ctx: ApiContext, pool: Pool, runner: Runner) {
     jobTimeoutMs: pool.config.jobTimeout,
     setup: pool.config.setup,
     env: pool.config.env,
+    /** This server takes `seq` on claims and `abandoned` on heartbeats (older ones refuse them). */
+    claimSeq: true,
   };
 }
 
@@ -134,6 +136,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       return { runner, from, pool, secret, distribution, lost };
     });
     auth.invalidate();
+    claims.forget(id); // a restarted agent numbers its claims anew
     if (result.from === 'starting') ctx.metrics.coldStart.observe({ pool: result.pool.name }, (now - result.runner.createdAt.getTime()) / 1000);
     if (result.lost.length) ctx.bus.emit('jobs', result.pool.name, result.lost.length);
     ctx.bus.emit('runners');
@@ -168,24 +171,31 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     // Written straight to Node's response: a server holds one of these per runner, and a web
     // stream per connection cost ~5x the memory and made a fan-out to all of them seconds long.
     const res = (c.env as HttpBindings).outgoing;
+    // A runner that hung up while the lookups above ran: its 'close' has already fired.
+    if (res.destroyed || c.req.raw.signal?.aborted) return RESPONSE_ALREADY_SENT;
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    let ping: NodeJS.Timeout | undefined;
+    let disconnect: (() => void) | undefined;
+    const closed = () => {
+      if (!disconnect) return;
+      clearInterval(ping);
+      disconnect();
+      disconnect = undefined;
+      ctx.metrics.controlChannels.set(ctx.hub.connectionCount());
+    };
     const send: ControlSend = (event, data, frame) => {
-      if (res.destroyed || res.writableEnded) return;
+      if (res.destroyed || res.writableEnded) return closed();
       // A runner that stopped reading is cut off rather than buffered for: it reconnects.
       if (res.writableLength > MAX_UNREAD_CONTROL_BYTES) return void res.destroy();
       res.write(frame ?? sseFrame(event, data));
     };
-    const disconnect = ctx.hub.connect(id, runner.pool, send);
+    disconnect = ctx.hub.connect(id, runner.pool, send);
     ctx.metrics.controlChannels.set(ctx.hub.connectionCount());
+    res.once('close', closed);
     send('hello', { state: runner.state });
     if (runner.state === 'disabled') send('disable', {});
     if (runner.state === 'draining') send('drain', {});
-    const ping = setInterval(() => send('ping', { at: ctx.clock.now() }), ctx.config.runner.pingInterval);
-    res.once('close', () => {
-      clearInterval(ping);
-      disconnect();
-      ctx.metrics.controlChannels.set(ctx.hub.connectionCount());
-    });
+    ping = setInterval(() => send('ping', { at: ctx.clock.now() }), ctx.config.runner.pingInterval);
     return RESPONSE_ALREADY_SENT;
   });
 
@@ -194,6 +204,8 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     requireRunner(c.var.principal, id);
     const body = await readJson(c, heartbeatSchema);
     const now = ctx.clock.now();
+    // Before the read: a claim recorded after this point sees it abandoned and undoes itself.
+    const abandoned = claims.abandon(id, body.abandoned, now);
     const runner = await ctx.heartbeats.view(id);
     if (!runner || runner.state === 'terminated') throw new GoneError(`runner ${id} was terminated`);
     ctx.heartbeats.record(id, now, body.version);
@@ -205,9 +217,11 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     const lost = body.jobs.filter((j) => serverHas.get(j.id)?.attempt !== j.attempt).map((j) => j.id);
     const cancel = rows.filter((r) => r.cancel_requested && reported.has(r.id)).map((r) => r.id);
     // Claims the runner never picked up (its claim response was lost): back to the queue.
-    // Claims the runner abandoned (see ClaimLedger) are lost at once, not after the timeout.
-    const abandoned = new Set(claims.abandon(id, body.abandoned, now));
-    const unclaimed = rows.filter((r) => !reported.has(r.id) && (abandoned.has(r.id) || now - Date.parse(r.claimed_at) > LOST_CLAIM_MS)).map((r) => r.id);
+    // Claims the runner never saw answered (see ClaimLedger) are lost at once, not after the timeout.
+    const unseen = new Set(abandoned.map((j) => `${j.id}:${j.attempt}`));
+    const unclaimed = rows
+      .filter((r) => !reported.has(r.id) && (unseen.has(`${r.id}:${r.attempt}`) || now - Date.parse(r.claimed_at) > LOST_CLAIM_MS))
+      .map((r) => r.id);
     if (unclaimed.length) {
       await ctx.db.transaction((tx) => recoverJobs(tx, now, unclaimed, 'claim lost: runner does not report the job', { runnerId: id, refundUnstarted: true }));
       ctx.bus.emit('jobs', c.var.principal.pool, unclaimed.length);
@@ -235,7 +249,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       const gen = ctx.hub.generation(pool);
       const jobs = await tryClaim(ctx, id, body.max);
       if (jobs === 'stop') return c.json({ jobs: [], stop: true });
-      if (jobs.length > 0 && body.seq !== undefined && claims.record(id, body.seq, jobs.map((j) => j.id), ctx.clock.now())) {
+      if (jobs.length > 0 && body.seq !== undefined && claims.record(id, body.seq, jobs.map((j) => ({ id: j.id, attempt: j.attempt })), ctx.clock.now())) {
         // The runner gave this claim up while it was being made: the jobs go back at once.
         const now = ctx.clock.now();
         await ctx.db.transaction((tx) => recoverJobs(tx, now, jobs.map((j) => j.id), 'claim abandoned by the runner', { runnerId: id, refundUnstarted: true }));

@@ -174,10 +174,15 @@ export interface HeartbeatView {
 
 const HEARTBEAT_VIEWS = {
   name: 'runner_heartbeat_views',
-  text: `select r.id, r.state, coalesce(json_agg(json_build_object('id', j.id, 'attempt', j.attempt, 'cancel_requested', j.cancel_requested, 'claimed_at', j.claimed_at))
-                                 filter (where j.id is not null), '[]') as jobs
-         from runners r left join jobs j on j.runner_id = r.id and j.state in ('claimed', 'running')
-         where r.id = any($1::uuid[]) group by r.id, r.state`,
+  // A lateral lookup per runner: its own entries of jobs_active, whatever plan the batch gets (a
+  // generic plan could otherwise hash-join the whole index, dead entries included).
+  text: `select r.id, r.state, coalesce(j.jobs, '[]') as jobs
+         from runners r
+         left join lateral (
+           select json_agg(json_build_object('id', j.id, 'attempt', j.attempt, 'cancel_requested', j.cancel_requested, 'claimed_at', j.claimed_at)) as jobs
+           from jobs j where j.runner_id = r.id and j.state in ('claimed', 'running')
+         ) j on true
+         where r.id = any($1::uuid[])`,
 };
 
 /**
