@@ -216,8 +216,8 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     // Jobs the runner runs that it no longer holds: it must stop them.
     const lost = body.jobs.filter((j) => serverHas.get(j.id)?.attempt !== j.attempt).map((j) => j.id);
     const cancel = rows.filter((r) => r.cancel_requested && reported.has(r.id)).map((r) => r.id);
-    // Claims the runner never picked up (its claim response was lost): back to the queue.
-    // Claims the runner never saw answered (see ClaimLedger) are lost at once, not after the timeout.
+    // Claims the runner never picked up (its claim response was lost) go back to the queue: at
+    // once when it says it never saw the answer (see ClaimLedger), else after the timeout.
     const unseen = new Set(abandoned.map((j) => `${j.id}:${j.attempt}`));
     const unclaimed = rows
       .filter((r) => !reported.has(r.id) && (unseen.has(`${r.id}:${r.attempt}`) || now - Date.parse(r.claimed_at) > LOST_CLAIM_MS))
