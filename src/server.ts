@@ -23,6 +23,9 @@ import { Scheduler } from './scheduler/scheduler.js';
 import { LeaderLock } from './scheduler/leader.js';
 import { ProcessProvider } from './providers/process/process-provider.js';
 import { containerProvidersFor } from './providers/container/container-provider.js';
+import { kubernetesProvidersFor } from './providers/kubernetes/index.js';
+import { ecsProvidersFor } from './providers/ecs/index.js';
+import { ec2ProvidersFor } from './providers/ec2/index.js';
 import type { Provider } from './providers/provider.js';
 import { VERSION } from './version.js';
 import { githubReconcile } from './github/service.js';
@@ -99,7 +102,7 @@ export class RunyardServer {
     for (const pool of this.config.pools) await applyPoolConfig(this.ctx, pool, 'config', 'config');
 
     this.instanceId = (await this.db.query<{ value: string }>(`select value from meta where key = 'instance_id'`))[0]!.value;
-    for (const p of this.opts.providers ?? [new ProcessProvider(this.dataDir, this.log, this.instanceId), ...containerProvidersFor(this.config, process.env, this.log, this.instanceId)]) this.providers.set(p.name, p);
+    for (const p of this.opts.providers ?? this.defaultProviders()) this.providers.set(p.name, p);
     this.leader = new LeaderLock(this.db, this.log);
     this.scheduler = new Scheduler(this.ctx, this.providers, {
       serverUrl: () => this.url,
@@ -139,6 +142,17 @@ export class RunyardServer {
     }
     this.log.info({ url: this.url, store: this.db.kind, pools: this.config.pools.map((p) => p.name) }, 'runyard is up');
     return this;
+  }
+
+  private defaultProviders(): Provider[] {
+    const args = [this.config, process.env, this.log, this.instanceId] as const;
+    return [
+      new ProcessProvider(this.dataDir, this.log, this.instanceId),
+      ...containerProvidersFor(...args),
+      ...kubernetesProvidersFor(...args),
+      ...ecsProvidersFor(...args),
+      ...ec2ProvidersFor(...args),
+    ];
   }
 
   private secretKeyText(): string {

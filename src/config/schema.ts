@@ -1,5 +1,8 @@
 import { z } from 'zod';
 import { parseDuration } from '../lib/duration.js';
+import { kubernetesPoolFields } from '../providers/kubernetes/pool-config.js';
+import { ecsPoolFields } from '../providers/ecs/pool-config.js';
+import { ec2PoolFields } from '../providers/ec2/pool-config.js';
 
 /** A duration as "30s", "5m", "1h" or milliseconds; parsed to milliseconds. */
 export const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
@@ -20,7 +23,7 @@ const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environ
 export const poolSchema = z
   .strictObject({
     name: slug,
-    provider: z.enum(['process', 'container', 'kubernetes', 'ecs']).default('process'),
+    provider: z.enum(['process', 'container', 'kubernetes', 'ecs', 'ec2']).default('process'),
     image: z.string().min(1).max(512).optional(),
     class: slug.optional(),
     labels: z.array(z.string().min(1).max(128)).max(64).default([]),
@@ -39,9 +42,16 @@ export const poolSchema = z
     dynamicImages: z
       .union([z.boolean(), z.array(z.string().regex(/^[a-zA-Z0-9._\/:@*-]{1,256}$/, 'must be an image reference, `*` matching any characters')).min(1).max(100)])
       .default(false),
+    /** Provider-specific fields, one block per cloud provider (see src/providers/<name>/pool-config.ts). */
+    kubernetes: kubernetesPoolFields.optional(),
+    ecs: ecsPoolFields.optional(),
+    ec2: ec2PoolFields.optional(),
   })
   .superRefine((p, ctx) => {
     if (p.minIdle > p.maxRunners) ctx.addIssue({ code: 'custom', path: ['minIdle'], message: `minIdle (${p.minIdle}) exceeds maxRunners (${p.maxRunners})` });
+    for (const block of ['kubernetes', 'ecs', 'ec2'] as const)
+      if (p[block] !== undefined && p.provider !== block)
+        ctx.addIssue({ code: 'custom', path: [block], message: `a ${block} block needs provider ${block}, not ${p.provider}` });
     if ((p.provider === 'container' || p.provider === 'kubernetes' || p.provider === 'ecs') && !p.image)
       ctx.addIssue({ code: 'custom', path: ['image'], message: `provider ${p.provider} needs an image` });
     if (p.dynamicImages !== false && p.provider !== 'container')

@@ -38,6 +38,10 @@ export function configHash(p: PoolConfig, classSize?: ClassSize): string {
     distribution: p.distribution ?? null,
     setup: p.setup,
     env: p.env,
+    // Provider blocks only when set, so hashes of pools without one stay as they were.
+    ...(p.kubernetes ? { kubernetes: p.kubernetes } : {}),
+    ...(p.ecs ? { ecs: p.ecs } : {}),
+    ...(p.ec2 ? { ec2: p.ec2 } : {}),
   };
   return createHash('sha256').update(stable(shaping)).digest('hex').slice(0, 16);
 }

@@ -1,0 +1,8 @@
+import type { Config } from '../../config/schema.js';
+import type { Logger } from '../../lib/logger.js';
+import type { Provider } from '../provider.js';
+
+/** The ec2 providers this server runs, from its pools (none until a pool names provider ec2). */
+export function ec2ProvidersFor(_config: Pick<Config, 'pools'>, _env: NodeJS.ProcessEnv, _log: Logger, _instanceId: string): Provider[] {
+  return [];
+}
