@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { InvalidError, RunyardError, TooLargeError } from '../lib/errors.js';
 import { formatPath } from '../config/load.js';
 import type { ApiContext } from './context.js';
+import { StoreUnavailableError, storeError } from '../store/store-errors.js';
 import type { Principal } from './auth.js';
 
 export type Env = { Variables: { principal: Principal } };
@@ -13,6 +14,12 @@ export function errorBody(code: string, message: string, field?: string) {
 
 /** Maps typed errors to statuses; anything else is a 500 with no stack or detail leaked. */
 export function toErrorResponse(err: unknown, c: Context, log: ApiContext['log']) {
+  err = storeError(err);
+  if (err instanceof StoreUnavailableError) {
+    // expected during a database restart: a warning, and the client is told when to retry
+    log.warn({ path: c.req.path, cause: String((err.cause as Error)?.message ?? err.cause) }, 'store unavailable');
+    c.header('Retry-After', String(err.retryAfter));
+  }
   if (err instanceof RunyardError) return c.json(errorBody(err.code, err.message, err.field), err.status as any);
   const status = (err as any)?.status ?? (err as any)?.getResponse?.()?.status;
   if (status === 413) return c.json(errorBody('too_large', 'request body too large'), 413);

@@ -10,7 +10,7 @@ import { cancelJob, enqueue, getJob, listJobs, readLogs, retryJob, FINAL_STATES,
 import { getPool, listPools, type Pool } from '../store/queries/pools.js';
 import { listEvents } from '../store/queries/events.js';
 import { encryptAtRest } from '../lib/sealed.js';
-import { UnprocessableError } from '../lib/errors.js';
+import { NotFoundError, UnprocessableError } from '../lib/errors.js';
 import { waitForAny } from './waiters.js';
 
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
@@ -72,7 +72,8 @@ export async function prepareSpecs(ctx: ApiContext, inputs: JobSpecInput[], sour
       name = defaultPool;
     }
     if (!pools.has(name)) {
-      const pool = await getPool(ctx.db, name).catch(() => undefined);
+      // only "not found" is an unknown pool: a store outage stays a 503
+      const pool = await getPool(ctx.db, name).catch((err) => (err instanceof NotFoundError ? undefined : Promise.reject(err)));
       if (!pool) throw new UnprocessableError(`unknown pool ${JSON.stringify(name)}; see \`runyard pools list\``, poolField);
       pools.set(name, pool);
     }

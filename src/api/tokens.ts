@@ -17,8 +17,8 @@ export function tokensRouter(ctx: ApiContext, auth: Authenticator) {
     // expiresIn 0 would otherwise read as "no expiry"
     const expiresIn = duration.refine((ms) => ms > 0, 'must be positive');
     const body = await readJson(c, z.strictObject({ pool: slug, description: z.string().max(500).optional(), expiresIn: expiresIn.optional() }));
-    await getPool(ctx.db, body.pool).catch(() => {
-      throw new UnprocessableError(`unknown pool ${body.pool}`, 'pool');
+    await getPool(ctx.db, body.pool).catch((err) => {
+      throw err instanceof NotFoundError ? new UnprocessableError(`unknown pool ${body.pool}`, 'pool') : err;
     });
     const now = ctx.clock.now();
     const { token, secret } = await createToken(ctx.db, now, {
