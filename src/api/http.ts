@@ -21,6 +21,12 @@ export function toErrorResponse(err: unknown, c: Context, log: ApiContext['log']
     c.header('Retry-After', String(err.retryAfter));
   }
   if (err instanceof RunyardError) return c.json(errorBody(err.code, err.message, err.field), err.status as any);
+  // A value the schemas let through but PostgreSQL cannot store (SQLSTATE class 22, data
+  // exception: out of range, bad character) is the caller's input, not a server fault.
+  if (typeof (err as any)?.code === 'string' && /^22[0-9A-Z]{3}$/.test((err as any).code) && typeof (err as any).severity === 'string') {
+    log.warn({ path: c.req.path, code: (err as any).code, reason: (err as Error).message }, 'request value refused by the store');
+    return c.json(errorBody('invalid', `a value in the request cannot be stored: ${(err as Error).message}`, 'body'), 400);
+  }
   const status = (err as any)?.status ?? (err as any)?.getResponse?.()?.status;
   if (status === 413) return c.json(errorBody('too_large', 'request body too large'), 413);
   log.error({ err, path: c.req.path }, 'unhandled error in request');
