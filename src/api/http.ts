@@ -12,12 +12,21 @@ export function errorBody(code: string, message: string, field?: string) {
   return { error: { code, message, ...(field ? { field } : {}) } };
 }
 
+const storeWarnings = { at: 0, refused: 0 };
+
 /** Maps typed errors to statuses; anything else is a 500 with no stack or detail leaked. */
 export function toErrorResponse(err: unknown, c: Context, log: ApiContext['log']) {
   err = storeError(err);
   if (err instanceof StoreUnavailableError) {
-    // expected during a database restart: a warning, and the client is told when to retry
-    log.warn({ path: c.req.path, cause: String((err.cause as Error)?.message ?? err.cause) }, 'store unavailable');
+    // expected during a database restart: a warning now and then (not one per request), and the
+    // client is told when to retry
+    const now = Date.now();
+    storeWarnings.refused++;
+    if (now - storeWarnings.at > 5000) {
+      log.warn({ path: c.req.path, reason: err.message, refused: storeWarnings.refused }, 'store unavailable: answering 503');
+      storeWarnings.at = now;
+      storeWarnings.refused = 0;
+    }
     c.header('Retry-After', String(err.retryAfter));
   }
   if (err instanceof RunyardError) return c.json(errorBody(err.code, err.message, err.field), err.status as any);
