@@ -12,7 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { openPostgres, type Db } from '../src/store/db.js';
+import { openDb, openPostgres, type Db } from '../src/store/db.js';
 import { migrate } from '../src/store/migrate.js';
 import { StoreUnavailableError } from '../src/store/store-errors.js';
 import { PrivatePostgres, postgresBinDir } from './helpers/private-pg.js';
@@ -238,4 +238,11 @@ describe('database outages (a private PostgreSQL cluster)', () => {
       await cluster.start();
     }
   });
+});
+
+test('a closed embedded store (PGlite) is a store that is down too: StoreUnavailableError, not a 500', async () => {
+  const db = await openDb({ url: 'memory://', dataDir: '' });
+  await db.close();
+  await assert.rejects(db.query('select 1'), StoreUnavailableError);
+  await assert.rejects(db.transaction((tx) => tx.query('select 1')), StoreUnavailableError);
 });
