@@ -18,6 +18,7 @@ import { StoreUnavailableError } from '../src/store/store-errors.js';
 import { PrivatePostgres, postgresBinDir } from './helpers/private-pg.js';
 import { ServerProcess, agentPids, freePort } from './helpers/process-server.js';
 import { ADMIN_TOKEN, startTestServer, waitFor } from './helpers/server.js';
+import { openSse } from './helpers/http.js';
 
 const bin = postgresBinDir();
 
@@ -90,8 +91,13 @@ describe('database outages (a private PostgreSQL cluster)', () => {
 
   test('the database stopped: the API answers 503 with Retry-After, /healthz says the store is down; back when it returns', async () => {
     const t = await startTestServer({ dbUrl: await freshDb(), loops: false });
+    // counts the store's refusals, to know when the log follower below has met the outage
+    let refusals = 0;
+    const query = t.server.db.query.bind(t.server.db);
+    t.server.db.query = ((sql: any, params?: unknown[]) => query(sql, params).catch((err) => Promise.reject((refusals++, err)))) as Db['query'];
     try {
-      assert.equal((await t.api('POST', '/api/v1/jobs', { command: 'true' })).status, 201);
+      const queued = (await t.api('POST', '/api/v1/jobs', { command: 'true' })).body.job;
+      const follower = await openSse(`${t.url}/api/v1/jobs/${queued.id}/logs?follow=1`, ADMIN_TOKEN);
       await cluster.stop();
       try {
         const res = await fetch(`${t.url}/api/v1/jobs`, {
@@ -114,9 +120,16 @@ describe('database outages (a private PostgreSQL cluster)', () => {
           const r = await t.api(method, path, method === 'POST' ? { pool: 'local' } : undefined);
           assert.equal(r.status, 503, `${method} ${path}: ${JSON.stringify(r.body)}`);
         }
+        const seen = refusals;
+        await waitFor('the log follower to poll the stopped store twice', () => refusals >= seen + 2, 20_000);
       } finally {
         await cluster.start();
       }
+      // the follower was not cut off: it reads on and sees the job end
+      assert.equal((await t.api('POST', `/api/v1/jobs/${queued.id}/cancel`)).status, 200);
+      const events = await follower.until('end', 20_000);
+      assert.match(events[events.length - 1]!.data, /"state":"cancelled"/);
+      follower.close();
       await waitFor('submits accepted again', async () => (await t.api('POST', '/api/v1/jobs', { command: 'true' })).status === 201, 30_000, 100);
       assert.equal((await t.api('GET', '/healthz', undefined, { token: null })).body.checks.store, 'up');
     } finally {

@@ -13,6 +13,7 @@ import { listEvents } from '../store/queries/events.js';
 import { encryptAtRest } from '../lib/sealed.js';
 import { NotFoundError, UnprocessableError } from '../lib/errors.js';
 import { waitForAny } from './waiters.js';
+import { StoreUnavailableError } from '../store/store-errors.js';
 
 const KEEPALIVE_MS = 15_000;
 const JOB_STATES = ['queued', 'claimed', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out'] as const;
@@ -219,8 +220,17 @@ export function jobsRouter(ctx: ApiContext) {
       let lastWrite = Date.now();
       while (!abort.signal.aborted) {
         // read the state before the logs: a job seen finished has no logs still to come
-        const job = await getJob(ctx.db, id);
-        const batches = await readLogs(ctx.db, id, after, 500);
+        let job: Job;
+        let batches: Awaited<ReturnType<typeof readLogs>>;
+        try {
+          job = await getJob(ctx.db, id);
+          batches = await readLogs(ctx.db, id, after, 500);
+        } catch (err) {
+          // a database restart does not cut a follower off: it waits and reads on
+          if (!(err instanceof StoreUnavailableError)) throw err;
+          await waitForAny(ctx.bus, [], 1000, abort.signal);
+          continue;
+        }
         for (const b of batches) {
           await stream.writeSSE({ event: 'log', id: String(b.seq), data: JSON.stringify({ seq: b.seq, lines: b.lines }) });
           after = b.seq;
