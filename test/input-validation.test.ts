@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { STORES } from './helpers/db.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { ProtocolRunner, storeSnapshot } from './helpers/http.js';
+import { allLogs, killAllAgents, poolWithToken, startAgent, submit, waitForJob } from './helpers/agent.js';
 import { ConfigError, formatPath, loadConfig } from '../src/config/load.js';
 import { jsonProblem } from '../src/lib/validation.js';
 
@@ -287,5 +288,33 @@ describe('jsonProblem (the rule payloads, outputs and the agent share)', () => {
     assert.equal(jsonProblem({ a: ['x\u0000'] }, { strings: false }), undefined);
     assert.match(jsonProblem({ big: 'x'.repeat(600 * 1024) })!.message, /exceeds 512 KiB/);
     assert.equal(jsonProblem({ ok: [1, 'two', null, true, { three: 3 }] }), undefined);
+  });
+});
+
+describe('a real agent keeps what a job prints or outputs within the rules', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ loops: false });
+  });
+  after(async () => {
+    await killAllAgents();
+    await t?.close();
+  });
+
+  test('output nested 100,000 deep is refused with a reason (no stack overflow, no stuck job); NUL and lone surrogates in logs and output become U+FFFD', async () => {
+    const token = await poolWithToken(t, { name: 'shapes', maxJobsPerRunner: 2 });
+    const agent = startAgent({ server: t.url, token });
+    const deepJob = await submit(t, { pool: 'shapes', command: `node -e 'process.stdout.write("[".repeat(${DEEP}) + "]".repeat(${DEEP}))' > "$RUNYARD_OUTPUT"` });
+    const oddJob = await submit(t, { pool: 'shapes', command: `printf 'a\\000b\\n'; node -e 'require("fs").writeFileSync(process.env.RUNYARD_OUTPUT, JSON.stringify({ k: "x\\u0000\\ud800y" }))'` });
+    const deepDone = await waitForJob(t, deepJob.id, undefined, 60_000);
+    // as for output that is not JSON: the job's own exit code stands, the output is refused with a reason
+    assert.equal(deepDone.state, 'succeeded');
+    assert.match(deepDone.error, /RUNYARD_OUTPUT is nested more than 64 levels deep/);
+    assert.equal(deepDone.output, null);
+    const oddDone = await waitForJob(t, oddJob.id, undefined, 60_000);
+    assert.equal(oddDone.state, 'succeeded', oddDone.error);
+    assert.deepEqual(oddDone.output, { k: 'x\ufffd\ufffdy' });
+    assert.ok((await allLogs(t, oddJob.id)).some((l) => l.m === 'a\ufffdb'));
+    assert.equal(agent.child.exitCode, null, `the agent is alive:\n${agent.stderr.slice(-2000)}`);
   });
 });
