@@ -61,9 +61,12 @@ export class PrivatePostgres {
     await waitFor('private PostgreSQL to answer', () => this.answers(), 30_000, 100);
   }
 
-  /** Fast shutdown: every session is terminated (57P01), as in a restart. */
-  async stop(): Promise<void> {
-    await this.tool('pg_ctl', ['-D', this.dataDir, '-m', 'fast', '-w', '-t', '60', 'stop']);
+  /**
+   * Fast shutdown: every session is terminated (57P01), as in a restart. Immediate: the server
+   * dies without a word (connections reset), as in a crash; the next start replays the WAL.
+   */
+  async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+    await this.tool('pg_ctl', ['-D', this.dataDir, '-m', mode, '-w', '-t', '60', 'stop']);
   }
 
   async answers(): Promise<boolean> {
