@@ -12,6 +12,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { createServer } from 'node:net';
 import { openDb, openPostgres, type Db } from '../src/store/db.js';
 import { migrate } from '../src/store/migrate.js';
 import { StoreUnavailableError } from '../src/store/store-errors.js';
@@ -154,6 +155,7 @@ describe('database outages (a private PostgreSQL cluster)', () => {
     let stopLoad = false;
     let outage = false;
     let seenDuringOutage = 0;
+    let failure = '';
     try {
       await server.start();
       await waitFor('two warm runners', async () => (await server.api('GET', '/api/v1/runners')).runners.filter((r: any) => r.state === 'idle').length === 2, 60_000, 100);
@@ -169,7 +171,10 @@ describe('database outages (a private PostgreSQL cluster)', () => {
               method: 'POST',
               headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
               body: JSON.stringify({ command, idempotencyKey: key }),
-            }).catch(() => undefined);
+            }).catch((err) => {
+              failure = `${err.message} ${err.cause?.code ?? err.cause?.message ?? ''}`;
+              return undefined;
+            });
             const status = res?.status ?? 0;
             statuses.set(status, (statuses.get(status) ?? 0) + 1);
             const body = res ? await res.json().catch(() => undefined) : undefined;
@@ -180,7 +185,7 @@ describe('database outages (a private PostgreSQL cluster)', () => {
               await new Promise((r) => setTimeout(r, 50));
               continue;
             }
-            assert.ok(status === 201 || status === 200, `submit answered ${status}: ${JSON.stringify(body)}`);
+            assert.ok(status === 201 || status === 200, `submit answered ${status}: ${JSON.stringify(body) ?? failure}; server exit ${server.child!.exitCode}\n${server.output.slice(-4000)}`);
             acknowledged.add(body.job.id);
             break;
           }
@@ -259,4 +264,68 @@ test('a closed embedded store (PGlite) is a store that is down too: StoreUnavail
   await db.close();
   await assert.rejects(db.query('select 1'), StoreUnavailableError);
   await assert.rejects(db.transaction((tx) => tx.query('select 1')), StoreUnavailableError);
+});
+
+/*
+ * A connection that dies in the very packet that makes it ready: PostgreSQL shutting down sends
+ * ReadyForQuery and FATAL 57P01 back to back, and node-postgres parses both in one go. A client
+ * handed out by the pool (a promise, resumed a microtask later) had no error listener in between.
+ * This speaks just enough of PostgreSQL's wire protocol on loopback to send exactly that.
+ */
+function dyingPostgres(): Promise<{ url: string; close: () => Promise<void> }> {
+  const msg = (type: string, body: Buffer) => {
+    const head = Buffer.alloc(5);
+    head.write(type, 0, 'latin1');
+    head.writeInt32BE(body.length + 4, 1);
+    return Buffer.concat([head, body]);
+  };
+  const int32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeInt32BE(n);
+    return b;
+  };
+  const authOk = msg('R', int32(0));
+  const ready = msg('Z', Buffer.from('I'));
+  const fatal = msg('E', Buffer.from('SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0', 'latin1'));
+  let connections = 0;
+  const server = createServer((socket) => {
+    const n = ++connections;
+    let buf = Buffer.alloc(0);
+    let started = false;
+    socket.on('error', () => {});
+    socket.on('data', (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      if (!started) {
+        if (buf.length < 4 || buf.length < buf.readInt32BE(0)) return;
+        buf = buf.subarray(buf.readInt32BE(0));
+        started = true;
+        // the first connection serves the pool's opening `select 1`; every later one dies on arrival
+        socket.write(n === 1 ? Buffer.concat([authOk, ready]) : Buffer.concat([authOk, ready, fatal]));
+        if (n > 1) socket.end();
+      }
+      if (n === 1 && buf.length >= 5 && buf[0] === 0x51 /* Q */) {
+        socket.end(Buffer.concat([msg('C', Buffer.from('SELECT 0\0')), ready]));
+      }
+    });
+  });
+  return new Promise((ok) =>
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      ok({ url: `postgres://x@127.0.0.1:${port}/x`, close: () => new Promise<void>((done) => server.close(() => done())) });
+    }),
+  );
+}
+
+test('a connection that fails in the packet that made it ready fails its call, not the process', async () => {
+  const fake = await dyingPostgres();
+  const db = await openPostgres(fake.url, { max: 1 });
+  try {
+    for (let i = 0; i < 3; i++) {
+      await assert.rejects(db.transaction((tx) => tx.query('select 1')), StoreUnavailableError);
+      await assert.rejects(db.withSession((s) => s.query('select 1')), StoreUnavailableError);
+    }
+  } finally {
+    await db.close().catch(() => {});
+    await fake.close();
+  }
 });

@@ -50,6 +50,17 @@ export async function openPostgres(url: string, opts: { max?: number; connection
   });
   // An idle client that errors (server restart) must not crash the process.
   pool.on('error', () => {});
+  // Every client has an error listener from the moment it connects to its end, so no error is
+  // ever unhandled: not while it is checked out (pg-pool listens only while a client is idle),
+  // and not in the gap before a checkout's caller resumes (PostgreSQL shutting down sends
+  // ReadyForQuery and FATAL 57P01 in one packet, parsed in one go). A broken client fails its
+  // next statement with StoreUnavailableError and is destroyed on release.
+  const broken = new WeakMap<pg.ClientBase, unknown>();
+  pool.on('connect', (client) =>
+    client.on('error', (err) => {
+      if (!broken.has(client)) broken.set(client, err);
+    }),
+  );
   const q = async (c: pg.Pool | pg.PoolClient, sql: Statement, params?: unknown[]) => {
     try {
       return (await (typeof sql === 'string' ? c.query(sql, params as any[]) : c.query({ name: sql.name, text: sql.text, values: params as any[] }))).rows;
@@ -105,12 +116,7 @@ export async function openPostgres(url: string, opts: { max?: number; connection
     close: () => pool.end(),
   };
 
-  /**
-   * A client checked out of the pool has no error listener of pg-pool's own: without this one, a
-   * connection killed between two statements (57P01 on a PostgreSQL restart) would be an
-   * unhandled 'error' event and take the process down. A broken client fails its next statement
-   * with StoreUnavailableError and is destroyed on release, so the pool opens a fresh one.
-   */
+  /** A client checked out of the pool, failing fast once its connection is known broken. */
   async function checkout(p: pg.Pool) {
     let client: pg.PoolClient;
     try {
@@ -118,22 +124,18 @@ export async function openPostgres(url: string, opts: { max?: number; connection
     } catch (err) {
       throw storeError(err);
     }
-    let broken: unknown;
-    const onError = (err: unknown) => {
-      broken ??= err;
-    };
-    client.on('error', onError);
     return {
       get broken() {
-        return broken;
+        return broken.get(client);
       },
       query(sql: Statement, params?: unknown[]) {
-        if (broken) return Promise.reject(new StoreUnavailableError(broken));
+        const dead = broken.get(client);
+        if (dead) return Promise.reject(new StoreUnavailableError(dead));
         return q(client, sql, params);
       },
       release(destroy = false) {
-        client.removeListener('error', onError);
-        client.release(broken instanceof Error ? broken : destroy);
+        const dead = broken.get(client);
+        client.release(dead instanceof Error ? dead : destroy);
       },
     };
   }
