@@ -33,6 +33,7 @@ import { runSetup } from './setup.js';
 import { StateDir } from './state-dir.js';
 import { Wakeup } from './wakeup.js';
 import { Workspace } from './workspace.js';
+import { openSealed } from '../lib/sealed.js';
 
 export interface AgentOptions {
   server: string;
@@ -217,7 +218,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       { id: identity.id, name: this.name, version: VERSION, publicKey: identity.publicKey, labels: opts.labels ?? [] },
       { client: this.client, backoff: new Backoff({ baseMs: 500, maxMs: 15_000 }), sleep: this.sleep, log: this.log, signal: this.halt.signal },
     );
-    this.client.credential = reg.credential;
+    this.client.credential = reg.sealedCredential ? openSealed(identity.privateKey, reg.sealedCredential).credential : reg.credential;
     this.config = reg.config;
     this.registered = true;
     this.log = this.log.child({ pool: reg.config.pool });

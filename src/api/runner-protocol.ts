@@ -14,7 +14,7 @@ import { activeJobIdsOfRunner, appendLogs, claimForRunner, markRunning, recoverJ
 import { resumeRunner, findRunner, getRunner, registerRunner, transitionRunner, type Runner, type RunnerState } from '../store/queries/runners.js';
 import { getPool, type Pool } from '../store/queries/pools.js';
 import { ResultBatcher } from './result-batcher.js';
-import { createToken, findTokenBySecret, revokeRunnerTokens } from '../store/queries/tokens.js';
+import { createToken, findTokenBySecret, revokeRunnerTokens, spendToken } from '../store/queries/tokens.js';
 import { decryptAtRest, isValidPublicKey, sealTo } from '../lib/sealed.js';
 import { ConflictError, ForbiddenError, RunyardError, UnauthorizedError } from '../lib/errors.js';
 import { artifactInfo } from './artifacts.js';
@@ -110,12 +110,19 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     const now = ctx.clock.now();
     const result = await ctx.db.transaction(async (tx) => {
       const pool = await getPool(tx, principal.pool);
+      // A launch token is spent by the first registration, before the runner is read: a racing
+      // second one waits on the token's row and then sees the key the first one bound.
+      const fresh = !principal.runnerId || (await spendToken(tx, now, principal.tokenId));
       const existing = await findRunner(tx, id);
       if (existing?.state === 'terminated') throw new GoneError(`runner ${id} was terminated; start the agent with a fresh state dir`);
       if (existing && existing.pool !== pool.name) throw new ConflictError(`runner ${id} belongs to pool ${existing.pool}`);
-      // A pool-wide token must not take over a live runner's identity with another key.
-      if (existing && !principal.runnerId && existing.state !== 'starting' && existing.publicKey && existing.publicKey !== body.publicKey)
+      // No registration token, pool-wide or launch, re-keys a runner: the key is its identity.
+      if (existing?.publicKey && existing.publicKey !== body.publicKey)
         throw new ConflictError(`runner ${id} is registered with another key; start the agent with a fresh state dir`, 'id');
+      // Used again, a launch token only serves the same runner with the same key (its 201 was
+      // lost, or the agent restarted).
+      if (!fresh && existing?.publicKey !== body.publicKey)
+        throw new UnauthorizedError('this launch token has already been used');
       const { runner, from } = await registerRunner(tx, now, {
         id,
         pool: pool.name,
@@ -133,7 +140,9 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       await revokeRunnerTokens(tx, now, id);
       const { secret } = await createToken(tx, now, { kind: 'runner', pool: pool.name, runnerId: id, description: `credential of ${body.name}` });
       const distribution = pool.config.distribution ? await artifactInfo(tx, pool.config.distribution) : null;
-      return { runner, from, pool, secret, distribution, lost };
+      // Only the key's holder can read the credential of a runner that already had this key: a
+      // token and a public key alone must not be enough to act as a registered runner.
+      return { runner, from, pool, secret, distribution, lost, firstKey: !existing?.publicKey };
     });
     auth.invalidate();
     claims.forget(id); // a restarted agent numbers its claims anew
@@ -143,7 +152,8 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     ctx.log.info({ runnerId: id, pool: result.pool.name, name: body.name }, 'runner registered');
     return c.json({
       runner: result.runner,
-      credential: result.secret,
+      ...(result.firstKey ? { credential: result.secret } : {}),
+      sealedCredential: sealTo(body.publicKey, { credential: result.secret }),
       config: { ...runnerConfig(ctx, result.pool, result.runner), distribution: result.distribution },
     }, 201);
   });

@@ -35,6 +35,9 @@ grace period running out, kills the jobs. Logs are JSON lines on stderr (RUNYARD
     )
     .action(async (_opts, cmd: Command) => {
       const opts = resolveAgentOptions(cmd.optsWithGlobals(), process.env);
+      // Read once, then out of the environment: nothing the agent starts inherits it. (On Linux
+      // /proc/<pid>/environ keeps the start-up copy; a launch token is spent at registration.)
+      delete process.env.RUNYARD_REGISTRATION_TOKEN;
       const log = createLogger({ name: 'runyard-agent' });
       const agent = new Agent({ ...opts, log });
       let signals = 0;

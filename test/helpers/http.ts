@@ -150,7 +150,7 @@ export class ProtocolRunner {
     if (tok.status !== 201) throw new Error(`token: ${tok.status} ${JSON.stringify(tok.body)}`);
     const r = await this.t.api('POST', '/api/v1/runners/register', { id: this.id, name: `runner-${this.id.slice(0, 8)}`, version: 'test', publicKey: this.keys.publicKey }, { token: tok.body.secret });
     if (r.status !== 201) throw new Error(`register: ${r.status} ${JSON.stringify(r.body)}`);
-    this.credential = r.body.credential;
+    this.credential = openSealed(this.keys.privateKey, r.body.sealedCredential).credential!;
     return r.body;
   }
 
