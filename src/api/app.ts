@@ -51,7 +51,7 @@ export function createApp(ctx: ApiContext) {
   api.use('*', async (c, next) => (c.req.path.startsWith('/api/v1/artifacts') ? next() : bodyLimit(ctx.config.limits.maxBodyBytes)(c, next)));
   api.route('/runners', runnerProtocolRouter(ctx, auth)); // register (own auth), then runner-authenticated calls
   api.use('*', auth.middleware());
-  api.route('/runners', runnersRouter(ctx, auth));
+  api.route('/runners', runnersRouter(ctx));
   api.route('/jobs', runnerJobRouter(ctx));
   api.route('/jobs', jobsRouter(ctx));
   api.route('/pools', poolsRouter(ctx));

@@ -4,6 +4,7 @@ import { findTokenBySecret, type TokenRow } from '../store/queries/tokens.js';
 import { ForbiddenError, UnauthorizedError } from '../lib/errors.js';
 import { recordEvents } from '../store/queries/events.js';
 import type { Env } from './http.js';
+import { RUNNER_TERMINATED } from '../queue/terminate-runner.js';
 
 export type Principal =
   | { kind: 'admin'; tokenId: string }
@@ -19,7 +20,16 @@ const CACHE_TTL_MS = 5000;
 export class Authenticator {
   private cache = new Map<string, { token: TokenRow | undefined; at: number }>();
 
-  constructor(private ctx: ApiContext) {}
+  constructor(private ctx: ApiContext) {
+    // Every termination on this server, whoever made it (src/queue/terminate-runner.ts), drops
+    // the runner's cached credentials. Other servers' caches may hold it a few seconds more, but
+    // every runner call also checks the runner's state in the statement it runs anyway.
+    ctx.bus.on(RUNNER_TERMINATED, (runnerId: string) => this.forgetRunner(runnerId));
+  }
+
+  private forgetRunner(runnerId: string): void {
+    for (const [secret, hit] of this.cache) if (hit.token?.runnerId === runnerId) this.cache.delete(secret);
+  }
 
   async resolve(secret: string): Promise<Principal | undefined> {
     const now = this.ctx.clock.now();
