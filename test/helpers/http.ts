@@ -131,8 +131,9 @@ export async function storeSnapshot(db: Queryable): Promise<Record<string, unkno
   };
 }
 
+/** Refused calls in the audit trail: repeats are one row with a count (src/api/refusal-audit.ts). */
 export async function countAuthEvents(db: Queryable): Promise<number> {
-  return (await db.query<{ n: number }>(`select count(*)::int as n from events where kind = 'auth'`))[0]!.n;
+  return (await db.query<{ n: number }>(`select coalesce(sum(coalesce((data->>'count')::int, 1)), 0)::int as n from events where kind = 'auth'`))[0]!.n;
 }
 
 /** A runner that speaks the runner protocol over HTTP, step by step, as the agent would. */
