@@ -10,8 +10,8 @@
  * archive.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, lstat, mkdir, readdir, realpath, stat, symlink } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { mkdir, realpath, stat, symlink } from 'node:fs/promises';
+import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type * as Tar from 'tar';
 import type Yauzl from 'yauzl';
@@ -80,7 +80,7 @@ export async function safeExtract(file: string, kind: ArchiveKind, dest: string,
         gzip: kind === 'tgz' ? true : undefined,
         filter: (_p, e) => {
           const entry = e as Tar.ReadEntry;
-          if (entry.mode) entry.mode &= PERM;
+          if (entry.mode) entry.mode &= PERM; // node-tar writes the mode it reads after this filter
           return entry.type !== 'SymbolicLink';
         },
       });
@@ -101,7 +101,6 @@ export async function safeExtract(file: string, kind: ArchiveKind, dest: string,
   for (const m of made)
     if ((await resolveOnDisk(root, dirname(m.at), m.link)) === undefined)
       throw new ArchiveRefusedError(`archive refused: symlink ${JSON.stringify(m.path)} resolves outside the working directory (${JSON.stringify(m.link)})`);
-  await dropSpecialBits(root);
   return { entries: entries.length };
 }
 
@@ -134,17 +133,6 @@ function check(root: string, e: Entry, links: Set<string>): void {
 function linkAbove(root: string, abs: string, links: Set<string>): string | undefined {
   for (let d = dirname(abs); d !== root && within(root, d); d = dirname(d)) if (links.has(relative(root, d))) return relative(root, d);
   return undefined;
-}
-
-/** Whatever wrote the files, no setuid, setgid or sticky bit survives extraction. */
-async function dropSpecialBits(dir: string): Promise<void> {
-  for (const name of await readdir(dir)) {
-    const p = join(dir, name);
-    const st = await lstat(p);
-    if (st.isSymbolicLink()) continue;
-    if (st.mode & 0o7000) await chmod(p, st.mode & PERM);
-    if (st.isDirectory()) await dropSpecialBits(p);
-  }
 }
 
 async function listTar(file: string, kind: ArchiveKind): Promise<Entry[]> {
