@@ -83,7 +83,9 @@ describe('hand-started agent environment', () => {
     const env = { PGPASSWORD: SECRETS.PGPASSWORD, TOOL_HOME: '/opt/tool', TOOL_BIN: '/opt/tool/bin' };
     const plain = startAgent({ server: t.url, token: await poolWithToken(t, { name: 'env-plain' }), env });
     const passing = startAgent({ server: t.url, token: await poolWithToken(t, { name: 'env-pass' }), env: { ...env, RUNYARD_PASS_ENV: 'TOOL_*' } });
-    await Promise.all([plain, passing].map((a) => a.waitForLog('ready for jobs')));
+    // What container runners get: their env is the image's and the pool's, so all of it passes.
+    const all = startAgent({ server: t.url, token: await poolWithToken(t, { name: 'env-all' }), env: { TOOL_HOME: '/opt/tool', RUNYARD_PASS_ENV: '*' } });
+    await Promise.all([plain, passing, all].map((a) => a.waitForLog('ready for jobs')));
     const lines = async (pool: string) => {
       const job = await submit(t, { pool, command: 'env' });
       assert.equal((await waitForJob(t, job.id)).state, 'succeeded');
@@ -95,5 +97,8 @@ describe('hand-started agent environment', () => {
     const b = await lines('env-pass');
     assert.ok(b.includes('TOOL_HOME=/opt/tool') && b.includes('TOOL_BIN=/opt/tool/bin'), b.join('\n'));
     assert.ok(!b.some((l) => l.includes(SECRETS.PGPASSWORD)));
+    const c = await lines('env-all');
+    assert.ok(c.includes('TOOL_HOME=/opt/tool'), c.join('\n'));
+    assert.ok(!c.some((l) => l.startsWith('RUNYARD_REGISTRATION_TOKEN=') || l.startsWith('RUNYARD_PASS_ENV=')), 'never the agent\'s RUNYARD_* settings');
   });
 });

@@ -95,8 +95,8 @@ export function resolveAgentOptions(flags: Raw, env: NodeJS.ProcessEnv): Omit<Ag
 
   const passText = pick('passEnv', 'RUNYARD_PASS_ENV');
   const passEnv = passText ? passText.split(',').map((n) => n.trim()).filter(Boolean) : [];
-  const badName = passEnv.find((n) => !/^[A-Za-z_][A-Za-z0-9_]*\*?$/.test(n));
-  if (badName !== undefined) throw new CliError(`error: --pass-env takes variable names or prefixes ending in *, got ${JSON.stringify(badName)}`, 2);
+  const badName = passEnv.find((n) => !/^([A-Za-z_][A-Za-z0-9_]*\*?|\*)$/.test(n));
+  if (badName !== undefined) throw new CliError(`error: --pass-env takes variable names, prefixes ending in * or * alone (everything), got ${JSON.stringify(badName)}`, 2);
 
   return { server, registrationToken: token, stateDir, workDir, name, labels, id, healthPort, healthHost: pick('healthHost', 'RUNYARD_HEALTH_HOST'), gracePeriodMs, passEnv };
 }
