@@ -3,7 +3,7 @@
  * a free port, so a test may stop and restart it without touching the machine's shared server
  * on 5432. As root (CI), the cluster belongs to the `postgres` user: initdb refuses to run as root.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +49,8 @@ export class PrivatePostgres {
   }
 
   async init(): Promise<this> {
+    // A test process that dies (an uncaught error, a timeout) must not leave its server running.
+    process.once('exit', this.killOnExit);
     this.port = await freePort();
     await this.tool('initdb', ['-D', this.dataDir, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale', 'C']);
     await this.start();
@@ -93,9 +95,17 @@ export class PrivatePostgres {
   }
 
   async destroy(): Promise<void> {
+    process.off('exit', this.killOnExit);
     await this.stop().catch(() => {});
     rmSync(this.dir, { recursive: true, force: true });
   }
+
+  private killOnExit = () => {
+    const cmd = join(this.bin, 'pg_ctl');
+    const args = ['-D', this.dataDir, '-m', 'immediate', 'stop'];
+    spawnSync(this.asRoot ? 'runuser' : cmd, this.asRoot ? ['-u', 'postgres', '--', cmd, ...args] : args, { stdio: 'ignore', timeout: 10_000 });
+    rmSync(this.dir, { recursive: true, force: true });
+  };
 }
 
 /** uid and gid of a local user, from /etc/passwd. */
