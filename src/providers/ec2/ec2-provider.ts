@@ -164,9 +164,11 @@ export class Ec2Provider implements Provider {
         this.claimed.add(cand.id);
         try {
           // the old runner's token is spent: the next boot reads the new runner's user data
-          await api.call('ModifyInstanceAttribute', (c) => c.send(new ModifyInstanceAttributeCommand({ InstanceId: cand.id, UserData: { Value: Buffer.from(boot) } })));
-          await api.call('CreateTags', (c) => c.send(new CreateTagsCommand({ Resources: [cand.id], Tags: [{ Key: TAG.runner, Value: spec.runnerId }, { Key: 'Name', Value: spec.name }] })));
+          // EC2 wants this value base64 inside the blob (which the SDK encodes once more)
+          await api.call('ModifyInstanceAttribute', (c) => c.send(new ModifyInstanceAttributeCommand({ InstanceId: cand.id, UserData: { Value: Buffer.from(Buffer.from(boot).toString('base64')) } })));
           await api.call('StartInstances', (c) => c.send(new StartInstancesCommand({ InstanceIds: [cand.id] })));
+          // tagged once started: a start refused for capacity leaves the instance as it was
+          await api.call('CreateTags', (c) => c.send(new CreateTagsCommand({ Resources: [cand.id], Tags: [{ Key: TAG.runner, Value: spec.runnerId }, { Key: 'Name', Value: spec.name }] })));
           this.watches.set(spec.runnerId, { instance: cand.id, api: this.apiKey(api) });
           this.opts.log.info({ runnerId: spec.runnerId, instance: cand.id, pool: spec.pool.name }, 'runner instance started from the warm pool');
           return { ref: this.ref(cand.id) };

@@ -46,6 +46,7 @@ interface Fault {
 }
 
 const OWNER_ID = '123456789012';
+const isBase64 = (s: string) => /^[A-Za-z0-9+/]*={0,2}$/.test(s.replace(/\s+/g, '')) && s.replace(/\s+/g, '').length % 4 === 0;
 const ACTIONS = ['RunInstances', 'DescribeInstances', 'StartInstances', 'StopInstances', 'TerminateInstances', 'CreateTags', 'DeleteTags', 'DescribeInstanceStatus', 'ModifyInstanceAttribute', 'DescribeInstanceAttribute'] as const;
 
 export class FakeEc2 {
@@ -110,17 +111,25 @@ export class FakeEc2 {
     this.drops.set(action, (this.drops.get(action) ?? 0) + count);
   }
 
-  /** EC2 reclaims a spot instance: it is terminated (or stopped) with the spot reason. */
+  /**
+   * EC2 reclaims a spot instance: it is terminated (or stopped) with the spot reason. Modelled as
+   * the end of the two-minute notice: the machine goes away at once, its processes get no signal.
+   */
   interruptSpot(id: string, action: 'terminate' | 'stop' = 'terminate') {
     const i = this.store.get(id);
     if (!i.spot) throw new Error(`${id} is not a spot instance`);
-    if (action === 'terminate') this.store.terminate(i, { code: 'Server.SpotInstanceTermination', message: 'Server.SpotInstanceTermination: Spot instance termination' });
+    if (action === 'terminate') this.store.terminate(i, { code: 'Server.SpotInstanceTermination', message: 'Server.SpotInstanceTermination: Spot instance termination' }, true);
     else this.store.stop(i, true, { code: 'Server.SpotInstanceShutdown', message: 'Server.SpotInstanceShutdown: Spot instance shutdown' });
   }
 
   /** The instance's status checks fail (DescribeInstanceStatus reports impaired). */
   impair(id: string) {
     this.store.get(id).impaired = true;
+  }
+
+  /** The host folder an instance sees as /var/lib/cloud/fake (its metadata and boot scripts). */
+  instanceDir(id: string): string {
+    return join(this.dir, this.store.get(id).id);
   }
 
   instances(): Instance[] {
@@ -263,7 +272,7 @@ export class FakeEc2 {
     let userData = '';
     const b64 = p.get('UserData');
     if (b64 !== undefined) {
-      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64) || b64.length % 4 !== 0) throw new Ec2Error('InvalidParameterValue', 'Invalid BASE64 encoding of user data.');
+      if (!isBase64(b64)) throw new Ec2Error('InvalidUserData.Malformed', 'Invalid BASE64 encoding of user data.');
       userData = Buffer.from(b64, 'base64').toString('utf8');
       if (Buffer.byteLength(b64) > 16 * 1024 * 4 / 3 + 4) throw new Ec2Error('InvalidParameterValue', 'User data is limited to 16384 bytes');
     }
@@ -461,8 +470,12 @@ export class FakeEc2 {
     const i = this.store.get(p.get('InstanceId') ?? '');
     const value = p.get('UserData.Value') ?? (p.get('Attribute') === 'userData' ? p.get('Value') : undefined);
     if (value === undefined) throw new Ec2Error('InvalidParameterCombination', 'No attributes specified.');
+    // The blob arrives base64 on the wire, and EC2 wants what is inside to be base64 as well (the
+    // user data itself): a tool that sends the script unencoded gets InvalidUserData.Malformed.
+    const inner = Buffer.from(value, 'base64').toString('utf8');
+    if (!isBase64(inner)) throw new Ec2Error('InvalidUserData.Malformed', 'Invalid BASE64 encoding of user data.');
     if (i.state !== 'stopped') throw new Ec2Error('IncorrectInstanceState', `The instance '${i.id}' is not in the 'stopped' state.`);
-    i.userData = Buffer.from(value, 'base64').toString('utf8');
+    i.userData = Buffer.from(inner, 'base64').toString('utf8');
     return { return: true };
   }
 

@@ -76,7 +76,8 @@ export class InstanceStore {
     i.state = state;
     if (reason) {
       i.stateReason = reason;
-      i.reason = `${reason.message} (${new Date().toISOString().replace(/\.\d+Z$/, ' GMT').replace('T', ' ')})`;
+      const at = new Date().toISOString().replace(/\.\d+Z$/, ' GMT').replace('T', ' ');
+      i.reason = reason.code === 'Client.UserInitiatedShutdown' ? `User initiated (${at})` : `${reason.message} (${at})`;
     } else if (state === 'running' || state === 'pending') {
       i.stateReason = undefined;
       i.reason = '';
@@ -167,11 +168,13 @@ export class InstanceStore {
     return prev;
   }
 
-  terminate(i: Instance, reason = { code: 'Client.UserInitiatedShutdown', message: 'Client.UserInitiatedShutdown: User initiated shutdown' }): StateName {
+  /** `hard`: the machine loses power at once (a spot reclaim here), no OS shutdown. */
+  terminate(i: Instance, reason = { code: 'Client.UserInitiatedShutdown', message: 'Client.UserInitiatedShutdown: User initiated shutdown' }, hard = false): StateName {
     const prev = i.state;
     if (prev === 'terminated' || prev === 'shutting-down') return prev;
     this.set(i, 'shutting-down', reason);
     this.track(i, async () => {
+      if (i.containerId && hard) await this.opts.docker.getContainer(i.containerId).kill({ signal: 'SIGKILL' }).catch(() => {});
       if (i.containerId) await this.opts.docker.getContainer(i.containerId).remove({ force: true, v: true }).catch((err) => {
         if ((err as { statusCode?: number }).statusCode !== 404) throw err;
       });
