@@ -468,11 +468,13 @@ export class FakeEc2 {
 
   private modifyAttribute(p: QueryParams): Record<string, XmlValue> {
     const i = this.store.get(p.get('InstanceId') ?? '');
-    const value = p.get('UserData.Value') ?? (p.get('Attribute') === 'userData' ? p.get('Value') : undefined);
-    if (value === undefined) throw new Ec2Error('InvalidParameterCombination', 'No attributes specified.');
-    // The blob arrives base64 on the wire, and EC2 wants what is inside to be base64 as well (the
-    // user data itself): a tool that sends the script unencoded gets InvalidUserData.Malformed.
-    const inner = Buffer.from(value, 'base64').toString('utf8');
+    const blob = p.get('UserData.Value');
+    const plain = p.get('Attribute') === 'userData' ? p.get('Value') : undefined;
+    if (blob === undefined && plain === undefined) throw new Ec2Error('InvalidParameterCombination', 'No attributes specified.');
+    // `UserData.Value` is a blob, base64 on the wire, and EC2 wants what is inside to be base64 as
+    // well (the user data itself): a tool that sends the script unencoded gets
+    // InvalidUserData.Malformed. `Attribute=userData&Value=…` (a string) carries that base64 as is.
+    const inner = blob !== undefined ? Buffer.from(blob, 'base64').toString('utf8') : plain!;
     if (!isBase64(inner)) throw new Ec2Error('InvalidUserData.Malformed', 'Invalid BASE64 encoding of user data.');
     if (i.state !== 'stopped') throw new Ec2Error('IncorrectInstanceState', `The instance '${i.id}' is not in the 'stopped' state.`);
     i.userData = Buffer.from(inner, 'base64').toString('utf8');
