@@ -81,7 +81,7 @@ await runSection('ec2', '8. EC2 warm pool (fake EC2)', async ({ quick, log }) =>
     return {
       rows,
       notes: [
-        `${iterations} alternating iterations per kind on the fake EC2 (query protocol, SigV4) whose instances are podman containers of ${podman.image}; the scheduler and the ec2 provider are the real ones, polling every 250 ms. A "new instance" is a container created and started; a "stopped instance" is the same container started again after ModifyInstanceAttribute gave it the new runner's user data. On real EC2 the gap is the AMI boot (tens of seconds) against a resume; here it is only what container creation costs, so the ratio is a floor, not the seed's 10–20×.`,
+        `${iterations} alternating iterations per kind on the fake EC2 (query protocol, SigV4) whose instances are podman containers of ${podman.image}; the scheduler and the ec2 provider are the real ones, polling every 250 ms. A "new instance" is a container created and started; a "stopped instance" is the same container started again after ModifyInstanceAttribute gave it the new runner's user data. On real EC2 a new instance pays for its AMI's first boot (tens of seconds: EBS volume from the snapshot, cloud-init's per-instance stages) and a stopped one resumes with its disk warm; the fake has none of that: a podman container is created in a few hundred ms, and the warm path makes four calls (DescribeInstances for stopped ones, ModifyInstanceAttribute, StartInstances, CreateTags) against RunInstances' one. So on the fake the ratio is near 1 and says nothing about the seed's 10–20×; what this section does hold is that the warm pool serves every job from one instance and that a burst launches no more instances than it has jobs.`,
       ],
     };
   } finally {
