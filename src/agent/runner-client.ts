@@ -20,6 +20,10 @@ export interface RunnerConfig {
   distribution: { digest: string; name: string; size: number } | null;
   /** The server takes numbered claims and heartbeats listing the unseen ones (absent: older server). */
   claimSeq?: boolean;
+  /** The runner's lease on its jobs, renewed by answered heartbeats (absent: older server, no lease). */
+  leaseMs?: number;
+  /** SIGTERM-to-SIGKILL grace for jobs whose lease ran out. */
+  leaseKillGraceMs?: number;
 }
 
 export interface RegisterRequest {

@@ -20,6 +20,7 @@ import { ConflictError, ForbiddenError, RunyardError, UnauthorizedError } from '
 import { artifactInfo } from './artifacts.js';
 import { ClaimLedger } from './claim-ledger.js';
 import { sseFrame, type ControlSend } from './control-hub.js';
+import { leaseTiming } from '../config/lease.js';
 
 export class GoneError extends RunyardError {
   override readonly status = 410;
@@ -73,6 +74,7 @@ const MAX_UNREAD_CONTROL_BYTES = 1 << 20;
 const LOST_CLAIM_MS = 30_000;
 
 export function runnerConfig(ctx: ApiContext, pool: Pool, runner: Runner) {
+  const lease = leaseTiming(ctx.config);
   return {
     pool: pool.name,
     maxJobsPerRunner: runner.slots,
@@ -85,6 +87,10 @@ export function runnerConfig(ctx: ApiContext, pool: Pool, runner: Runner) {
     env: pool.config.env,
     /** This server takes `seq` on claims and `abandoned` on heartbeats (older ones refuse them). */
     claimSeq: true,
+    // The runner's hold on its jobs: it stops them when no heartbeat was answered for leaseMs
+    // (SIGTERM, SIGKILL after leaseKillGraceMs); this server requeues them only later.
+    leaseMs: lease.leaseMs,
+    leaseKillGraceMs: lease.killGraceMs,
   };
 }
 
