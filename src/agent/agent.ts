@@ -25,7 +25,7 @@ import { VERSION } from '../version.js';
 import { Backoff, type Sleep } from './backoff.js';
 import { ControlChannel, type ControlEventName } from './control-channel.js';
 import { Distribution } from './distribution.js';
-import { HttpError, RegistrationRefusedError, RunnerGoneError, SetupFailedError, StateDirLockedError } from './errors.js';
+import { HttpError, NetworkError, RegistrationRefusedError, RunnerGoneError, SetupFailedError, StateDirLockedError } from './errors.js';
 import { JobExecution, type ExecutionSummary, type KillReason } from './executor.js';
 import { Lease } from './lease.js';
 import { LeaseGuard } from './lease-guard.js';
@@ -35,6 +35,7 @@ import { forgetIdentity, loadOrCreateIdentity, type Identity } from './identity.
 import { registerWithRetry } from './registration.js';
 import { RunnerClient, type ClaimedJob, type HeartbeatResponse, type RunnerConfig } from './runner-client.js';
 import { runSetup } from './setup.js';
+import { ServerList } from './server-list.js';
 import { StateDir } from './state-dir.js';
 import { Wakeup } from './wakeup.js';
 import { Workspace } from './workspace.js';
@@ -110,6 +111,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private heartbeat: HeartbeatLoop | undefined;
   private lease: Lease | undefined;
   private guard: LeaseGuard | undefined;
+  private servers: ServerList | undefined;
 
   private registered = false;
   private prepared = false;
@@ -242,6 +244,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.log.info({ slots: reg.config.maxJobsPerRunner, ephemeral: reg.config.ephemeral, setup: reg.config.setup.length, distribution: reg.config.distribution?.name ?? null }, 'registered');
     this.emit('registered', { runnerId: identity.id, name: this.name, config: reg.config });
     this.holdLease(reg.config, reg.sentAt);
+    // Moving to another server well inside the lease keeps the jobs running through a failover.
+    const failoverMs = Math.max(500, Math.min(10_000, Math.floor((reg.config.leaseMs ?? 2 * reg.config.heartbeatIntervalMs) / 3)));
+    this.servers = new ServerList(this.client.server, failoverMs, this.mono);
+    this.servers.update(reg.config.servers);
     this.connect(reg.config);
     await runSetup(reg.config.setup, {
       runnerId: identity.id,
@@ -334,11 +340,29 @@ export class Agent extends EventEmitter<AgentEvents> {
       intervalMs: config.heartbeatIntervalMs,
       sleep: this.sleep,
       log: this.log,
-      onResponse: (r) => this.onHeartbeat(r),
+      onResponse: (r) => {
+        this.servers?.reachable();
+        this.servers?.update(r.servers);
+        this.onHeartbeat(r);
+      },
+      onFailure: (err) => {
+        if (!(err instanceof NetworkError)) return void this.servers?.reachable();
+        const next = this.servers?.unreachable();
+        if (next) this.switchServer(next, err.message);
+      },
       onGone: () => this.requestStop('gone', 'the server terminated this runner'),
       onUnauthorized: () => this.requestStop('unauthorized', 'the runner credential was revoked (did another agent register with this id?)'),
     });
     this.heartbeat.start();
+  }
+
+  /** The current server stopped answering: everything goes to another one from now on. */
+  private switchServer(url: string, reason: string): void {
+    const from = this.client.server;
+    this.log.warn({ from, to: url, reason }, 'server unreachable; switching to another server');
+    this.client.use(url);
+    this.control?.reconnect();
+    this.reconsider();
   }
 
   private onControl(name: ControlEventName, data: any): void {

@@ -15,6 +15,8 @@ export interface HeartbeatDeps {
   sleep: Sleep;
   log: Logger;
   onResponse: (r: HeartbeatResponse) => void;
+  /** Any other failure (the server did not answer, or answered with an error). */
+  onFailure?: (err: Error) => void;
   /** 410: the runner was terminated. */
   onGone: () => void;
   /** 401: the credential was revoked. */
@@ -55,6 +57,7 @@ export class HeartbeatLoop {
         if (err instanceof HttpError && err.status === 410) return this.deps.onGone();
         if (err instanceof HttpError && err.status === 401) return this.deps.onUnauthorized();
         this.failures++;
+        this.deps.onFailure?.(err as Error);
         // the first failure and then every tenth: a long outage must not flood the log
         if (this.failures === 1 || this.failures % 10 === 0) log.warn({ failures: this.failures, reason: (err as Error).message }, 'heartbeat failed');
         delayMs = this.retry.next();

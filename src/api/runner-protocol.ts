@@ -91,6 +91,8 @@ export function runnerConfig(ctx: ApiContext, pool: Pool, runner: Runner) {
     // (SIGTERM, SIGKILL after leaseKillGraceMs); this server requeues them only later.
     leaseMs: lease.leaseMs,
     leaseKillGraceMs: lease.killGraceMs,
+    /** Every live control plane on this database: where the runner goes if this one stops answering. */
+    servers: ctx.servers?.() ?? [],
   };
 }
 
@@ -238,7 +240,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       ctx.bus.emit('runners');
       state = (await getRunner(ctx.db, id)).state;
     }
-    return c.json({ state, cancel, lost });
+    return c.json({ state, cancel, lost, servers: ctx.servers?.() ?? [] });
   });
 
   app.post('/:id/claim', async (c) => {
