@@ -77,7 +77,7 @@ function runs(file: string): Map<number, Run[]> {
 
 test('kill -9 of the HA leader: its runners move to the survivor, jobs keep running and finish there, none lost, none run twice at once', async () => {
   const file = join(tmp, 'runs.log');
-  const yaml = `scheduler: { tick: 500ms, offlineAfter: 6s }\nrunner: { heartbeatInterval: 500ms, pingInterval: 1s }\npools:\n  - { name: local, maxRunners: 2, maxJobsPerRunner: 3 }\n`;
+  const yaml = `scheduler: { tick: 500ms, offlineAfter: 10s }\nrunner: { heartbeatInterval: 500ms, pingInterval: 1s }\npools:\n  - { name: local, maxRunners: 2, maxJobsPerRunner: 3 }\n`;
   const [pa, pb] = [await freePort(), await freePort()];
   const a = new ServerProcess({ dbUrl: db.url, dataDir, port: pa, yaml });
   servers.push(a);
@@ -107,9 +107,15 @@ test('kill -9 of the HA leader: its runners move to the survivor, jobs keep runn
   // None lost (all succeeded above), none run twice at once, none run twice at all: the runs
   // that were under way when the leader died finished on their first attempt.
   const seen = runs(file);
+  const runnerLog = () =>
+    readdirSync(join(dataDir, 'logs', 'runners'))
+      .flatMap((f) => readFileSync(join(dataDir, 'logs', 'runners', f), 'utf8').split('\n'))
+      .filter((l) => /switching|lease|heartbeat|server/.test(l))
+      .map((l) => l.slice(0, 400))
+      .join('\n');
   for (const id of ids) {
     const r = seen.get(id) ?? [];
-    assert.equal(r.length, 1, `job ${id} ran once: ${JSON.stringify(r)}`);
+    assert.equal(r.length, 1, `job ${id} ran once: ${JSON.stringify(r)} (killed at ${killedAt})\n${runnerLog()}`);
     assert.equal(r[0]!.attempt, 1);
     assert.equal(r[0]!.ended, true);
     assert.equal((await b.api('GET', `/api/v1/jobs/${id}`)).job.attempt, 1);

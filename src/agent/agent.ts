@@ -274,6 +274,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     if (this.halt.signal.aborted) return;
     this.prepared = true;
+    this.guard?.start();
     this.log.info('ready for jobs');
     this.readyResolvers?.ok();
     this.readyResolvers = undefined;

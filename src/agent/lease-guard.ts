@@ -30,7 +30,12 @@ export class LeaseGuard {
     this.send(`L ${Math.floor(deadline)}`);
   }
 
-  /** A job's group. The guard is started with the first (a runner that never runs a job needs none). */
+  /** Starts the guard ahead of the first job (Node takes a while to start on a busy machine). */
+  start(): void {
+    if (!this.child && !this.closed) this.spawn();
+  }
+
+  /** A job's group; starts the guard if it is not running yet. */
   add(pgid: number): void {
     this.groups.add(pgid);
     if (this.closed) return;
