@@ -246,3 +246,29 @@ describe('frozen runners (SIGSTOP past offlineAfter)', () => {
     assert.equal((await getJob(t, job.id)).state, 'succeeded');
   });
 });
+
+describe('ServerList (agent side, manual clock)', () => {
+  test('moves to the next live server once the current one has not answered for the failover time', async () => {
+    const { ServerList } = await import('../src/agent/server-list.js');
+    const clock = new ManualClock(0);
+    const list = new ServerList('http://a:1/', 1000, clock);
+    assert.equal(list.unreachable(), undefined, 'no other server known');
+    list.update(['http://b:2', 'http://a:1', 'http://c:3/']);
+    assert.deepEqual(list.known, ['http://a:1', 'http://b:2', 'http://c:3']);
+    list.reachable();
+    assert.equal(list.unreachable(), undefined);
+    clock.advance(999);
+    assert.equal(list.unreachable(), undefined, 'not before the failover time');
+    list.reachable(); // an answer (even an error status) resets the count
+    clock.advance(1);
+    assert.equal(list.unreachable(), undefined);
+    clock.advance(1000);
+    assert.equal(list.unreachable(), 'http://b:2');
+    assert.equal(list.current, 'http://b:2');
+    assert.equal(list.unreachable(), undefined, 'the new server gets its own while');
+    clock.advance(1000);
+    assert.equal(list.unreachable(), 'http://c:3');
+    list.update(['http://a:1']); // the servers' own list no longer has c, but c is where we are
+    assert.deepEqual(list.known, ['http://c:3', 'http://a:1']);
+  });
+});
