@@ -132,7 +132,7 @@ export class RunyardServer {
     const host = this.config.host === '0.0.0.0' || this.config.host === '::' ? '127.0.0.1' : this.config.host;
     this.url = this.config.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
     writeFileSync(join(this.dataDir, 'server.json'), JSON.stringify({ url: this.url, pid: process.pid }) + '\n', { mode: 0o600 });
-    this.registry = new ServerRegistry(this.db, this.clock, this.log, Math.max(200, Math.min(5000, Math.floor(this.config.scheduler.offlineAfter / 4))));
+    this.registry = new ServerRegistry(this.db, this.clock, this.log, Math.max(200, Math.min(2000, Math.floor(this.config.scheduler.offlineAfter / 4))));
     await this.registry.start(this.url);
 
     this.heartbeats.start();

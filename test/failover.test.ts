@@ -95,6 +95,8 @@ test('kill -9 of the HA leader: its runners move to the survivor, jobs keep runn
   // Every runner the leader started knows the survivor too.
   const beforePids = agentPids(dataDir);
   assert.equal(beforePids.length, before.length);
+  const logOf = (id: string) => readFileSync(join(dataDir, 'logs', 'runners', `${id}.log`), 'utf8');
+  await waitFor('every runner knows the survivor', () => before.every((id: string) => logOf(id).split('\n').some((l) => l.includes('"servers known"') && l.includes(b.url))), 20_000, 100);
 
   await a.kill9();
   const killedAt = Date.now();

@@ -247,7 +247,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     // Moving to another server well inside the lease keeps the jobs running through a failover.
     const failoverMs = Math.max(500, Math.min(10_000, Math.floor((reg.config.leaseMs ?? 2 * reg.config.heartbeatIntervalMs) / 3)));
     this.servers = new ServerList(this.client.server, failoverMs, this.mono);
-    this.servers.update(reg.config.servers);
+    this.learnServers(reg.config.servers);
     this.connect(reg.config);
     await runSetup(reg.config.setup, {
       runnerId: identity.id,
@@ -343,7 +343,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       log: this.log,
       onResponse: (r) => {
         this.servers?.reachable();
-        this.servers?.update(r.servers);
+        this.learnServers(r.servers);
         this.onHeartbeat(r);
       },
       onFailure: (err) => {
@@ -355,6 +355,10 @@ export class Agent extends EventEmitter<AgentEvents> {
       onUnauthorized: () => this.requestStop('unauthorized', 'the runner credential was revoked (did another agent register with this id?)'),
     });
     this.heartbeat.start();
+  }
+
+  private learnServers(urls: string[] | undefined): void {
+    if (this.servers?.update(urls)) this.log.info({ servers: this.servers.known }, 'servers known');
   }
 
   /** The current server stopped answering: everything goes to another one from now on. */

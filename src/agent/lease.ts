@@ -22,8 +22,9 @@ export class Lease extends EventEmitter<LeaseEvents> {
   private expiresAt: number;
   private current = 0;
   private isExpired = false;
+  /** Aborted by a renewal or close(): the watch loop looks again. */
   private wake = new AbortController();
-  private readonly stop = new AbortController();
+  private stopped = false;
 
   constructor(
     readonly leaseMs: number,
@@ -77,25 +78,22 @@ export class Lease extends EventEmitter<LeaseEvents> {
 
   /** Watches for the expiry, so it is acted on even when nothing else looks. */
   async run(): Promise<void> {
-    while (!this.stop.signal.aborted) {
+    while (!this.stopped) {
+      this.wake = new AbortController();
       const left = this.expiresAt - this.clock.now();
       if (left > 0) {
-        this.wake = new AbortController();
-        await this.sleep(Math.min(left, 2 ** 31 - 1), AbortSignal.any([this.wake.signal, this.stop.signal]));
+        await this.sleep(Math.min(left, 2 ** 31 - 1), this.wake.signal);
         continue;
       }
       this.check();
       // expired: wait for a renewal
-      this.wake = new AbortController();
-      await new Promise<void>((resolve) => {
-        const done = () => resolve();
-        this.wake.signal.addEventListener('abort', done, { once: true });
-        this.stop.signal.addEventListener('abort', done, { once: true });
-      });
+      const wake = this.wake.signal;
+      if (!wake.aborted) await new Promise<void>((resolve) => wake.addEventListener('abort', () => resolve(), { once: true }));
     }
   }
 
   close(): void {
-    this.stop.abort();
+    this.stopped = true;
+    this.wake.abort();
   }
 }

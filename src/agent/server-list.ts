@@ -30,13 +30,15 @@ export class ServerList {
     return this.urls;
   }
 
-  /** The servers' own list; the current one stays known (and current) even if unlisted. */
-  update(urls: string[] | undefined): void {
-    if (!urls?.length) return;
+  /** The servers' own list; the current one stays known (and current) even if unlisted. Returns whether the set changed. */
+  update(urls: string[] | undefined): boolean {
+    if (!urls?.length) return false;
     const current = this.current;
     const next = [...new Set([current, ...urls.map(normalize)])];
+    const changed = next.length !== this.urls.length || next.some((u) => !this.urls.includes(u));
     this.urls = next;
     this.index = 0;
+    return changed;
   }
 
   /** The current server answered. */
