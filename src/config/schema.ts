@@ -3,6 +3,7 @@ import { parseDuration } from '../lib/duration.js';
 import { kubernetesPoolFields } from '../providers/kubernetes/pool-config.js';
 import { ecsPoolFields } from '../providers/ecs/pool-config.js';
 import { ec2PoolFields, ec2PoolIssues } from '../providers/ec2/pool-config.js';
+import { leaseProblems } from './lease.js';
 
 /** A duration as "30s", "5m", "1h" or milliseconds; parsed to milliseconds. */
 export const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
@@ -118,6 +119,8 @@ export const configSchema = z
       .strictObject({
         heartbeatInterval: duration.default(30_000),
         pingInterval: duration.default(10_000),
+        /** How long a runner's hold on its jobs lasts without a heartbeat (see config/lease.ts). */
+        lease: duration.optional(),
       })
       .prefault({}),
     limits: z
@@ -130,6 +133,7 @@ export const configSchema = z
     pools: z.array(poolSchema).prefault([{ name: 'local', provider: 'process', maxJobsPerRunner: 2, maxRunners: 4 }]),
   })
   .superRefine((c, ctx) => {
+    for (const p of leaseProblems(c)) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
     const seen = new Set<string>();
     c.pools.forEach((p, i) => {
       if (seen.has(p.name)) ctx.addIssue({ code: 'custom', path: ['pools', i, 'name'], message: `duplicate pool name ${p.name}` });
