@@ -25,4 +25,6 @@ export interface ApiContext {
   /** in-process notifications: 'jobs' (pool, count), 'logs' (jobId), 'job-state' (jobId), 'runners' (why: 'load' when only busy/idle changed) */
   bus: EventEmitter;
   version: string;
+  /** URLs of the live control planes on this database, this one first (runners fail over to them). */
+  servers?: () => string[];
 }

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { duration as durationRule, envMap, githubRepo, labels, safeString, slug } from '../lib/validation.js';
 import { kubernetesPoolFields } from '../providers/kubernetes/pool-config.js';
 import { ecsPoolFields } from '../providers/ecs/pool-config.js';
-import { ec2PoolFields } from '../providers/ec2/pool-config.js';
+import { ec2PoolFields, ec2PoolIssues } from '../providers/ec2/pool-config.js';
+import { leaseProblems } from './lease.js';
 
 /** A duration as "30s", "5m", "1h" or milliseconds; parsed to milliseconds, at most the timer ceiling. */
 export const duration = durationRule();
@@ -46,6 +47,7 @@ export const poolSchema = z
         ctx.addIssue({ code: 'custom', path: [block], message: `a ${block} block needs provider ${block}, not ${p.provider}` });
     if ((p.provider === 'container' || p.provider === 'kubernetes' || p.provider === 'ecs') && !p.image)
       ctx.addIssue({ code: 'custom', path: ['image'], message: `provider ${p.provider} needs an image` });
+    for (const issue of ec2PoolIssues(p)) ctx.addIssue({ code: 'custom', ...issue });
     if (p.dynamicImages !== false && p.provider !== 'container')
       ctx.addIssue({ code: 'custom', path: ['dynamicImages'], message: `dynamic images need the container provider, not ${p.provider}` });
   });
@@ -109,6 +111,8 @@ export const configSchema = z
       .strictObject({
         heartbeatInterval: positiveDuration.default(30_000),
         pingInterval: positiveDuration.default(10_000),
+        /** How long a runner's hold on its jobs lasts without a heartbeat (see config/lease.ts). */
+        lease: positiveDuration.optional(),
       })
       .prefault({}),
     limits: z
@@ -121,6 +125,7 @@ export const configSchema = z
     pools: z.array(poolSchema).prefault([{ name: 'local', provider: 'process', maxJobsPerRunner: 2, maxRunners: 4 }]),
   })
   .superRefine((c, ctx) => {
+    for (const p of leaseProblems(c)) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
     const seen = new Set<string>();
     c.pools.forEach((p, i) => {
       if (seen.has(p.name)) ctx.addIssue({ code: 'custom', path: ['pools', i, 'name'], message: `duplicate pool name ${p.name}` });
