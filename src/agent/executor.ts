@@ -29,6 +29,7 @@ import { Masker } from './masker.js';
 import { ProcessGroup, buildScript, type ExitStatus } from './process-group.js';
 import type { ClaimedJob, JobResultBody, RunnerClient } from './runner-client.js';
 import type { JobDir, Workspace } from './workspace.js';
+import { jsonProblem } from '../lib/validation.js';
 
 export type KillReason = 'cancelled' | 'timed_out' | 'shutdown' | 'lost' | 'deleted' | 'expired';
 
@@ -388,11 +389,15 @@ function readOutput(file: string): { value?: unknown; error?: string } {
   if (size > MAX_OUTPUT_BYTES) return { error: `RUNYARD_OUTPUT is ${size} bytes; the limit is ${MAX_OUTPUT_BYTES}` };
   const text = readFileSync(file, 'utf8');
   if (!text.trim()) return {};
+  let value: unknown;
   try {
-    return { value: JSON.parse(text) };
+    value = JSON.parse(text);
   } catch (err) {
     return { error: `RUNYARD_OUTPUT is not valid JSON: ${(err as Error).message}` };
   }
+  // the server's own rule for output; walking a deeper value (masking) would overflow the stack
+  const problem = jsonProblem(value, { strings: false });
+  return problem ? { error: `RUNYARD_OUTPUT ${problem.message}` } : { value };
 }
 
 function describe(r: JobResultBody): string {

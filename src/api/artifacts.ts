@@ -3,7 +3,8 @@ import { Hono } from 'hono';
 import { z } from 'zod';
 import type { ApiContext } from './context.js';
 import { requireAdmin } from './auth.js';
-import { query, type Env } from './http.js';
+import { query, validate, type Env } from './http.js';
+import { safeString } from '../lib/validation.js';
 import type { Queryable } from '../store/db.js';
 import { GoneError, InvalidError, NotFoundError, TooLargeError } from '../lib/errors.js';
 import { recordEvents } from '../store/queries/events.js';
@@ -63,6 +64,7 @@ export function artifactsRouter(ctx: ApiContext) {
     } catch {
       throw new InvalidError('artifact reference is not a valid URL-encoded string', 'ref');
     }
+    validate(safeString({ min: 1, max: 300 }), ref, 'ref');
     const info = await artifactInfo(ctx.db, ref);
     if (!info) throw new NotFoundError(`artifact ${ref} not found`);
     if (p.kind !== 'admin') {

@@ -21,48 +21,48 @@ import { artifactInfo } from './artifacts.js';
 import { ClaimLedger } from './claim-ledger.js';
 import { terminateRunner } from '../queue/terminate-runner.js';
 import { sseFrame, type ControlSend } from './control-hub.js';
+import { INT4_MAX, INT8_MAX, MAX_EPOCH_MS, boundedInt, jsonValue, labels, safeString } from '../lib/validation.js';
 import { leaseTiming } from '../config/lease.js';
 
 export { GoneError };
 
 const registerSchema = z.strictObject({
   id: z.uuid(),
-  name: z.string().min(1).max(200),
-  version: z.string().min(1).max(100),
-  publicKey: z.string().min(1).max(1000),
-  labels: z.array(z.string().min(1).max(128)).max(64).default([]),
+  name: safeString({ min: 1, max: 200 }),
+  version: safeString({ min: 1, max: 100 }),
+  publicKey: safeString({ min: 1, max: 1000 }).refine(isValidPublicKey, 'must be a base64 DER (SPKI) X25519 public key'),
+  labels: labels.default([]),
 });
 
 const heartbeatSchema = z.strictObject({
-  version: z.string().min(1).max(100),
-  jobs: z.array(z.strictObject({ id: z.number().int().positive(), attempt: z.number().int().positive().max(2_147_483_647) })).max(1000).default([]),
+  version: safeString({ min: 1, max: 100 }),
+  jobs: z.array(z.strictObject({ id: boundedInt(1, INT8_MAX), attempt: boundedInt(1) })).max(1000).default([]),
   /** Claim requests (their `seq`) the runner gave up on before an answer: see ClaimLedger. */
-  abandoned: z.array(z.number().int().nonnegative().max(2_147_483_647)).max(1000).default([]),
+  abandoned: z.array(boundedInt(0)).max(1000).default([]),
 });
 
 const claimSchema = z.strictObject({
   max: z.number().int().min(1).max(256).default(1),
   waitMs: z.number().int().min(0).max(60_000).default(20_000),
   /** The runner's number for this claim request, so it can report it abandoned. */
-  seq: z.number().int().nonnegative().max(2_147_483_647).optional(),
+  seq: boundedInt(0).optional(),
 });
 
-const INT32 = 2_147_483_647;
-const fenceSchema = { attempt: z.number().int().positive().max(INT32) };
+const fenceSchema = { attempt: boundedInt(1) };
 const logSchema = z.strictObject({
   ...fenceSchema,
   seq: z.number().int().positive().max(1_000_000_000),
   lines: z
-    .array(z.strictObject({ t: z.number().int().nonnegative(), s: z.enum(['o', 'e', 's']), m: z.string().max(65_536) }))
+    .array(z.strictObject({ t: boundedInt(0, MAX_EPOCH_MS), s: z.enum(['o', 'e', 's']), m: safeString({ max: 65_536 }) }))
     .max(10_000),
 });
 const resultSchema = z.strictObject({
   ...fenceSchema,
-  exitCode: z.number().int().min(-INT32).max(INT32).nullable(),
-  output: z.unknown().optional(),
-  error: z.string().max(10_000).nullable().optional(),
+  exitCode: boundedInt(-INT4_MAX).nullable(),
+  output: jsonValue().optional(),
+  error: safeString({ max: 10_000 }).nullable().optional(),
   outcome: z.enum(['cancelled', 'timed_out']).optional(),
-  durationMs: z.number().int().nonnegative().optional(),
+  durationMs: boundedInt(0, INT8_MAX).optional(),
 });
 
 /** Control events a runner has not read, beyond which its channel is closed. */
@@ -110,7 +110,6 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     }
     if (principal.kind !== 'registration') throw new ForbiddenError(`registration needs a registration token; a ${principal.kind} token was given`);
     const body = await readJson(c, registerSchema);
-    if (!isValidPublicKey(body.publicKey)) throw new ForbiddenError('publicKey must be a base64 DER (SPKI) X25519 public key', 'publicKey');
     const id = body.id.toLowerCase();
     if (principal.runnerId && principal.runnerId !== id) throw new ForbiddenError('this registration token belongs to another runner', 'id');
     const now = ctx.clock.now();

@@ -10,6 +10,7 @@ import { recordEvents } from '../store/queries/events.js';
 import { sleep } from '../lib/clock.js';
 import { appendQueuedLogs, failQueuedJobs, queuedJobIds } from '../queue/waiting.js';
 import { baseAllowed } from '../providers/container/dynamic-images.js';
+import { StoreUnavailableError } from '../store/store-errors.js';
 
 /** How often build progress is written to the waiting jobs' logs. */
 const PROGRESS_FLUSH_MS = 500;
@@ -90,7 +91,8 @@ export class Scheduler {
         try {
           await this.pass(this.ctx.clock.now());
         } catch (err) {
-          this.ctx.log.error({ err }, 'scheduler pass failed');
+          if (err instanceof StoreUnavailableError) this.ctx.log.warn({ reason: err.message }, 'scheduler pass skipped: store unavailable');
+          else this.ctx.log.error({ err }, 'scheduler pass failed');
         }
       }
       this.passing = undefined;
