@@ -6,6 +6,7 @@ import { isUuid } from '../agent/identity.js';
 import { parseDuration } from '../lib/duration.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { CliError, resolveConnection } from './client.js';
+import { durationMsArg } from './output.js';
 
 /** `runyard agent`: a runner, for hosts the control plane does not start itself. */
 export function registerAgent(program: Command): void {
@@ -84,9 +85,11 @@ export function resolveAgentOptions(flags: Raw, env: NodeJS.ProcessEnv): Omit<Ag
     if (!Number.isInteger(healthPort) || healthPort < 0 || healthPort > 65535) throw new CliError(`error: --health-port must be a port number (0-65535), got ${JSON.stringify(portText)}`, 2);
   }
 
-  const graceText = pick('gracePeriod', 'RUNYARD_GRACE_PERIOD') ?? '10s';
-  const gracePeriodMs = parseDuration(graceText);
-  if (gracePeriodMs === undefined) throw new CliError(`error: --grace-period must be a duration such as 10s, 1m or 500ms, got ${JSON.stringify(graceText)}`, 2);
+  // the flag needs a unit like every CLI duration; the env var keeps the config's forms (ms)
+  const graceFlag = flags.gracePeriod;
+  const graceText = graceFlag ?? (env.RUNYARD_GRACE_PERIOD || '10s');
+  const gracePeriodMs = graceFlag !== undefined ? durationMsArg(graceFlag, '--grace-period', 0) : parseDuration(graceText);
+  if (gracePeriodMs === undefined) throw new CliError(`error: RUNYARD_GRACE_PERIOD must be a duration such as 10s, 1m or 500ms, got ${JSON.stringify(graceText)}`, 2);
 
   return { server, registrationToken: token, stateDir, workDir, name, labels, id, healthPort, healthHost: pick('healthHost', 'RUNYARD_HEALTH_HOST'), gracePeriodMs };
 }

@@ -45,12 +45,15 @@ interface SubmitOptions {
 }
 
 export function registerJobs(program: Command): void {
-  const jobs = program.command('jobs').description('submit, list, inspect and cancel jobs');
+  // positional: lets `submit` hand every word after the command's first to the command
+  const jobs = program.command('jobs').description('submit, list, inspect and cancel jobs').enablePositionalOptions();
 
   jobs
     .command('submit')
-    .description('submit a job; everything after -- is its shell command')
-    .argument('[command...]', 'the shell command, after -- (one argument is used as is; several are joined with spaces)')
+    .description('submit a job; its shell command comes last: everything from its first word (or after --) belongs to it')
+    .argument('[command...]', 'the shell command (one argument is used as is; several are joined with spaces, quoting those that contain spaces)')
+    // `jobs submit --wait ls -la`: options stop at the command's first word, so -la is ls's
+    .passThroughOptions()
     .option('-p, --pool <pool>', 'pool to run on (default: local, or the only pool)')
     .option('-c, --cmd <command>', 'a shell command; repeat for several commands run in order (instead of -- CMD)', collect)
     .option('--payload <file.json>', 'JSON payload, handed to the job as the file $RUNYARD_PAYLOAD ("-" reads stdin)')
@@ -60,13 +63,13 @@ export function registerJobs(program: Command): void {
     .option('--image <image>', "base image to run on (container pools that allow dynamic images; default: the pool's image)")
     .option('--cpu <n>', 'CPUs the job needs; refused at submit when no class size (or not the pool\'s class) offers them')
     .option('--memory-mb <n>', 'memory in MB the job needs; refused at submit like --cpu')
-    .option('--timeout <duration>', "job time limit, e.g. 10m (default: the pool's jobTimeout)")
+    .option('--timeout <duration>', "job time limit with a unit: 90s, 10m, 1h, 1h30m (a bare number is refused; default: the pool's jobTimeout)")
     .option('--max-attempts <n>', 'attempts when its runner is lost (default 3)')
     .option('--retry-on-failure', 'also retry when the command exits non-zero')
     .option('--idempotency-key <key>', 'submitting the same key again returns the existing job')
     .option('-w, --wait', "follow the logs and exit with the job's exit code")
     .option('--json', 'print the job as JSON (with --wait: logs go to stderr and the finished job is printed)')
-    .addHelpText('after', '\nExamples:\n  runyard jobs submit -- make test\n  runyard jobs submit --pool ci --env CI=1 --wait -- "npm ci && npm test"\n  runyard jobs submit -c "make build" -c "make test" --payload params.json')
+    .addHelpText('after', '\nExamples:\n  runyard jobs submit -- make test\n  runyard jobs submit --wait ls -la           (options end at the first word of the command)\n  runyard jobs submit --pool ci --env CI=1 --wait -- "npm ci && npm test"\n  runyard jobs submit -c "make build" -c "make test" --payload params.json')
     .action(async (args: string[], opts: SubmitOptions, cmd: Command) => {
       const spec = buildSpec(args, opts);
       const client = clientOf(cmd);
