@@ -264,6 +264,21 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     }
   });
 
+  // An agent stopped by Ctrl-C keeps its identity: offline now (not after the heartbeat timeout,
+  // so no phantom idle capacity), registered again with the same id on its next start.
+  app.post('/:id/offline', async (c) => {
+    const id = parseUuid(c);
+    requireRunner(c.var.principal, id);
+    const now = ctx.clock.now();
+    const lost = await ctx.db.transaction(async (tx) => {
+      const went = await transitionRunner(tx, now, id, 'offline', 'agent stopped; it keeps its identity', { from: ['idle', 'busy', 'draining', 'disabled'], actor: id });
+      return went ? recoverJobs(tx, now, await activeJobIdsOfRunner(tx, id), 'runner stopped', { runnerId: id }) : [];
+    });
+    ctx.bus.emit('runners');
+    if (lost.length) ctx.bus.emit('jobs', c.var.principal.pool, lost.length);
+    return c.json({ ok: true });
+  });
+
   app.post('/:id/deregister', async (c) => {
     const id = parseUuid(c);
     requireRunner(c.var.principal, id);

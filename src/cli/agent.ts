@@ -21,7 +21,7 @@ export function registerAgent(program: Command): void {
     .option('--labels <a,b>', 'comma-separated labels this runner advertises (env RUNYARD_RUNNER_LABELS)')
     .option('--id <uuid>', 'use this runner id instead of the one kept in the state dir (env RUNYARD_RUNNER_ID; set by providers)')
     .option('--health-port <port>', 'serve GET /livez and /readyz on this port, 0 for any free port (env RUNYARD_HEALTH_PORT; default: off)')
-    .option('--health-host <host>', 'address the health server binds (env RUNYARD_HEALTH_HOST; default 0.0.0.0)')
+    .option('--health-host <host>', 'address the health server binds (env RUNYARD_HEALTH_HOST; default 127.0.0.1, 0.0.0.0 for probes from other hosts)')
     .option('--grace-period <duration>', 'SIGTERM-to-SIGKILL grace for cancelled/timed-out jobs, and how long a SIGTERM waits for running jobs (env RUNYARD_GRACE_PERIOD; default 10s)')
     .addHelpText(
       'after',
@@ -31,8 +31,13 @@ the first that exits non-zero. The job sees RUNYARD_PAYLOAD, RUNYARD_OUTPUT, RUN
 RUNYARD_WORKDIR and RUNYARD_SETUP_DIR, plus the pool's and job's env and decrypted secrets; the
 agent's own RUNYARD_* variables are not passed on.
 
-Signals: SIGTERM/SIGINT drain (finish running jobs, deregister, exit 0); a second one, or the
-grace period running out, kills the jobs. Logs are JSON lines on stderr (RUNYARD_LOG_LEVEL).`,
+Signals: SIGTERM/SIGINT (Ctrl-C) drain: finish running jobs, then exit 0. The runner goes
+offline and keeps its UUID and key in the state dir, so the next start is the same runner
+(with --id, as providers start it, it deregisters instead). A second signal, or the grace period
+running out, kills the jobs. \`runyard runners drain ID\` and ephemeral runners deregister
+for good; \`runyard runners delete ID\` also removes the state dir.
+Logs: readable lines when stderr is a terminal, JSON lines otherwise (RUNYARD_LOG_LEVEL,
+RUNYARD_LOG_FORMAT=json|pretty).`,
     )
     .action(async (_opts, cmd: Command) => {
       const opts = resolveAgentOptions(cmd.optsWithGlobals(), process.env);
@@ -42,7 +47,8 @@ grace period running out, kills the jobs. Logs are JSON lines on stderr (RUNYARD
       const onSignal = (sig: NodeJS.Signals) => {
         signals++;
         log.info({ signal: sig, count: signals }, signals === 1 ? 'signal received: draining' : 'signal received again: killing jobs');
-        if (signals === 1) void agent.close();
+        // a hand-started agent keeps its identity across Ctrl-C; provider-started ones (--id) deregister
+        if (signals === 1) void agent.close({ keepIdentity: opts.id === undefined });
         else agent.forceStop();
       };
       process.on('SIGTERM', onSignal);
