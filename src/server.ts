@@ -8,6 +8,7 @@ import { serve } from '@hono/node-server';
 import type { Config } from './config/schema.js';
 import { openDb, type Db } from './store/db.js';
 import { migrate } from './store/migrate.js';
+import { lockEmbeddedStore } from './store/store-lock.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import { atRestKey } from './lib/sealed.js';
@@ -67,6 +68,7 @@ export class RunyardServer {
   adminToken: string | undefined;
   private http: Server | undefined;
   private heartbeats!: HeartbeatBuffer;
+  private releaseStore: (() => void) | undefined;
 
   constructor(private opts: ServerOptions) {
     this.config = opts.config;
@@ -81,6 +83,7 @@ export class RunyardServer {
 
   async start(): Promise<this> {
     mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
+    if (!this.config.store.url) this.releaseStore = lockEmbeddedStore(this.dataDir);
     this.db = await openDb({ url: this.config.store.url, dataDir: join(this.dataDir, 'data') });
     const applied = await migrate(this.db);
     if (applied.length) this.log.info({ applied }, 'migrations applied');
@@ -197,6 +200,7 @@ export class RunyardServer {
     }
     await this.heartbeats?.close();
     await this.db?.close();
+    this.releaseStore?.();
     this.log.flush?.();
   }
 }

@@ -481,7 +481,9 @@ export class Scheduler {
     for (const provider of local) {
       const owned = await provider.list().catch(() => []);
       for (const r of owned) await this.markTerminated(r.runnerId, 'control plane shut down').catch(() => {});
-      await Promise.all(owned.map((r) => provider.terminate(r.runnerId, { graceMs: 0 }).catch(() => {})));
+      // A short grace: idle agents exit at SIGTERM within moments; only one that really does not
+      // stop is killed (and warned about).
+      await Promise.all(owned.map((r) => provider.terminate(r.runnerId, { graceMs: SHUTDOWN_GRACE_MS }).catch(() => {})));
     }
   }
 
@@ -491,6 +493,9 @@ export class Scheduler {
     await Promise.allSettled([...this.stopping.values()]);
   }
 }
+
+/** How long runners get to exit at SIGTERM when the control plane shuts down. */
+const SHUTDOWN_GRACE_MS = 3000;
 
 /** Ready runner images are known per pool, per runner image (a pool change builds anew) and per base. */
 const imageKey = (v: PoolView, base: string) => `${v.config.name}\n${v.config.image ?? ''}\n${base}`;
