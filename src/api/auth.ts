@@ -56,7 +56,7 @@ export class Authenticator {
       const m = /^Bearer\s+(\S+)$/i.exec(header);
       if (!m) {
         await this.audit(c.req.method, c.req.path, 'missing bearer token');
-        throw new UnauthorizedError('missing bearer token: send Authorization: Bearer <token> (see `runyard tokens create`)');
+        throw new UnauthorizedError('missing bearer token: send Authorization: Bearer <token> (the admin token printed by `runyard up` and saved in its data dir as admin-token)');
       }
       const principal = await this.resolve(m[1]!);
       if (!principal) {

@@ -4,9 +4,9 @@ import type { ApiContext } from './context.js';
 import { actorOf, requireAdmin } from './auth.js';
 import { readJson, validate, type Env } from './http.js';
 import { poolSchema, slug, type PoolConfig } from '../config/schema.js';
-import { applyPool, configHash, getPool, listPools, type Pool } from '../store/queries/pools.js';
+import { applyPool, configHash, deletePool, getPool, listPools, type Pool } from '../store/queries/pools.js';
 import { listRunners } from '../store/queries/runners.js';
-import { InvalidError, UnprocessableError } from '../lib/errors.js';
+import { ConflictError, InvalidError, UnprocessableError } from '../lib/errors.js';
 
 /** Validates a pool against the server's class sizes and stores it. */
 export async function applyPoolConfig(ctx: ApiContext, p: PoolConfig, source: string, actor: string) {
@@ -59,6 +59,21 @@ export function poolsRouter(ctx: ApiContext) {
     if (body.name !== c.req.param('name')) throw new InvalidError('name in the body must match the URL', 'name');
     const r = await applyPoolConfig(ctx, body, 'api', actorOf(c.var.principal));
     return c.json({ pool: { ...r.pool, created: r.created, configChanged: r.hashChanged } });
+  });
+
+  // Delete: only a pool nothing runs in (no live runner, no unfinished job), so no job is lost.
+  app.delete('/:name', async (c) => {
+    requireAdmin(c.var.principal);
+    const name = c.req.param('name');
+    if (!slug.safeParse(name).success) throw new InvalidError('pool name must be a slug', 'name');
+    const r = await ctx.db.transaction((tx) => deletePool(tx, ctx.clock.now(), name, actorOf(c.var.principal)));
+    if (!('deleted' in r)) {
+      const what = [r.runners && `${r.runners} live runner${r.runners === 1 ? '' : 's'}`, r.jobs && `${r.jobs} unfinished job${r.jobs === 1 ? '' : 's'}`].filter(Boolean).join(' and ');
+      throw new ConflictError(`pool ${name} still has ${what}; cancel or wait for its jobs (runyard jobs list --pool ${name}) and drain its runners (runyard runners list --pool ${name}), then delete it again`, 'name');
+    }
+    ctx.bus.emit('runners');
+    // a pool from runyard.yaml comes back at the next start unless it is removed there too
+    return c.json({ pool: r.deleted, inConfig: ctx.config.pools.some((p) => p.name === name) });
   });
 
   return app;

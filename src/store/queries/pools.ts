@@ -65,6 +65,23 @@ export async function applyPool(q: Queryable, now: number, p: PoolConfig, hash: 
   return { pool: toPool(row), created: !prev, hashChanged: !!prev && prev.config_hash !== hash };
 }
 
+/**
+ * Removes a pool with no live runner and no unfinished job; returns what still holds it
+ * otherwise (nothing is deleted then). Finished jobs keep their pool's name.
+ */
+export async function deletePool(q: Queryable, now: number, name: string, actor: string): Promise<{ deleted: Pool } | { runners: number; jobs: number }> {
+  const pool = await getPool(q, name);
+  const [held] = await q.query<{ runners: number; jobs: number }>(
+    `select (select count(*)::int from runners where pool = $1 and state <> 'terminated') as runners,
+            (select count(*)::int from jobs where pool = $1 and state in ('queued', 'claimed', 'running')) as jobs`,
+    [name],
+  );
+  if (held!.runners || held!.jobs) return held!;
+  await q.query('delete from pools where name = $1', [name]);
+  await recordEvents(q, now, [{ kind: 'pool', subject: name, reason: 'deleted', actor }]);
+  return { deleted: pool };
+}
+
 export async function listPools(q: Queryable): Promise<Pool[]> {
   return (await q.query('select * from pools order by name')).map(toPool);
 }
