@@ -17,7 +17,7 @@ import { HeartbeatBuffer } from './api/heartbeats.js';
 import { Metrics } from './api/metrics.js';
 import { createApp } from './api/app.js';
 import type { ApiContext } from './api/context.js';
-import { applyPoolConfig } from './api/pools.js';
+import { applyPoolConfig, checkConfigDistributions } from './api/pools.js';
 import { countAdminTokens, createToken } from './store/queries/tokens.js';
 import { Maintenance } from './scheduler/maintenance.js';
 import { Scheduler } from './scheduler/scheduler.js';
@@ -41,6 +41,8 @@ export interface ServerOptions {
   announce?: (line: string) => void;
   /** Leave process runners running on close() (default: they stop with the server). */
   keepRunnersOnClose?: boolean;
+  /** Where the config file is: a pool's distribution file there is imported at start. Default: cwd. */
+  configDir?: string;
   /** Compute providers (default: the process provider). */
   providers?: Provider[];
 }
@@ -77,6 +79,11 @@ export class RunyardServer {
     this.bus.setMaxListeners(0);
   }
 
+  /** Where relative paths of the config are read from (a distribution file next to runyard.yaml). */
+  private get configDir(): string {
+    return resolve(this.opts.configDir ?? '.');
+  }
+
   get dataDir(): string {
     return resolve(this.config.dataDir);
   }
@@ -100,7 +107,10 @@ export class RunyardServer {
       classSizes: this.config.classSizes,
       bus: this.bus,
       version: VERSION,
+      providers: this.providers,
     };
+    // before the admin token: a config refused here leaves no token printed
+    await checkConfigDistributions(this.ctx, this.configDir);
     await this.ensureAdminToken();
     for (const pool of this.config.pools) await applyPoolConfig(this.ctx, pool, 'config', 'config');
 

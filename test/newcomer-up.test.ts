@@ -72,6 +72,19 @@ describe('newcomer: runyard up', () => {
     }
   });
 
+  test('4. a config pool whose distribution is nowhere stops up with exit 2 naming the field; a file next to the config is imported', async () => {
+    const dir = mkdtempSync(join(tmp, 'dist-'));
+    writeFileSync(join(dir, 'runyard.yaml'), 'pools:\n  - name: local\n    provider: process\n  - name: shipped\n    provider: process\n    distribution: app.tar.gz\n');
+    const refused = await runCli(['up', '--port', '0', '--config', 'runyard.yaml'], { cwd: dir, server: null, token: null, timeoutMs: 90_000 });
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /error: distribution app\.tar\.gz of pool shipped is not in the artifact store; push it first .*, or put the file app\.tar\.gz next to the config .* \(field: pools\[1\]\.distribution\)/);
+    writeFileSync(join(dir, 'app.tar.gz'), 'archive bytes');
+    const ok = await up(dir, ['--config', 'runyard.yaml']);
+    const list = await fetch(`${ok.url}/api/v1/artifacts`, { headers: { authorization: `Bearer ${ok.token}` } });
+    assert.deepEqual((await list.json()).artifacts.map((a: any) => [a.name, a.size]), [['app.tar.gz', 13]]);
+    await stop(ok.cli);
+  });
+
   test('9. on a terminal the server logs readable lines, JSON otherwise; shutdown warns only about runners that did not stop', async () => {
     const dir = mkdtempSync(join(tmp, 'tty-'));
     writeFileSync(join(dir, 'runyard.yaml'), 'pools:\n  - name: warm\n    provider: process\n    minIdle: 1\n    maxRunners: 1\n');

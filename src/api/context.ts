@@ -6,6 +6,7 @@ import type { ControlHub } from './control-hub.js';
 import type { HeartbeatBuffer } from './heartbeats.js';
 import type { Metrics } from './metrics.js';
 import type { EventEmitter } from 'node:events';
+import type { Provider } from '../providers/provider.js';
 
 /** What the HTTP layer needs from the server; built once in server.ts. */
 export interface ApiContext {
@@ -22,4 +23,6 @@ export interface ApiContext {
   /** in-process notifications: 'jobs' (pool, count), 'logs' (jobId), 'job-state' (jobId), 'runners' (why: 'load' when only busy/idle changed) */
   bus: EventEmitter;
   version: string;
+  /** the server's providers by name (filled at start); pools and jobs for others are refused */
+  providers?: ReadonlyMap<string, Provider>;
 }

@@ -16,7 +16,7 @@ import { getPool, type Pool } from '../store/queries/pools.js';
 import { ResultBatcher } from './result-batcher.js';
 import { createToken, findTokenBySecret, revokeRunnerTokens } from '../store/queries/tokens.js';
 import { decryptAtRest, isValidPublicKey, sealTo } from '../lib/sealed.js';
-import { ConflictError, ForbiddenError, RunyardError, UnauthorizedError } from '../lib/errors.js';
+import { ConflictError, ForbiddenError, RunyardError, UnauthorizedError, UnprocessableError } from '../lib/errors.js';
 import { artifactInfo } from './artifacts.js';
 import { ClaimLedger } from './claim-ledger.js';
 import { sseFrame, type ControlSend } from './control-hub.js';
@@ -133,6 +133,8 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       await revokeRunnerTokens(tx, now, id);
       const { secret } = await createToken(tx, now, { kind: 'runner', pool: pool.name, runnerId: id, description: `credential of ${body.name}` });
       const distribution = pool.config.distribution ? await artifactInfo(tx, pool.config.distribution) : null;
+      // never a runner without its pool's distribution: its jobs would run without their files
+      if (pool.config.distribution && !distribution) throw new UnprocessableError(`distribution ${pool.config.distribution} of pool ${pool.name} is not in the artifact store`, 'distribution');
       return { runner, from, pool, secret, distribution, lost };
     });
     auth.invalidate();

@@ -136,6 +136,7 @@ export function registerJobs(program: Command): void {
         ['runner', job.runnerId],
         ['exit code', job.exitCode],
         ['error', job.error],
+        ['waiting', job.waitingReason],
         ['cancel', job.cancelRequested && !['cancelled', 'succeeded', 'failed', 'timed_out'].includes(job.state) ? 'requested' : undefined],
         ['timeout', formatMs(job.timeoutMs)],
         ['env', Object.keys(job.env ?? {}).join(', ')],
@@ -173,6 +174,7 @@ export function registerJobs(program: Command): void {
           followLogs(client, id, {
             onLine: opts.json ? (l) => process.stdout.write(JSON.stringify(l) + '\n') : (l) => writeLine(l),
             onReconnect: (after, why) => process.stderr.write(`[runyard] log stream interrupted (${why}); resuming after line batch ${after}\n`),
+            onWaiting: printWaiting,
           }),
           NOT_FOUND_HINT,
         );
@@ -293,6 +295,7 @@ async function waitForJob(client: ApiClient, id: number, json: boolean): Promise
       // With --json, stdout carries only the final job, so every log line goes to stderr.
       onLine: json ? (l) => writeLine(l, { stdout: process.stderr, stderr: process.stderr }) : (l) => writeLine(l),
       onReconnect: (after, why) => process.stderr.write(`[runyard] log stream interrupted (${why}); resuming after line batch ${after}\n`),
+      onWaiting: printWaiting,
     });
     if (json) printJson(await client.request('GET', `/api/v1/jobs/${id}`));
     finish(id, end);
@@ -300,6 +303,8 @@ async function waitForJob(client: ApiClient, id: number, json: boolean): Promise
     process.off('SIGINT', onSigint);
   }
 }
+
+const printWaiting = (reason: string) => process.stderr.write(`[runyard] waiting: ${reason}\n`);
 
 /** Exit with the job's code; a note on stderr says why when it is not 0. */
 function finish(id: number, end: JobEnd): void {

@@ -46,6 +46,8 @@ export interface FollowOptions {
   onLine: (l: LogLine) => void;
   /** Called when the stream dropped and is being re-opened (for a note on stderr): once per interruption, not per retry. */
   onReconnect?: (after: number, why: string) => void;
+  /** Why the queued job waits (no runner can be started): once, and again when it changes. */
+  onWaiting?: (reason: string) => void;
   /** Give up when the server stays unreachable this long (default 5 minutes). */
   giveUpAfterMs?: number;
   sleep?: (ms: number) => Promise<unknown>;
@@ -66,6 +68,7 @@ export async function followLogs(client: ApiClient, jobId: number, opts: FollowO
   let troubleSince: number | undefined;
   /** The current interruption was announced; a line (or the end) getting through clears it. */
   let announced = false;
+  let lastWaiting: string | undefined;
 
   const retryOrThrow = async (why: string, err?: CliError) => {
     troubleSince ??= now();
@@ -105,6 +108,11 @@ export async function followLogs(client: ApiClient, jobId: number, opts: FollowO
           after = batch.seq;
           backoff = 100;
           announced = false;
+        } else if (ev.event === 'waiting') {
+          const { reason } = parseData<{ reason: string }>(ev.data);
+          // a reconnect replays the current reason: print it only when it is new
+          if (reason !== lastWaiting) opts.onWaiting?.(reason);
+          lastWaiting = reason;
         } else if (ev.event === 'end') {
           end = parseData<JobEnd>(ev.data);
         }

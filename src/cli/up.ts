@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { CliError } from './client.js';
 import { portIsFree } from '../lib/port-check.js';
 
@@ -55,13 +55,16 @@ export function registerUp(program: Command) {
       if (free !== true) throw portError(config, free === false ? undefined : free);
       const { RunyardServer } = await import('../server.js');
       const { DataDirInUseError } = await import('../store/store-lock.js');
-      const server = new RunyardServer({ config });
+      const { UnprocessableError } = await import('../lib/errors.js');
+      const server = new RunyardServer({ config, configDir: opts.config ? dirname(resolve(opts.config)) : undefined });
       try {
         await server.start();
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
         if (e.code === 'EADDRINUSE') throw portError(config);
         if (err instanceof DataDirInUseError) throw new CliError(`error: ${err.message}`, 1);
+        // a config pool naming what cannot be (a distribution that is nowhere): like a bad field
+        if (err instanceof UnprocessableError) throw new CliError(`error: ${err.message}${err.field ? ` (field: ${err.field})` : ''}\nfix it and start again`, 2);
         throw err;
       }
       process.stdout.write(`runyard is up at ${server.url} (store: ${server.db.kind}, pools: ${config.pools.map((p) => p.name).join(', ')})\n`);

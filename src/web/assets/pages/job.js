@@ -117,6 +117,8 @@ export function mount(root, route, app) {
                 view.append(data.lines);
                 after = lastSeq = data.seq;
                 lineCount.textContent = `${view.length.toLocaleString('en-US')} ${view.length === 1 ? 'line' : 'lines'}`;
+              } else if (event === 'waiting') {
+                refresh(); // the reason is on the job: show it
               } else if (event === 'end') {
                 logsEnded = true;
                 setLogStatus(data);
@@ -206,6 +208,7 @@ export function mount(root, route, app) {
         metric('Submitted', timeEl(j.createdAt)),
         metric('Duration', jobDuration(j)),
       ),
+      j.state === 'queued' && j.waitingReason ? h('div', { class: 'callout callout-warn', role: 'status', 'data-testid': 'job-waiting' }, h('strong', null, 'Waiting: '), j.waitingReason) : null,
       j.error && j.error.replace(/\W/g, '').toLowerCase() !== j.state.replace('_', '')
         ? j.state === 'cancelled'
           ? h('div', { class: 'callout', role: 'note' }, h('strong', null, 'Cancelled: '), j.error)
