@@ -84,7 +84,7 @@ describe('newcomer: nothing waits forever without saying why', () => {
   test('3. a job waiting on an engine that is down shows why: on the job, in jobs show, once in --wait; cleared when a start works', async () => {
     const wait = spawnCli(['jobs', 'submit', '--pool', 'boxes', '--wait', 'echo', 'hi'], { server: t.url, token: t.token, timeoutMs: 60_000 });
     const id = await waitFor('the job', async () => (await t.api('GET', '/api/v1/jobs?pool=boxes&state=queued')).body.jobs[0]?.id);
-    assert.equal((await job(id)).waitingReason, null);
+    assert.equal((await job(id)).waitingReason, undefined);
     // several scheduler passes: every start fails the same way
     for (let i = 0; i < 3; i++) await t.server.scheduler.pass(Date.now() + i * 600_000);
     const j = await job(id);
@@ -99,7 +99,7 @@ describe('newcomer: nothing waits forever without saying why', () => {
     assert.equal(events.filter((e: any) => /^jobs wait: runners cannot be started/.test(e.reason)).length, 1, 'recorded once, when it began');
     // a runner that takes the job ends the wait; the reason goes once a start works
     await setWaitingReason(t.server.db, 'boxes', null);
-    assert.equal((await job(id)).waitingReason, null);
+    assert.equal((await job(id)).waitingReason, undefined);
     const runner = await FakeRunner.register(t, 'boxes');
     const claimed = await runner.claimOne();
     await runner.start(claimed);

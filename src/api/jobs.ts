@@ -182,7 +182,9 @@ export function jobsRouter(ctx: ApiContext) {
   app.get('/:id', async (c) => {
     requireAdmin(c.var.principal);
     const job = await getJob(ctx.db, parseId(c));
-    return c.json({ job: { ...publicJob(job), waitingReason: await waitingReasonOf(ctx, job) } });
+    // only on a queued job whose pool cannot start runners: why it waits
+    const waitingReason = await waitingReasonOf(ctx, job);
+    return c.json({ job: { ...publicJob(job), ...(waitingReason ? { waitingReason } : {}) } });
   });
 
   app.get('/:id/events', async (c) => {

@@ -9,7 +9,7 @@ import { timeEl, duration, toMs, absolute } from '../lib/format.js';
 import { ApiError } from '../lib/api.js';
 import { LogView } from '../lib/logview.js';
 import { pageHeader, staleNotice } from '../lib/page.js';
-import { ACTIVE, RETRYABLE, cancelJob, retryJob, jobDuration } from './jobs.js';
+import { ACTIVE, RETRYABLE, cancelJob, retryJob, jobDuration, jobSettled } from './jobs.js';
 
 /** @param {HTMLElement} root @param {import('../app.js').Route} route @param {import('../app.js').App} app */
 export function mount(root, route, app) {
@@ -173,6 +173,7 @@ export function mount(root, route, app) {
   function render(j, events) {
     top.removeAttribute('aria-busy');
     logCard.hidden = false;
+    if (!ACTIVE.includes(j.state)) jobSettled(j.id);
     const cmd = (j.commands ?? []).join(' && ');
     const actions = [];
     if (ACTIVE.includes(j.state))
