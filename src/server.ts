@@ -31,6 +31,7 @@ import { ec2ProvidersFor } from './providers/ec2/index.js';
 import type { Provider } from './providers/provider.js';
 import { VERSION } from './version.js';
 import { githubReconcile } from './github/service.js';
+import { ServerRegistry } from './api/server-registry.js';
 
 export interface ServerOptions {
   config: Config;
@@ -72,6 +73,7 @@ export class RunyardServer {
   private http: Server | undefined;
   private heartbeats!: HeartbeatBuffer;
   private releaseStore: (() => void) | undefined;
+  private registry: ServerRegistry | undefined;
 
   constructor(private opts: ServerOptions) {
     this.config = opts.config;
@@ -110,6 +112,7 @@ export class RunyardServer {
       bus: this.bus,
       version: VERSION,
       providers: this.providers,
+      servers: () => this.registry?.live ?? [this.url],
     };
     // before the admin token: a config refused here leaves no token printed
     await checkConfigDistributions(this.ctx, this.configDir);
@@ -144,6 +147,8 @@ export class RunyardServer {
     const host = this.config.host === '0.0.0.0' || this.config.host === '::' ? '127.0.0.1' : this.config.host;
     this.url = this.config.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
     writeFileSync(join(this.dataDir, 'server.json'), JSON.stringify({ url: this.url, pid: process.pid }) + '\n', { mode: 0o600 });
+    this.registry = new ServerRegistry(this.db, this.clock, this.log, Math.max(200, Math.min(2000, Math.floor(this.config.scheduler.offlineAfter / 4))));
+    await this.registry.start(this.url);
 
     this.heartbeats.start();
     this.maintenance = new Maintenance(this.ctx, () => this.leader.check());
@@ -212,6 +217,7 @@ export class RunyardServer {
       await closed;
     }
     await this.heartbeats?.close();
+    await this.registry?.close();
     await this.db?.close();
     this.releaseStore?.();
     this.log.flush?.();

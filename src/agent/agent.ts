@@ -1,11 +1,14 @@
 /*
  * The runner agent. It reads top to bottom:
  *
- *   lock state dir ─▶ identity ─▶ register ─▶ control channel + heartbeats ─▶ setup ─▶ distribution
- *     ─▶ claim loop (long poll; one request in flight) ─▶ run jobs ─▶ stop ─▶ deregister ─▶ exit
+ *   lock state dir ─▶ identity ─▶ kill a predecessor's jobs ─▶ register ─▶ control channel + heartbeats
+ *     ─▶ setup ─▶ distribution ─▶ claim loop (long poll; one request in flight) ─▶ run jobs ─▶ stop
+ *     ─▶ deregister ─▶ exit
  *
- * Claiming happens only while registered, prepared, connected, enabled, not stopping and with a
- * free slot. How it stops:
+ * Claiming happens only while registered, prepared, connected, enabled, holding the lease, not
+ * stopping and with a free slot. The lease (lease.ts) is renewed by answered heartbeats; when it
+ * runs out the agent stops its jobs without reporting them (the server requeues them later), and
+ * a lease guard process (lease-guard.ts) does the same if the agent itself is frozen. How it stops:
  *
  *   drain (operator, SIGTERM, ephemeral) ─ claim nothing more, finish jobs, deregister, exit 0
  *       └─ SIGTERM again / grace period over ─ kill jobs (reported "agent shutting down")
@@ -18,20 +21,23 @@
  */
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { systemClock, sleep as realSleep, type Clock } from '../lib/clock.js';
+import { monotonicClock, systemClock, sleep as realSleep, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { VERSION } from '../version.js';
 import { Backoff, type Sleep } from './backoff.js';
 import { ControlChannel, type ControlEventName } from './control-channel.js';
 import { Distribution } from './distribution.js';
-import { HttpError, RegistrationRefusedError, RunnerGoneError, SetupFailedError, StateDirLockedError } from './errors.js';
+import { HttpError, NetworkError, RegistrationRefusedError, RunnerGoneError, SetupFailedError, StateDirLockedError } from './errors.js';
 import { JobExecution, type ExecutionSummary, type KillReason } from './executor.js';
+import { Lease } from './lease.js';
+import { LeaseGuard } from './lease-guard.js';
 import { HealthServer } from './health-server.js';
 import { HeartbeatLoop } from './heartbeat.js';
 import { forgetIdentity, loadOrCreateIdentity, type Identity } from './identity.js';
 import { registerWithRetry } from './registration.js';
 import { RunnerClient, type ClaimedJob, type HeartbeatResponse, type RunnerConfig } from './runner-client.js';
 import { runSetup } from './setup.js';
+import { ServerList } from './server-list.js';
 import { StateDir } from './state-dir.js';
 import { Wakeup } from './wakeup.js';
 import { Workspace } from './workspace.js';
@@ -56,6 +62,8 @@ export interface AgentOptions {
   gracePeriodMs?: number;
   log: Logger;
   clock?: Clock;
+  /** The lease's clock: monotonic, shared with the lease guard process. */
+  monotonic?: Clock;
   sleep?: Sleep;
   /** For artifact downloads (the protocol's JSON calls and control channel use node:http). */
   fetch?: typeof fetch;
@@ -94,6 +102,7 @@ const PRIORITY: Record<StopKind, number> = { drain: 1, unauthorized: 2, gone: 3,
 
 export class Agent extends EventEmitter<AgentEvents> {
   private readonly clock: Clock;
+  private readonly mono: Clock;
   private readonly sleep: Sleep;
   private log: Logger;
   private readonly client: RunnerClient;
@@ -110,6 +119,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   private distribution: Distribution | undefined;
   private control: ControlChannel | undefined;
   private heartbeat: HeartbeatLoop | undefined;
+  private lease: Lease | undefined;
+  private guard: LeaseGuard | undefined;
+  private servers: ServerList | undefined;
 
   private registered = false;
   private prepared = false;
@@ -139,6 +151,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   constructor(private readonly opts: AgentOptions) {
     super();
     this.clock = opts.clock ?? systemClock;
+    this.mono = opts.monotonic ?? monotonicClock;
     this.sleep = opts.sleep ?? realSleep;
     this.log = opts.log;
     this.client = new RunnerClient(opts.server.replace(/\/+$/, ''), opts.fetch);
@@ -203,6 +216,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       exit = this.halt.signal.aborted && !isFatal(err) ? await this.finish() : await this.fail(err as Error);
     }
     this.over.abort();
+    this.lease?.close();
+    this.guard?.close();
     this.client.close();
     await this.health?.close();
     this.workspace.unlock();
@@ -229,10 +244,15 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.emit('health-listening', port);
     }
 
+    // Before registering: registration requeues what this runner id held, so jobs a killed
+    // predecessor left running on this work dir must be gone before anyone else can take them.
+    const { killedGroups } = this.workspace.prepare();
+    if (killedGroups) this.log.warn({ killedGroups }, 'killed jobs left running by a previous agent on this work dir');
+
     const reg = await registerWithRetry(
       opts.registrationToken,
       { id: identity.id, name: this.name, version: VERSION, publicKey: identity.publicKey, labels: opts.labels ?? [] },
-      { client: this.client, backoff: new Backoff({ baseMs: 500, maxMs: 15_000 }), sleep: this.sleep, log: this.log, signal: this.halt.signal },
+      { client: this.client, backoff: new Backoff({ baseMs: 500, maxMs: 15_000 }), sleep: this.sleep, log: this.log, signal: this.halt.signal, now: () => this.mono.now() },
     );
     this.client.credential = reg.sealedCredential ? openSealed(identity.privateKey, reg.sealedCredential).credential : reg.credential;
     this.config = reg.config;
@@ -240,10 +260,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.log = this.log.child({ pool: reg.config.pool });
     this.log.info({ slots: reg.config.maxJobsPerRunner, ephemeral: reg.config.ephemeral, setup: reg.config.setup.length, distribution: reg.config.distribution?.name ?? null }, 'registered');
     this.emit('registered', { runnerId: identity.id, name: this.name, config: reg.config });
+    this.holdLease(reg.config, reg.sentAt);
+    // Moving to another server well inside the lease keeps the jobs running through a failover.
+    const failoverMs = Math.max(500, Math.min(10_000, Math.floor((reg.config.leaseMs ?? 2 * reg.config.heartbeatIntervalMs) / 3)));
+    this.servers = new ServerList(this.client.server, failoverMs, this.mono);
+    this.learnServers(reg.config.servers);
     this.connect(reg.config);
-
-    const { killedGroups } = this.workspace.prepare();
-    if (killedGroups) this.log.warn({ killedGroups }, 'killed jobs left running by a previous agent on this work dir');
     await runSetup(reg.config.setup, {
       runnerId: identity.id,
       cwd: this.workspace.setupDir,
@@ -269,11 +291,30 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     if (this.halt.signal.aborted) return;
     this.prepared = true;
+    this.guard?.start();
     this.log.info('ready for jobs');
     this.readyResolvers?.ok();
     this.readyResolvers = undefined;
     this.emit('ready');
     this.reconsider();
+  }
+
+  /** The lease the registration granted; servers without leases grant none (never expires). */
+  private holdLease(config: RunnerConfig, grantedAt: number): void {
+    if (!config.leaseMs) return void this.log.warn('the server grants no lease: jobs of a runner that loses contact may run twice');
+    const lease = (this.lease = new Lease(config.leaseMs, this.mono, this.sleep, grantedAt));
+    this.guard = new LeaseGuard({ killGraceMs: config.leaseKillGraceMs ?? 1000, log: this.log });
+    this.guard.renew(lease.deadline);
+    lease.on('expired', () => {
+      this.log.warn({ leaseMs: lease.leaseMs, jobs: this.jobs.size }, 'lease expired: no heartbeat answered in time; stopping jobs, not claiming');
+      for (const j of this.jobs.values()) j.kill('expired');
+      this.reconsider();
+    });
+    lease.on('renewed', () => {
+      this.log.info('lease renewed');
+      this.reconsider();
+    });
+    void lease.run();
   }
 
   /** Opens the control channel and starts heartbeats; both outlive reconnects. */
@@ -305,18 +346,45 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.heartbeat = new HeartbeatLoop({
       send: async (signal) => {
         const abandoned = [...this.abandonedClaims];
+        const sentAt = this.mono.now();
         const r = await this.client.heartbeat(id, { version: VERSION, jobs: [...this.jobs.values()].map((j) => ({ id: j.id, attempt: j.attempt })), ...(abandoned.length ? { abandoned } : {}) }, signal);
         for (const seq of abandoned) this.abandonedClaims.delete(seq);
+        if (this.lease) {
+          this.lease.renew(sentAt);
+          this.guard?.renew(this.lease.deadline);
+        }
         return r;
       },
       intervalMs: config.heartbeatIntervalMs,
       sleep: this.sleep,
       log: this.log,
-      onResponse: (r) => this.onHeartbeat(r),
+      onResponse: (r) => {
+        this.servers?.reachable();
+        this.learnServers(r.servers);
+        this.onHeartbeat(r);
+      },
+      onFailure: (err) => {
+        if (!(err instanceof NetworkError)) return void this.servers?.reachable();
+        const next = this.servers?.unreachable();
+        if (next) this.switchServer(next, err.message);
+      },
       onGone: () => this.requestStop('gone', 'the server terminated this runner'),
       onUnauthorized: () => this.requestStop('unauthorized', 'the runner credential was revoked (did another agent register with this id?)'),
     });
     this.heartbeat.start();
+  }
+
+  private learnServers(urls: string[] | undefined): void {
+    if (this.servers?.update(urls)) this.log.info({ servers: this.servers.known }, 'servers known');
+  }
+
+  /** The current server stopped answering: everything goes to another one from now on. */
+  private switchServer(url: string, reason: string): void {
+    const from = this.client.server;
+    this.log.warn({ from, to: url, reason }, 'server unreachable; switching to another server');
+    this.client.use(url);
+    this.control?.reconnect();
+    this.reconsider();
   }
 
   private onControl(name: ControlEventName, data: any): void {
@@ -376,6 +444,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private canClaim(): boolean {
     const c = this.config;
     if (!c || !this.registered || !this.prepared || !this.enabled || this.stop || !this.control?.connected) return false;
+    if (this.lease && !this.lease.check()) return false;
     if (c.ephemeral && this.jobsTaken >= 1) return false;
     return true;
   }
@@ -410,6 +479,13 @@ export class Agent extends EventEmitter<AgentEvents> {
       try {
         const r = await this.client.claim(id, { max: this.freeSlots(), waitMs: CLAIM_WAIT_MS, ...(seq !== undefined ? { seq } : {}) }, abort.signal);
         backoff.reset();
+        // First thing on an answer (it may have been read late, by an agent that was frozen): jobs
+        // claimed under a lease that has run out are not started; the server takes them back.
+        if (r.jobs.length && this.lease && !this.lease.check()) {
+          this.log.warn({ jobs: r.jobs.map((j) => j.id) }, 'claim answered after the lease ran out; not starting its jobs');
+          if (seq !== undefined) this.unseenClaim(seq);
+          continue;
+        }
         for (const job of r.jobs) this.startJob(job);
         if (r.stop) this.requestStop('gone', 'the server terminated this runner');
       } catch (err) {
@@ -444,6 +520,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private startJob(job: ClaimedJob): void {
     const key = `${job.id}:${job.attempt}`;
     const log = this.log.child({ jobId: job.id, attempt: job.attempt });
+    const lease = this.lease;
+    const epoch = lease?.epoch ?? 0;
     const exec = new JobExecution(job, {
       client: this.client,
       workspace: this.workspace,
@@ -457,6 +535,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       log,
       baseEnv: this.jobBaseEnv,
       onStarted: () => this.emit('job-started', { jobId: job.id, attempt: job.attempt }),
+      leaseHolds: () => !lease || lease.holds(epoch),
+      leaseKillGraceMs: this.config!.leaseKillGraceMs ?? 1000,
+      guard: this.guard,
     });
     this.jobs.set(key, exec);
     this.jobsTaken++;

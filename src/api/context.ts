@@ -28,4 +28,6 @@ export interface ApiContext {
   version: string;
   /** the server's providers by name (filled at start); pools and jobs for others are refused */
   providers?: ReadonlyMap<string, Provider>;
+  /** URLs of the live control planes on this database, this one first (runners fail over to them). */
+  servers?: () => string[];
 }

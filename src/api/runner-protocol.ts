@@ -21,6 +21,7 @@ import { artifactInfo } from './artifacts.js';
 import { ClaimLedger } from './claim-ledger.js';
 import { terminateRunner } from '../queue/terminate-runner.js';
 import { sseFrame, type ControlSend } from './control-hub.js';
+import { leaseTiming } from '../config/lease.js';
 
 export { GoneError };
 
@@ -71,6 +72,7 @@ const MAX_UNREAD_CONTROL_BYTES = 1 << 20;
 const LOST_CLAIM_MS = 30_000;
 
 export function runnerConfig(ctx: ApiContext, pool: Pool, runner: Runner) {
+  const lease = leaseTiming(ctx.config);
   return {
     pool: pool.name,
     maxJobsPerRunner: runner.slots,
@@ -83,6 +85,12 @@ export function runnerConfig(ctx: ApiContext, pool: Pool, runner: Runner) {
     env: pool.config.env,
     /** This server takes `seq` on claims and `abandoned` on heartbeats (older ones refuse them). */
     claimSeq: true,
+    // The runner's hold on its jobs: it stops them when no heartbeat was answered for leaseMs
+    // (SIGTERM, SIGKILL after leaseKillGraceMs); this server requeues them only later.
+    leaseMs: lease.leaseMs,
+    leaseKillGraceMs: lease.killGraceMs,
+    /** Every live control plane on this database: where the runner goes if this one stops answering. */
+    servers: ctx.servers?.() ?? [],
   };
 }
 
@@ -242,7 +250,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       ctx.bus.emit('runners');
       state = (await getRunner(ctx.db, id)).state;
     }
-    return c.json({ state, cancel, lost });
+    return c.json({ state, cancel, lost, servers: ctx.servers?.() ?? [] });
   });
 
   app.post('/:id/claim', async (c) => {

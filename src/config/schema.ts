@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { parseDuration } from '../lib/duration.js';
 import { kubernetesPoolFields } from '../providers/kubernetes/pool-config.js';
 import { ecsPoolFields } from '../providers/ecs/pool-config.js';
-import { ec2PoolFields } from '../providers/ec2/pool-config.js';
+import { ec2PoolFields, ec2PoolIssues } from '../providers/ec2/pool-config.js';
+import { leaseProblems } from './lease.js';
 
 /** A duration as "30s", "5m", "1h" or milliseconds; parsed to milliseconds. */
 export const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
@@ -54,6 +55,7 @@ export const poolSchema = z
         ctx.addIssue({ code: 'custom', path: [block], message: `a ${block} block needs provider ${block}, not ${p.provider}` });
     if ((p.provider === 'container' || p.provider === 'kubernetes' || p.provider === 'ecs') && !p.image)
       ctx.addIssue({ code: 'custom', path: ['image'], message: `provider ${p.provider} needs an image` });
+    for (const issue of ec2PoolIssues(p)) ctx.addIssue({ code: 'custom', ...issue });
     if (p.dynamicImages !== false && p.provider !== 'container')
       ctx.addIssue({ code: 'custom', path: ['dynamicImages'], message: `dynamic images need the container provider, not ${p.provider}` });
   });
@@ -117,6 +119,8 @@ export const configSchema = z
       .strictObject({
         heartbeatInterval: duration.default(30_000),
         pingInterval: duration.default(10_000),
+        /** How long a runner's hold on its jobs lasts without a heartbeat (see config/lease.ts). */
+        lease: duration.optional(),
       })
       .prefault({}),
     limits: z
@@ -129,6 +133,7 @@ export const configSchema = z
     pools: z.array(poolSchema).prefault([{ name: 'local', provider: 'process', maxJobsPerRunner: 2, maxRunners: 4 }]),
   })
   .superRefine((c, ctx) => {
+    for (const p of leaseProblems(c)) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
     const seen = new Set<string>();
     c.pools.forEach((p, i) => {
       if (seen.has(p.name)) ctx.addIssue({ code: 'custom', path: ['pools', i, 'name'], message: `duplicate pool name ${p.name}` });
