@@ -12,6 +12,8 @@
  *
  *   drain (operator, SIGTERM, ephemeral) ─ claim nothing more, finish jobs, deregister, exit 0
  *       └─ SIGTERM again / grace period over ─ kill jobs (reported "agent shutting down")
+ *   pause (close({ keepIdentity }): Ctrl-C of a hand-started agent) ─ like drain, but the runner
+ *       goes offline instead of deregistering and keeps its UUID and key for the next start
  *   delete ─ kill jobs now, report nothing, remove state and job dirs, exit 0
  *   gone (410) ─ the server terminated us: kill jobs, report nothing, exit 0
  *   unauthorized (401) ─ credential revoked (another agent took this id?): kill jobs, exit 1
@@ -54,6 +56,7 @@ export interface AgentOptions {
   id?: string;
   /** Serve /livez and /readyz on this port (0: any free port); undefined: no health server. */
   healthPort?: number;
+  /** Default 127.0.0.1: the probes tell anyone who asks what the runner is doing. */
   healthHost?: string;
   /** SIGTERM → SIGKILL grace for jobs, and how long a SIGTERM drain waits before killing jobs. */
   gracePeriodMs?: number;
@@ -94,6 +97,7 @@ const MAX_UNSEEN_CLAIMS = 64;
 
 /** How long one claim long-poll may wait on the server. */
 const CLAIM_WAIT_MS = 20_000;
+const SHUTDOWN = 'agent shutting down';
 const PRIORITY: Record<StopKind, number> = { drain: 1, unauthorized: 2, gone: 3, delete: 4 };
 
 export class Agent extends EventEmitter<AgentEvents> {
@@ -123,6 +127,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private prepared = false;
   private enabled = true;
   private stop: { kind: StopKind; reason: string } | undefined;
+  /** A drain that ends offline with the identity kept, instead of deregistered. */
+  private keepIdentity = false;
   /** Aborted when the agent starts stopping: registration, setup and downloads give up. */
   private readonly halt = new AbortController();
   private forced = false;
@@ -176,11 +182,13 @@ export class Agent extends EventEmitter<AgentEvents> {
   /**
    * Graceful stop (first SIGTERM): claim nothing more, let running jobs finish, deregister.
    * Jobs still running after the grace period are killed. A second call kills them at once.
+   * `keepIdentity`: go offline rather than deregister, so the next start is the same runner.
    */
-  async close(): Promise<AgentExit> {
+  async close(opts: { keepIdentity?: boolean } = {}): Promise<AgentExit> {
     if (this.stop) this.forceStop();
     else {
-      this.requestStop('drain', 'agent shutting down');
+      this.keepIdentity = !!opts.keepIdentity;
+      this.requestStop('drain', SHUTDOWN);
       void this.sleep(this.graceMs, this.over.signal).then(() => {
         if (!this.over.signal.aborted) this.forceStop();
       });
@@ -222,15 +230,17 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private async boot(): Promise<void> {
     const { opts } = this;
-    this.stateDir.lock();
+    const stalePid = this.stateDir.lock();
     const { identity, created } = loadOrCreateIdentity(this.stateDir.identityFile, opts.id);
     this.identity = identity;
     this.name = opts.name ?? `${hostname()}-${identity.id.slice(0, 8)}`;
     this.log = this.log.child({ runnerId: identity.id });
+    if (stalePid) this.log.warn({ pid: stalePid, stateDir: this.stateDir.path }, 'state dir lock of an agent that is gone (killed?) taken over');
     this.log.info({ server: this.client.server, name: this.name, stateDir: this.stateDir.path, workDir: this.workspace.root, newIdentity: created, version: VERSION }, 'agent starting');
     if (this.health) {
-      const port = await this.health.listen(opts.healthPort!, opts.healthHost ?? '0.0.0.0');
-      this.log.info({ port }, 'health server listening');
+      const host = opts.healthHost ?? '127.0.0.1';
+      const port = await this.health.listen(opts.healthPort!, host);
+      this.log.info({ port, host }, 'health server listening');
       this.emit('health-listening', port);
     }
 
@@ -555,6 +565,8 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Starts stopping; a stronger kind (delete > gone > unauthorized > drain) overrides a weaker one. */
   private requestStop(kind: StopKind, reason: string): void {
+    // a drain the server or the job asked for (operator, ephemeral) ends the runner for good
+    if (kind === 'drain' && reason !== SHUTDOWN) this.keepIdentity = false;
     if (this.stop && PRIORITY[this.stop.kind] >= PRIORITY[kind]) return;
     this.stop = { kind, reason };
     this.log.info({ kind, reason, runningJobs: this.jobs.size }, kind === 'drain' ? 'draining: finishing running jobs, claiming nothing more' : 'stopping');
@@ -584,7 +596,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       case 'unauthorized':
         return { code: 1, reason: stop.reason };
       case 'drain':
-        if (this.registered) await this.deregister();
+        if (this.registered && this.keepIdentity) await this.goOffline();
+        else if (this.registered) await this.deregister();
         return { code: 0, reason: stop.reason };
     }
   }
@@ -613,6 +626,16 @@ export class Agent extends EventEmitter<AgentEvents> {
         }
         await this.sleep(backoff.next());
       }
+    }
+  }
+
+  /** A clean stop that keeps the identity: the server shows the runner offline now, not after the heartbeat timeout. */
+  private async goOffline(): Promise<void> {
+    try {
+      await this.client.goOffline(this.identity!.id, AbortSignal.timeout(Math.max(2000, Math.min(this.graceMs, 10_000))));
+      this.log.info({ stateDir: this.stateDir.path }, 'stopped; the runner is offline and keeps its identity for the next start');
+    } catch (err) {
+      this.log.warn({ reason: (err as Error).message }, 'could not tell the server; it marks the runner offline when heartbeats stop');
     }
   }
 

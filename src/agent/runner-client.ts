@@ -144,6 +144,11 @@ export class RunnerClient {
     return this.json('POST', `/api/v1/runners/${runnerId}/deregister`, {}, { signal, timeoutMs: 10_000 });
   }
 
+  /** The agent stops for now and keeps its identity (see POST /runners/{id}/offline). */
+  goOffline(runnerId: string, signal?: AbortSignal): Promise<unknown> {
+    return this.json('POST', `/api/v1/runners/${runnerId}/offline`, {}, { signal, timeoutMs: 10_000 });
+  }
+
   startJob(jobId: number, attempt: number, signal?: AbortSignal): Promise<{ state: string; cancel: boolean }> {
     return this.json('POST', `/api/v1/jobs/${jobId}/start`, { attempt }, { signal });
   }

@@ -14,6 +14,7 @@ import { encryptAtRest } from '../lib/sealed.js';
 import { NotFoundError, UnprocessableError } from '../lib/errors.js';
 import { waitForAny } from './waiters.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
+import { distributionProblem, providerProblem } from './pool-checks.js';
 
 const KEEPALIVE_MS = 15_000;
 const JOB_STATES = ['queued', 'claimed', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out'] as const;
@@ -71,6 +72,9 @@ export async function prepareSpecs(ctx: ApiContext, inputs: JobSpecInput[], sour
       // only "not found" is an unknown pool: a store outage stays a 503
       const pool = await getPool(ctx.db, name).catch((err) => (err instanceof NotFoundError ? undefined : Promise.reject(err)));
       if (!pool) throw new UnprocessableError(`unknown pool ${JSON.stringify(name)}; see \`runyard pools list\``, poolField);
+      // a job its pool can never run is refused, not left waiting (checked once per pool)
+      const cannot = providerProblem(ctx.providers, pool.config) ?? (await distributionProblem(ctx.db, pool.config));
+      if (cannot) throw new UnprocessableError(cannot, poolField);
       pools.set(name, pool);
     }
     const pool = pools.get(name)!;
@@ -114,6 +118,13 @@ function checkResources(classSizes: Record<string, ClassSize>, pool: Pool, s: Jo
       `the job needs ${need}, more than pool ${pool.name}'s class ${pool.config.class} (${own.cpu} CPU, ${own.memoryMb} MB); submit it to a pool of a larger class`,
       field((s.cpu ?? 0) > own.cpu ? 'cpu' : 'memoryMb'),
     );
+}
+
+/** Why a queued job waits (its pool's runners cannot be started), or null. */
+async function waitingReasonOf(ctx: ApiContext, job: Job): Promise<string | null> {
+  if (job.state !== 'queued') return null;
+  const [row] = await ctx.db.query<{ waiting_reason: string | null }>('select waiting_reason from pools where name = $1', [job.pool]);
+  return row?.waiting_reason ?? null;
 }
 
 export async function submitJobs(ctx: ApiContext, specs: JobSpec[], actor: string) {
@@ -167,7 +178,10 @@ export function jobsRouter(ctx: ApiContext) {
 
   app.get('/:id', async (c) => {
     requireAdmin(c.var.principal);
-    return c.json({ job: publicJob(await getJob(ctx.db, parseId(c))) });
+    const job = await getJob(ctx.db, parseId(c));
+    // only on a queued job whose pool cannot start runners: why it waits
+    const waitingReason = await waitingReasonOf(ctx, job);
+    return c.json({ job: { ...publicJob(job), ...(waitingReason ? { waitingReason } : {}) } });
   });
 
   app.get('/:id/events', async (c) => {
@@ -218,6 +232,7 @@ export function jobsRouter(ctx: ApiContext) {
       stream.onAbort(() => abort.abort());
       let after = q.after;
       let lastWrite = Date.now();
+      let lastWaiting: string | null = null;
       while (!abort.signal.aborted) {
         // read the state before the logs: a job seen finished has no logs still to come
         let job: Job;
@@ -240,6 +255,13 @@ export function jobsRouter(ctx: ApiContext) {
         if (FINAL_STATES.includes(job.state)) {
           await stream.writeSSE({ event: 'end', data: JSON.stringify({ state: job.state, exitCode: job.exitCode, error: job.error }) });
           break;
+        }
+        // why a queued job waits, once and again whenever it changes
+        const waiting = await waitingReasonOf(ctx, job);
+        if (waiting !== lastWaiting) {
+          if (waiting) await stream.writeSSE({ event: 'waiting', data: JSON.stringify({ reason: waiting }) });
+          lastWaiting = waiting;
+          lastWrite = Date.now();
         }
         // A comment line now and then keeps proxies and idle timeouts from cutting a quiet job's stream.
         if (Date.now() - lastWrite > KEEPALIVE_MS) {

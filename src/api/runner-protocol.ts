@@ -16,7 +16,7 @@ import { getPool, type Pool } from '../store/queries/pools.js';
 import { ResultBatcher } from './result-batcher.js';
 import { createToken, findTokenBySecret, revokeRunnerTokens, spendToken } from '../store/queries/tokens.js';
 import { decryptAtRest, isValidPublicKey, sealTo } from '../lib/sealed.js';
-import { ConflictError, ForbiddenError, GoneError, NotFoundError, UnauthorizedError } from '../lib/errors.js';
+import { ConflictError, ForbiddenError, GoneError, NotFoundError, UnauthorizedError, UnprocessableError } from '../lib/errors.js';
 import { artifactInfo } from './artifacts.js';
 import { ClaimLedger } from './claim-ledger.js';
 import { terminateRunner } from '../queue/terminate-runner.js';
@@ -145,6 +145,8 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       await revokeRunnerTokens(tx, now, id);
       const { secret } = await createToken(tx, now, { kind: 'runner', pool: pool.name, runnerId: id, description: `credential of ${body.name}` });
       const distribution = pool.config.distribution ? await artifactInfo(tx, pool.config.distribution) : null;
+      // never a runner without its pool's distribution: its jobs would run without their files
+      if (pool.config.distribution && !distribution) throw new UnprocessableError(`distribution ${pool.config.distribution} of pool ${pool.name} is not in the artifact store`, 'distribution');
       // Only the key's holder can read the credential of a runner that already had this key: a
       // token and a public key alone must not be enough to act as a registered runner.
       return { runner, from, pool, secret, distribution, lost, firstKey: !existing?.publicKey };
@@ -276,6 +278,21 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       // The periodic re-check covers jobs enqueued through another server.
       await ctx.hub.park(pool, gen, abort.signal, Math.min(left, 2000));
     }
+  });
+
+  // An agent stopped by Ctrl-C keeps its identity: offline now (not after the heartbeat timeout,
+  // so no phantom idle capacity), registered again with the same id on its next start.
+  app.post('/:id/offline', async (c) => {
+    const id = parseUuid(c);
+    requireRunner(c.var.principal, id);
+    const now = ctx.clock.now();
+    const lost = await ctx.db.transaction(async (tx) => {
+      const went = await transitionRunner(tx, now, id, 'offline', 'agent stopped; it keeps its identity', { from: ['idle', 'busy', 'draining', 'disabled'], actor: id });
+      return went ? recoverJobs(tx, now, await activeJobIdsOfRunner(tx, id), 'runner stopped', { runnerId: id }) : [];
+    });
+    ctx.bus.emit('runners');
+    if (lost.length) ctx.bus.emit('jobs', c.var.principal.pool, lost.length);
+    return c.json({ ok: true });
   });
 
   app.post('/:id/deregister', async (c) => {
