@@ -3,6 +3,7 @@ import { parseDuration } from '../lib/duration.js';
 import { kubernetesPoolFields } from '../providers/kubernetes/pool-config.js';
 import { ecsPoolFields } from '../providers/ecs/pool-config.js';
 import { ec2PoolFields } from '../providers/ec2/pool-config.js';
+import { minIdleScheduleSchema, scheduleIssues } from './min-idle-schedule.js';
 
 /** A duration as "30s", "5m", "1h" or milliseconds; parsed to milliseconds. */
 export const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
@@ -29,6 +30,8 @@ export const poolSchema = z
     labels: z.array(z.string().min(1).max(128)).max(64).default([]),
     maxJobsPerRunner: z.number().int().min(1).max(256).default(1),
     minIdle: z.number().int().min(0).max(1000).default(0),
+    /** minIdle by day and time in a time zone (src/config/min-idle-schedule.ts); minIdle outside its windows */
+    minIdleSchedule: minIdleScheduleSchema.optional(),
     maxRunners: z.number().int().min(0).max(10000).default(10),
     idleTimeout: duration.default(300_000),
     maxLifetime: duration.default(86_400_000),
@@ -49,6 +52,7 @@ export const poolSchema = z
   })
   .superRefine((p, ctx) => {
     if (p.minIdle > p.maxRunners) ctx.addIssue({ code: 'custom', path: ['minIdle'], message: `minIdle (${p.minIdle}) exceeds maxRunners (${p.maxRunners})` });
+    for (const issue of scheduleIssues(p.minIdleSchedule, p.maxRunners)) ctx.addIssue({ code: 'custom', ...issue });
     for (const block of ['kubernetes', 'ecs', 'ec2'] as const)
       if (p[block] !== undefined && p.provider !== block)
         ctx.addIssue({ code: 'custom', path: [block], message: `a ${block} block needs provider ${block}, not ${p.provider}` });
