@@ -140,3 +140,8 @@ test('scheduled minIdle: overnight windows, overlaps, bad input named', () => {
   assert.match(issue({ minIdleSchedule: { windows: [{ from: '8am', to: '09:00', minIdle: 1 }] } }), /^minIdleSchedule\.windows\.0\.from: must be a time HH:MM/);
   assert.match(issue({ minIdleSchedule: { windows: [{ from: '08:00', to: '09:00', minIdle: 5 }] } }), /^minIdleSchedule\.windows\.0\.minIdle: minIdle \(5\) exceeds maxRunners \(3\)/);
 });
+
+test('scheduled minIdle: a parsed pool config parses again unchanged (it is stored and applied back)', () => {
+  const once = poolSchema.parse({ name: 'p', maxRunners: 5, minIdleSchedule: { timeZone: 'Europe/Berlin', windows: [{ days: ['mon-thu', 'fri'], from: '08:00', to: '19:00', minIdle: 4 }] } });
+  assert.deepEqual(poolSchema.parse(JSON.parse(JSON.stringify(once))), once);
+});

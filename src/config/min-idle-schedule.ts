@@ -37,10 +37,9 @@ export function parseDays(input: string | string[]): number[] | string {
   return [...days].sort();
 }
 
-const clockTime = z
-  .string()
-  .regex(/^([01]\d|2[0-3]):[0-5]\d$|^24:00$/, 'must be a time HH:MM (00:00 to 24:00)')
-  .transform((s) => Number(s.slice(0, 2)) * 60 + Number(s.slice(3)));
+const CLOCK = /^([01]\d|2[0-3]):[0-5]\d$|^24:00$/;
+const minutes = (s: string) => Number(s.slice(0, 2)) * 60 + Number(s.slice(3));
+const clockTime = z.string().regex(CLOCK, 'must be a time HH:MM (00:00 to 24:00)');
 
 export function validTimeZone(tz: string): boolean {
   try {
@@ -51,16 +50,15 @@ export function validTimeZone(tz: string): boolean {
   }
 }
 
+// Validated but kept as written (no transform), so a pool's config reads back as it was applied.
 const windowSchema = z.strictObject({
-  days: z.union([z.string(), z.array(z.string()).min(1)]).default('daily').transform((v, ctx) => {
-    const d = parseDays(v);
-    if (typeof d === 'string') {
-      ctx.addIssue({ code: 'custom', message: d });
-      return z.NEVER;
-    }
-    return d;
-  }),
-  /** minutes after local midnight */
+  days: z
+    .union([z.string(), z.array(z.string()).min(1)])
+    .default('daily')
+    .superRefine((v, ctx) => {
+      const d = parseDays(v);
+      if (typeof d === 'string') ctx.addIssue({ code: 'custom', message: d });
+    }),
   from: clockTime,
   to: clockTime,
   minIdle: z.number().int().min(0).max(1000),
@@ -94,12 +92,28 @@ export function localTime(now: number, timeZone: string): { day: number; minute:
   return { day, minute: hour * 60 + minute };
 }
 
+interface Compiled {
+  timeZone: string;
+  windows: { days: number[]; from: number; to: number; minIdle: number }[];
+}
+const compiled = new WeakMap<MinIdleSchedule, Compiled>();
+
+function compile(s: MinIdleSchedule): Compiled {
+  let c = compiled.get(s);
+  if (!c) {
+    c = { timeZone: s.timeZone, windows: s.windows.map((w) => ({ days: parseDays(w.days) as number[], from: minutes(w.from), to: minutes(w.to), minIdle: w.minIdle })) };
+    compiled.set(s, c);
+  }
+  return c;
+}
+
 /** The warm runners a pool keeps at `now`: the highest window that covers it, else `base`. */
 export function scheduledMinIdle(base: number, schedule: MinIdleSchedule | undefined, now: number): number {
   if (!schedule) return base;
-  const { day, minute } = localTime(now, schedule.timeZone);
+  const s = compile(schedule);
+  const { day, minute } = localTime(now, s.timeZone);
   let best: number | undefined;
-  for (const w of schedule.windows) {
+  for (const w of s.windows) {
     const covers =
       w.from < w.to
         ? w.days.includes(day) && minute >= w.from && minute < w.to
