@@ -9,7 +9,7 @@ import { fmtMs } from './report-text.js';
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 const W = 760;
 const H = 200;
-const PAD = { l: 44, r: 12, t: 10, b: 26 };
+const PAD = { l: 44, r: 12, t: 22, b: 26 };
 const STATES = [
   { key: 'busy', label: 'busy', color: '#2f6fdf' },
   { key: 'idle', label: 'idle', color: '#9cc3ff' },
@@ -41,7 +41,7 @@ function axes(t: number[], max: number, title: string): string {
     const x = x0 + ((W - PAD.l - PAD.r) * i) / 6;
     ticks.push(`<text x="${x}" y="${H - 8}" text-anchor="middle">${hhmm(t[0]! + (span * i) / 6, span)}</text>`);
   }
-  return `<text x="${x0}" y="${PAD.t - 0}" class="title">${esc(title)}</text>${ticks.join('')}`;
+  return `<text x="${x0}" y="12" class="title">${esc(title)}</text>${ticks.join('')}`;
 }
 
 function scale(t: number[], max: number) {
@@ -72,7 +72,7 @@ export function runnersChart(s: SimSeries, name: string): string {
     const bottom = s.t.map((t, i) => `${x(t)},${y(lower[i]!)}`).reverse();
     return `<polygon data-state="${st.key}" points="${[...top, ...bottom].join(' ')}" fill="${st.color}"/>`;
   });
-  const legend = STATES.map((st, i) => `<rect x="${W - PAD.r - 300 + i * 75}" y="0" width="10" height="10" fill="${st.color}"/><text x="${W - PAD.r - 286 + i * 75}" y="9">${st.label}</text>`).join('');
+  const legend = STATES.map((st, i) => `<rect x="${W - PAD.r - 300 + i * 75}" y="3" width="10" height="10" fill="${st.color}"/><text x="${W - PAD.r - 286 + i * 75}" y="12">${st.label}</text>`).join('');
   return `<svg class="chart" data-chart="runners" viewBox="0 0 ${W} ${H}" role="img" aria-label="runners by state over time, ${esc(name)}">${axes(s.t, max, 'runners by state')}${areas.join('')}${legend}</svg>`;
 }
 
