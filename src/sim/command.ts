@@ -10,7 +10,7 @@ import { routeLabels, isSelfHosted } from '../github/routing.js';
 import type { Pool } from '../store/queries/pools.js';
 import { poolSchema } from '../config/schema.js';
 import { parseTrace, detectFormat, toJsonl, TraceError, type TraceFormat, type TraceJob } from './trace.js';
-import { parseLatency, type Latency } from './provider-model.js';
+import { parseLatency, type Fitted, type Latency } from './provider-model.js';
 import { parseSets, readPools, readSpec, SpecError, type Policy } from './spec.js';
 import { readStoreAt } from './store-trace.js';
 import { compare } from './compare.js';
@@ -83,7 +83,7 @@ async function simulate(traceFile: string | undefined, o: SimulateOptions): Prom
   // --- the trace and the pools -------------------------------------------------------------
   let jobs: TraceJob[];
   let base: Record<string, unknown>[] | undefined = o.config ? readPools(o.config) : undefined;
-  let fitted: Latency | undefined;
+  let fitted: Fitted = {};
   let end: number | undefined;
   if (o.fromStore) {
     const since = parseDuration(o.since);
@@ -93,9 +93,9 @@ async function simulate(traceFile: string | undefined, o: SimulateOptions): Prom
     const t = await readStoreAt(store, until - since, until);
     jobs = t.jobs;
     end = until;
-    fitted = t.startLatency;
+    fitted = { startLatency: t.startLatency, claimGap: t.claimGap };
     base ??= t.pools.length ? t.pools : undefined;
-    progress?.(`${t.jobs.length} jobs${t.skipped ? `, ${t.skipped} cancelled before they ran (left out)` : ''}${t.unfinished ? `, ${t.unfinished} not finished yet (left out)` : ''}; ${fitted?.kind === 'empirical' ? fitted.samples.length : 0} runner starts`);
+    progress?.(`${t.jobs.length} jobs${t.skipped ? `, ${t.skipped} cancelled before they ran (left out)` : ''}${t.unfinished ? `, ${t.unfinished} not finished yet (left out)` : ''}; ${fitted.startLatency?.kind === 'empirical' ? fitted.startLatency.samples.length : 0} runner starts`);
   } else {
     let text: string;
     try {
@@ -115,10 +115,10 @@ async function simulate(traceFile: string | undefined, o: SimulateOptions): Prom
     if (parsed.skipped) progress?.(`${parsed.skipped} jobs never ran (left out)`);
     if (latencyFlag === 'fit' && jobs.length) {
       const t = await readStoreAt(store, jobs[0]!.arrival - 3_600_000, jobs[jobs.length - 1]!.arrival + 3_600_000);
-      fitted = t.startLatency;
+      fitted = { startLatency: t.startLatency, claimGap: t.claimGap };
     }
   }
-  if (latencyFlag === 'fit' && !fitted) throw bad('--start-latency fit: the store has no registered runners in the trace\'s window to fit from');
+  if (latencyFlag === 'fit' && !fitted.startLatency) throw bad('--start-latency fit: the store has no registered runners in the trace\'s window to fit from');
   if (latencyFlag && latencyFlag !== 'fit') spec.startLatency = latencyFlag;
   base ??= DEFAULT_POOLS;
   jobs = route(jobs, base, progress);

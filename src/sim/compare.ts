@@ -2,7 +2,7 @@
 import type { PoolConfig } from '../config/schema.js';
 import { Simulation, type SimResult } from './simulation.js';
 import { policyPools, simPools, type Policy, type SimSpec } from './spec.js';
-import { describeLatency, type Latency } from './provider-model.js';
+import { describeLatency, type Fitted } from './provider-model.js';
 import { waitFigures, type PolicyFigures } from './figures.js';
 import type { TraceJob } from './trace.js';
 
@@ -29,7 +29,7 @@ export interface CompareInput {
   spec: SimSpec;
   policies: Policy[];
   jobs: TraceJob[];
-  fitted?: Latency;
+  fitted?: Fitted;
   end?: number;
   onProgress?: (policy: string, fraction: number) => void;
 }

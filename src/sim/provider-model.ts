@@ -26,8 +26,16 @@ export const poolModelSchema = z.strictObject({
   startFailureRate: z.number().min(0).max(1).optional(),
   /** price of one runner-hour; default from the pool's class in costPerHour */
   costPerHour: z.number().min(0).optional(),
+  /** from a job's result to the runner's next claim (the agent's round trip) */
+  claimGap: duration.optional(),
 });
 export type PoolModel = z.output<typeof poolModelSchema>;
+
+/** What a store tells of its provider: start latencies, and the claim gap. */
+export interface Fitted {
+  startLatency?: Latency;
+  claimGap?: number;
+}
 
 export const DEFAULT_LATENCY: Latency = { kind: 'fixed', value: 2_000 };
 

@@ -37,6 +37,8 @@ export interface SimPoolInput {
   apiRate?: { perSecond: number; burst: number };
   startFailureRate: number;
   costPerHour: number;
+  /** ms from a job's result to the runner's next claim (the agent's round trip); default 0 */
+  claimGap?: number;
 }
 
 export interface SimOptions {
@@ -99,7 +101,7 @@ interface PoolState {
   failedStarts: number;
 }
 
-type Ev = TimedEvent & ({ kind: 'tick' } | { kind: 'pass' } | { kind: 'sample' } | { kind: 'launch'; r: SimRunner } | { kind: 'register'; r: SimRunner } | { kind: 'done'; r: SimRunner; job: number });
+type Ev = TimedEvent & ({ kind: 'tick' } | { kind: 'pass' } | { kind: 'sample' } | { kind: 'launch'; r: SimRunner } | { kind: 'register'; r: SimRunner } | { kind: 'done'; r: SimRunner; job: number } | { kind: 'free'; r: SimRunner });
 
 export class Simulation {
   private heap = new EventHeap<Ev>();
@@ -115,7 +117,8 @@ export class Simulation {
   private liveTotal = 0;
   private peakTotal = 0;
   private done = 0;
-  private waits: Float64Array;
+  /** each job's simulated queue wait (ms), in trace order */
+  readonly waits: Float64Array;
   private jobPool: Uint16Array;
   private series: SimSeries = { t: [], queued: [], starting: [], idle: [], busy: [], draining: [] };
   private queuedTotal = 0;
@@ -211,6 +214,8 @@ export class Simulation {
         return this.register(ev.r);
       case 'done':
         return this.complete(ev.r, ev.job);
+      case 'free':
+        return this.freed(ev.r);
     }
   }
 
@@ -391,13 +396,21 @@ export class Simulation {
       if (r.activeJobs === 0) this.terminate(r); // drained, or an ephemeral runner exits after its job
       return;
     }
-    p.free.add(r);
     if (r.activeJobs === 0) {
       r.idleSince = this.now;
       this.setState(r, 'idle');
     }
-    this.dispatch(p);
+    const gap = p.input.claimGap ?? 0;
+    if (gap > 0) this.heap.push({ t: this.now + gap, kind: 'free', r });
+    else this.freed(r);
     if (p.warmable) this.wake(false);
+  }
+
+  /** The runner asks for work again: its free slot takes the oldest queued job. */
+  private freed(r: SimRunner): void {
+    if (r.state !== 'idle' && r.state !== 'busy') return;
+    r.pool.free.add(r);
+    this.dispatch(r.pool);
   }
 
   private finish(start: number, end: number): SimResult {

@@ -18,7 +18,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { duration, poolSchema, type PoolConfig } from '../config/schema.js';
 import { formatPath } from '../config/load.js';
-import { DEFAULT_LATENCY, latencySchema, poolModelSchema, type Latency } from './provider-model.js';
+import { DEFAULT_LATENCY, latencySchema, poolModelSchema, type Fitted } from './provider-model.js';
 import type { SimPoolInput } from './simulation.js';
 
 export class SpecError extends Error {}
@@ -38,6 +38,7 @@ export const simSpecSchema = z.strictObject({
   startLatency: latencySchema.optional(),
   apiRate: poolModelSchema.shape.apiRate,
   startFailureRate: z.number().min(0).max(1).default(0),
+  claimGap: duration.optional(),
   costPerHour: z.record(z.string(), z.number().min(0)).default({}),
   models: z.record(z.string(), poolModelSchema).default({}),
   policies: z.array(policySchema).max(100).default([]),
@@ -93,14 +94,15 @@ export function policyPools(base: Record<string, unknown>[], policy: Policy, whe
 }
 
 /** The simulator's view of each pool: its config and its provider model. */
-export function simPools(pools: PoolConfig[], spec: SimSpec, fitted?: Latency): SimPoolInput[] {
+export function simPools(pools: PoolConfig[], spec: SimSpec, fitted: Fitted = {}): SimPoolInput[] {
   return pools.map((config) => {
     const m = spec.models[config.name] ?? {};
     const cost = m.costPerHour ?? (config.class !== undefined ? spec.costPerHour[config.class] : undefined) ?? spec.costPerHour.default ?? 0;
     const apiRate = m.apiRate ?? spec.apiRate;
     return {
       config,
-      latency: m.startLatency ?? spec.startLatency ?? fitted ?? DEFAULT_LATENCY,
+      latency: m.startLatency ?? spec.startLatency ?? fitted.startLatency ?? DEFAULT_LATENCY,
+      claimGap: m.claimGap ?? spec.claimGap ?? fitted.claimGap ?? 0,
       ...(apiRate ? { apiRate } : {}),
       startFailureRate: m.startFailureRate ?? spec.startFailureRate,
       costPerHour: cost,

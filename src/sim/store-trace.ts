@@ -17,7 +17,10 @@ export interface StoreTrace {
   skipped: number;
   /** jobs not finished yet when read */
   unfinished: number;
+  /** launch to first claim, per runner started in the window */
   startLatency: Latency | undefined;
+  /** median ms from a result to the runner's next claim while jobs waited */
+  claimGap: number | undefined;
   /** the pools as stored (parsed configs) */
   pools: Record<string, unknown>[];
   since: number;
@@ -43,22 +46,41 @@ export async function readStoreTrace(q: Queryable, since: number, until: number)
       skipped++;
       continue;
     }
-    const job: TraceJob = { arrival: r.created_at.getTime(), pool: r.pool, labels: r.labels ?? [], duration: Math.max(0, r.finished_at.getTime() - r.started_at.getTime()), outcome: r.state };
+    // duration is how long the job held its runner's slot (claim to result): what the replay needs
+    const job: TraceJob = { arrival: r.created_at.getTime(), pool: r.pool, labels: r.labels ?? [], duration: Math.max(0, r.finished_at.getTime() - r.claimed_at.getTime()), outcome: r.state };
     // a retried job's claim is its last attempt's: only first attempts measure the queue wait
     if (r.attempt <= 1) job.wait = Math.max(0, r.claimed_at.getTime() - r.created_at.getTime());
     jobs.push(job);
   }
-  const starts = await q.query<{ ms: number }>(
-    `select (extract(epoch from registered_at - created_at) * 1000)::float8 as ms from runners
-     where registered_at is not null and created_at >= $1 and created_at < $2 and provider <> 'manual' order by created_at, id`,
+  // A runner can take work a little after it registers (control channel, setup, first claim).
+  // Where a job was already waiting for it, launch to first claim is measured as it is; for the
+  // others that offset is added to launch-to-registration, from the runners that show it.
+  const starts = await q.query<{ registered: number; ready: number | null }>(
+    `select (extract(epoch from r.registered_at - r.created_at) * 1000)::float8 as registered,
+            (select (extract(epoch from min(j.claimed_at) - r.created_at) * 1000)::float8 from jobs j
+              where j.runner_id = r.id and j.attempt = 1 and j.created_at <= r.registered_at
+                and not exists (select 1 from jobs e where e.runner_id = r.id and e.claimed_at < j.claimed_at)) as ready
+     from runners r
+     where r.registered_at is not null and r.created_at >= $1 and r.created_at < $2 and r.provider <> 'manual' order by r.created_at, r.id`,
     [new Date(since), new Date(until)],
   );
+  const offsets = starts.filter((s) => s.ready !== null).map((s) => s.ready! - s.registered).sort((a, b) => a - b);
+  const offset = offsets.length ? offsets[Math.floor(offsets.length / 2)]! : 0;
+  // A runner's next claim after a result, where jobs were waiting: the agent's round trip.
+  const gaps = await q.query<{ ms: number }>(
+    `select (extract(epoch from j.claimed_at - prev.finished_at) * 1000)::float8 as ms
+     from jobs j join lateral (select p.finished_at from jobs p where p.runner_id = j.runner_id and p.finished_at <= j.claimed_at order by p.finished_at desc limit 1) prev on true
+     where j.created_at >= $1 and j.created_at < $2 and j.created_at < prev.finished_at and j.attempt = 1`,
+    [new Date(since), new Date(until)],
+  );
+  const gapSorted = gaps.map((g) => g.ms).sort((a, b) => a - b);
   const pools = (await listPools(q as never)).map((p) => p.config as unknown as Record<string, unknown>);
   return {
     jobs,
     skipped,
     unfinished,
-    startLatency: starts.length ? { kind: 'empirical', samples: starts.map((s) => Math.round(s.ms)) } : undefined,
+    startLatency: starts.length ? { kind: 'empirical', samples: starts.map((s) => Math.round(s.ready ?? s.registered + offset)) } : undefined,
+    claimGap: gapSorted.length ? Math.round(gapSorted[Math.floor(gapSorted.length / 2)]!) : undefined,
     pools,
     since,
     until,

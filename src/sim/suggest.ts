@@ -8,7 +8,7 @@ import type { PoolConfig } from '../config/schema.js';
 import { localTime, type MinIdleScheduleInput } from '../config/min-idle-schedule.js';
 import { Simulation } from './simulation.js';
 import { policyPools, simPools, type SimSpec } from './spec.js';
-import type { Latency } from './provider-model.js';
+import type { Fitted } from './provider-model.js';
 import type { PolicyFigures } from './figures.js';
 import type { TraceJob } from './trace.js';
 import { parseDuration } from '../lib/duration.js';
@@ -63,7 +63,7 @@ export function busyWindow(jobs: TraceJob[], timeZone: string): MinIdleScheduleI
   return { days: weekend < weekday / 4 ? 'mon-fri' : 'daily', from: hh(from), to: hh(to), minIdle: 1 };
 }
 
-export function suggest(input: { base: Record<string, unknown>[]; spec: SimSpec; jobs: TraceJob[]; fitted?: Latency; slo: { q: Quantile; ms: number }; timeZone: string; onProgress?: (pool: string, done: number, total: number) => void }): Suggestion[] {
+export function suggest(input: { base: Record<string, unknown>[]; spec: SimSpec; jobs: TraceJob[]; fitted?: Fitted; slo: { q: Quantile; ms: number }; timeZone: string; onProgress?: (pool: string, done: number, total: number) => void }): Suggestion[] {
   const { spec, slo } = input;
   const current = policyPools(input.base, { name: 'current', pools: {} }, 'pools');
   return current.map((pool, index) => {
