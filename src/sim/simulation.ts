@@ -233,7 +233,14 @@ export class Simulation {
 
   // --- the scheduler ---------------------------------------------------------------------------
 
-  private wake(urgent: boolean): void {
+  /**
+   * Asks for a pass, spaced like the server's. A wake for a pool at maxRunners with jobs queued
+   * is dropped: such a pass could start nothing for it and stop none of its idle runners (jobs
+   * wait), so it would only repeat the last decision; time-based stops still come with the tick.
+   * This keeps a fleet at its cap from costing a pass per arrival.
+   */
+  private wake(urgent: boolean, p?: PoolState): void {
+    if (p && p.live.length >= p.input.config.maxRunners && p.queue.length > p.head) return;
     const at = Math.max(this.now, this.lastPassAt + (urgent ? URGENT_GAP_MS : LOAD_GAP_MS));
     if (at >= this.passAt) return;
     this.passAt = at;
@@ -326,7 +333,7 @@ export class Simulation {
     this.setState(r, 'idle');
     r.pool.free.add(r);
     this.dispatch(r.pool);
-    this.wake(true);
+    this.wake(true, r.pool);
   }
 
   private setState(r: SimRunner, to: State): void {
@@ -364,7 +371,7 @@ export class Simulation {
     p.queue.push(job);
     this.queuedTotal++;
     this.dispatch(p);
-    if (p.queue.length > p.head) this.wake(true);
+    if (p.queue.length > p.head) this.wake(true, p);
   }
 
   /** Runners with free slots claim queued jobs, oldest first; the runner waiting longest first. */
@@ -403,7 +410,7 @@ export class Simulation {
     const gap = p.input.claimGap ?? 0;
     if (gap > 0) this.heap.push({ t: this.now + gap, kind: 'free', r });
     else this.freed(r);
-    if (p.warmable) this.wake(false);
+    if (p.warmable) this.wake(false, p);
   }
 
   /** The runner asks for work again: its free slot takes the oldest queued job. */
