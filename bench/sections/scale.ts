@@ -16,7 +16,9 @@ await runSection('scale', '9. Scale: 10,000 runners, 100,000 queued jobs', async
   const workers = 200;
   const measureMs = quick ? 15_000 : 60_000;
   const heartbeatMs = 30_000;
-  const s = await startBenchServer({ store: 'postgres', tag: 'scale', config: { pools: [{ name: 'sim', maxRunners: 10_000 }] } });
+  // maxRunners equal to the runners registered: the scheduler sees a full pool and starts no
+  // process runners of its own (the queue would otherwise make it start thousands)
+  const s = await startBenchServer({ store: 'postgres', tag: 'scale', config: { pools: [{ name: 'sim', maxRunners: runners }] } });
   const load = new LoadProcess('sim-runners.ts', {}, ['--max-old-space-size=4096']);
   // Every pass the scheduler runs, timed from its start to its plan applied.
   const sched = s.server.scheduler as any;
@@ -37,6 +39,7 @@ await runSection('scale', '9. Scale: 10,000 runners, 100,000 queued jobs', async
     await load.next('ready');
     const reg = await load.request<any>({ type: 'register', url: s.url, adminToken: s.token, pool: 'sim', count: runners, concurrency: 16 }, 'registered', 1_800_000);
     log(`${reg.count} runners registered (${fmt(reg.registrationsPerS)}/s)`);
+    if (reg.count !== runners) throw new Error(`${reg.count} of ${runners} runners registered: the scheduler would start real runners for the gap`);
     await load.request({ type: 'keepalive', intervalMs: heartbeatMs }, 'keepalive-started');
     const opened = await load.request<any>({ type: 'sse-open', count: runners, concurrency: 200, timeoutMs: 600_000 }, 'sse-opened', 1_800_000);
     log(`${opened.open} control channels open in ${fmt(opened.seconds)} s (${opened.failed} failed ${opened.firstError})`);
@@ -59,6 +62,8 @@ await runSection('scale', '9. Scale: 10,000 runners, 100,000 queued jobs', async
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
     const [left] = await s.server.db.query<{ n: number }>(`select count(*)::int as n from jobs where state = 'queued'`);
     const [live] = await s.server.db.query<{ n: number }>(`select count(*)::int as n from runners where state in ('idle', 'busy')`);
+    const [started] = await s.server.db.query<{ n: number }>(`select count(*)::int as n from runners where provider <> 'manual'`);
+    if (started!.n > 0) throw new Error(`the scheduler started ${started!.n} runners of its own: the load was not what it should be`);
     log(`${passes.length} passes; ${w.done} jobs done (${fmt(w.perS)}/s, ${w.errors} errors ${w.firstError}); ${hb.count} heartbeats, ${hb.errors} failed; ${left!.n} still queued; ${live!.n} runners online`);
     const passP99 = passes.length ? percentile(passes, 99) : null;
     const rows: Row[] = [
@@ -76,7 +81,7 @@ await runSection('scale', '9. Scale: 10,000 runners, 100,000 queued jobs', async
     return {
       rows,
       notes: [
-        `${fmt(runners)} simulated runners in a child process (one pool, maxRunners 10,000, so the scheduler starts none): registered over HTTP, every one heartbeating once per ${heartbeatMs / 1000} s (spread evenly) and holding its control channel open (one socket each).`,
+        `${fmt(runners)} simulated runners in a child process (one pool whose maxRunners is that number, so the scheduler starts none): registered over HTTP, every one heartbeating once per ${heartbeatMs / 1000} s (spread evenly) and holding its control channel open (one socket each).`,
         `${fmt(queued)} jobs queued through POST /api/v1/jobs/batch; then for ${measureMs / 1000} s ${workers} of the runners work through the queue (claim, start, log, result, no processes) while the scheduler is woken every 500 ms and ticks every 10 s.`,
         'Scheduler pass: every pass the server ran during the measurement, from gather (pools, runners with their active jobs, queue depth) through decide() to the plan applied. Claim latency counts claims that returned jobs. RSS is the section process, which is the server.',
       ],
