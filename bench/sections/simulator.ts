@@ -8,7 +8,7 @@ import { poolSchema } from '../../src/config/schema.js';
 import { decide, type RunnerView } from '../../src/scheduler/decide.js';
 import { Simulation } from '../../src/sim/simulation.js';
 import { syntheticDay } from '../lib/synthetic-day.js';
-import { fmt, fmtBytes, percentile } from '../lib/stats.js';
+import { fmt, fmtBytes, median, percentile } from '../lib/stats.js';
 import { runSection, targetAtMost, type Row } from '../lib/section.js';
 
 await runSection('simulator', '8. Simulator: a day of 1,000,000 jobs', async ({ quick, log }) => {
@@ -56,14 +56,20 @@ await runSection('simulator', '8. Simulator: a day of 1,000,000 jobs', async ({ 
   }));
   const view = { config: pool, configHash: 'h', queued: 500, runners: fleet, startFailures: { count: 0, lastAt: 0 } };
   for (let i = 0; i < 200; i++) decide([view], now);
-  const alone: number[] = [];
-  for (let i = 0; i < 1000; i++) {
-    const t = performance.now();
-    decide([{ ...view, queued: i % 2 ? 0 : 500 }], now);
-    alone.push(performance.now() - t);
+  // three rounds, the median of their p99s: one round's tail is often another process's timeslice
+  const rounds: { p50: number; p99: number }[] = [];
+  for (let k = 0; k < 3; k++) {
+    const alone: number[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const t = performance.now();
+      decide([{ ...view, queued: i % 2 ? 0 : 500 }], now);
+      alone.push(performance.now() - t);
+    }
+    rounds.push({ p50: percentile(alone, 50), p99: percentile(alone, 99) });
   }
-  const aloneP99 = percentile(alone, 99);
-  log(`decide() alone at ${maxRunners} runners: p50 ${fmt(percentile(alone, 50))} ms, p99 ${fmt(aloneP99)} ms`);
+  const aloneP50 = median(rounds.map((r) => r.p50));
+  const aloneP99 = median(rounds.map((r) => r.p99));
+  log(`decide() alone at ${maxRunners} runners: p50 ${fmt(aloneP50)} ms, p99 ${fmt(aloneP99)} ms (rounds ${rounds.map((r) => fmt(r.p99)).join(', ')})`);
   const rows: Row[] = [
     { metric: 'jobs simulated', value: r.jobs, unit: 'jobs' },
     { metric: 'wall time for the day', value: +wall.toFixed(1), unit: 's', key: true },
@@ -73,8 +79,8 @@ await runSection('simulator', '8. Simulator: a day of 1,000,000 jobs', async ({ 
     { metric: 'decide() per pass p50', value: +percentile(times, 50).toFixed(3), unit: 'ms' },
     { metric: 'decide() per pass p99', value: +percentile(times, 99).toFixed(3), unit: 'ms' },
     { metric: `decide() p99 at >= ${(maxRunners * 0.9).toLocaleString('en-US')} runners (${atScale.length} passes)`, value: p99Scale === null ? null : +p99Scale.toFixed(3), unit: 'ms', target: '<= 20', met: targetAtMost(p99Scale, 20), key: true },
-    { metric: `decide() alone on ${maxRunners.toLocaleString('en-US')} runners, p50 (1,000 calls)`, value: +percentile(alone, 50).toFixed(3), unit: 'ms' },
-    { metric: `decide() alone on ${maxRunners.toLocaleString('en-US')} runners, p99`, value: +aloneP99.toFixed(3), unit: 'ms', target: '<= 20', met: targetAtMost(aloneP99, 20), key: true },
+    { metric: `decide() alone on ${maxRunners.toLocaleString('en-US')} runners, p50 (3 × 1,000 calls)`, value: +aloneP50.toFixed(3), unit: 'ms', runs: rounds.map((r) => +r.p50.toFixed(3)) },
+    { metric: `decide() alone on ${maxRunners.toLocaleString('en-US')} runners, p99`, value: +aloneP99.toFixed(3), unit: 'ms', target: '<= 20', met: targetAtMost(aloneP99, 20), key: true, runs: rounds.map((r) => +r.p99.toFixed(3)) },
     { metric: 'decide() max', value: +times.reduce((a, b) => Math.max(a, b), 0).toFixed(3), unit: 'ms' },
     { metric: 'peak RSS while simulating', value: Math.round(peakRss / 1024 / 1024), unit: 'MiB', note: `${fmtBytes(rss0)} before (the trace in memory)` },
   ];
