@@ -49,7 +49,7 @@ onParentMessage(async (m) => {
       stopWork = true;
       break;
     case 'keepalive':
-      keepalive(m.intervalMs);
+      keepalive(m.intervalMs, m.connections);
       toParent({ type: 'keepalive-started' });
       break;
     case 'keepalive-stats':
@@ -68,9 +68,9 @@ let keepaliveTimer: NodeJS.Timeout | undefined;
 /** each keepalive heartbeat's latency (ms) and failures since the last keepalive-stats */
 const keepaliveLat: number[] = [];
 let keepaliveErrors = 0;
-function keepalive(intervalMs: number) {
+function keepalive(intervalMs: number, connections = 8) {
   clearInterval(keepaliveTimer);
-  const client = new HttpClient(base, undefined, 8);
+  const client = new HttpClient(base, undefined, connections);
   let k = 0;
   const tickMs = 50;
   keepaliveTimer = setInterval(() => {

@@ -40,7 +40,8 @@ await runSection('scale', '9. Scale: 10,000 runners, 100,000 queued jobs', async
     const reg = await load.request<any>({ type: 'register', url: s.url, adminToken: s.token, pool: 'sim', count: runners, concurrency: 16 }, 'registered', 1_800_000);
     log(`${reg.count} runners registered (${fmt(reg.registrationsPerS)}/s)`);
     if (reg.count !== runners) throw new Error(`${reg.count} of ${runners} runners registered: the scheduler would start real runners for the gap`);
-    await load.request({ type: 'keepalive', intervalMs: heartbeatMs }, 'keepalive-started');
+    // 64 connections: a slow answer queues in the server, as it would for agents with a socket each
+    await load.request({ type: 'keepalive', intervalMs: heartbeatMs, connections: 64 }, 'keepalive-started');
     const opened = await load.request<any>({ type: 'sse-open', count: runners, concurrency: 200, timeoutMs: 600_000 }, 'sse-opened', 1_800_000);
     log(`${opened.open} control channels open in ${fmt(opened.seconds)} s (${opened.failed} failed ${opened.firstError})`);
     const t0 = performance.now();
