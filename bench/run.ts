@@ -34,8 +34,9 @@ const SECTIONS: { id: string; title: string; flags?: string[] }[] = [
   { id: 'coldstart', title: '6. Scale from zero' },
   { id: 'container-coldstart', title: '6b. Scale from zero (container provider)' },
   { id: 'memory', title: '7. Memory' },
-  { id: 'simulator', title: '8. Simulator: a day of 1,000,000 jobs' },
-  { id: 'scale', title: '9. Scale: 10,000 runners, 100,000 queued jobs', flags: ['--max-old-space-size=4096'] },
+  { id: 'ec2', title: '8. EC2 warm pool (fake EC2)' },
+  { id: 'simulator', title: '9. Simulator: a day of 1,000,000 jobs' },
+  { id: 'scale', title: '10. Scale: 10,000 runners, 100,000 queued jobs', flags: ['--max-old-space-size=4096'] },
 ];
 
 function parseArgs(argv: string[]) {

@@ -1,5 +1,5 @@
 /*
- * 9. Scale: one real server (PostgreSQL) with 10,000 simulated runners (registered over HTTP,
+ * 10. Scale: one real server (PostgreSQL) with 10,000 simulated runners (registered over HTTP,
  * heartbeating at the default 30 s interval, every control channel open) and 100,000 queued
  * jobs. Measured while that load runs: every scheduler pass the server makes (gather, decide,
  * apply), claim latency of runners working through the queue, heartbeat latency, server RSS.
@@ -10,7 +10,7 @@ import { startBenchServer } from '../lib/server.js';
 import { fmt, fmtBytes, percentile } from '../lib/stats.js';
 import { runSection, targetAtMost, type Row } from '../lib/section.js';
 
-await runSection('scale', '9. Scale: 10,000 runners, 100,000 queued jobs', async ({ quick, log }) => {
+await runSection('scale', '10. Scale: 10,000 runners, 100,000 queued jobs', async ({ quick, log }) => {
   const runners = quick ? 1_000 : 10_000;
   const queued = quick ? 10_000 : 100_000;
   const workers = 200;

@@ -1,5 +1,5 @@
 /*
- * 8. Simulator: a synthetic day of 1,000,000 jobs through `runyard simulate`'s engine, one pool
+ * 9. Simulator: a synthetic day of 1,000,000 jobs through `runyard simulate`'s engine, one pool
  * capped at 10,000 runners. Arrivals follow a day curve (quiet nights, a busy afternoon) so the
  * fleet grows to the cap and shrinks again; decide() is timed on every scheduler pass.
  */
@@ -11,7 +11,7 @@ import { syntheticDay } from '../lib/synthetic-day.js';
 import { fmt, fmtBytes, median, percentile } from '../lib/stats.js';
 import { runSection, targetAtMost, type Row } from '../lib/section.js';
 
-await runSection('simulator', '8. Simulator: a day of 1,000,000 jobs', async ({ quick, log }) => {
+await runSection('simulator', '9. Simulator: a day of 1,000,000 jobs', async ({ quick, log }) => {
   const n = quick ? 100_000 : 1_000_000;
   const maxRunners = quick ? 1_000 : 10_000;
   const start = Date.parse('2026-01-05T00:00:00Z');

@@ -137,7 +137,7 @@ export class Simulation {
       free: new Set(),
       bucket: input.apiRate ? new TokenBucket(input.apiRate.perSecond, input.apiRate.burst) : undefined,
       failures: { count: 0, lastAt: 0 },
-      warmable: input.config.minIdle > 0 || input.config.minIdleSchedule !== undefined,
+      warmable: input.config.minIdle > 0 || input.config.minIdleSchedule !== undefined || (input.config.ec2?.warmPool.running ?? 0) > 0,
       runnerMs: 0,
       idleMs: 0,
       cost: 0,
