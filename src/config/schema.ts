@@ -4,6 +4,7 @@ import { kubernetesPoolFields } from '../providers/kubernetes/pool-config.js';
 import { ecsPoolFields } from '../providers/ecs/pool-config.js';
 import { ec2PoolFields, ec2PoolIssues } from '../providers/ec2/pool-config.js';
 import { leaseProblems } from './lease.js';
+import { minIdleScheduleSchema, scheduleIssues } from './min-idle-schedule.js';
 
 /** A duration as "30s", "5m", "1h" or milliseconds; parsed to milliseconds, at most the timer ceiling. */
 export const duration = durationRule();
@@ -21,6 +22,8 @@ export const poolSchema = z
     labels: labels.default([]),
     maxJobsPerRunner: z.number().int().min(1).max(256).default(1),
     minIdle: z.number().int().min(0).max(1000).default(0),
+    /** minIdle by day and time in a time zone (src/config/min-idle-schedule.ts); minIdle outside its windows */
+    minIdleSchedule: minIdleScheduleSchema.optional(),
     maxRunners: z.number().int().min(0).max(10000).default(10),
     idleTimeout: duration.default(300_000),
     maxLifetime: positiveDuration.default(86_400_000),
@@ -42,6 +45,7 @@ export const poolSchema = z
   })
   .superRefine((p, ctx) => {
     if (p.minIdle > p.maxRunners) ctx.addIssue({ code: 'custom', path: ['minIdle'], message: `minIdle (${p.minIdle}) exceeds maxRunners (${p.maxRunners})` });
+    for (const issue of scheduleIssues(p.minIdleSchedule, p.maxRunners)) ctx.addIssue({ code: 'custom', ...issue });
     for (const block of ['kubernetes', 'ecs', 'ec2'] as const)
       if (p[block] !== undefined && p.provider !== block)
         ctx.addIssue({ code: 'custom', path: [block], message: `a ${block} block needs provider ${block}, not ${p.provider}` });
