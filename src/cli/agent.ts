@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { Agent, type AgentOptions } from '../agent/agent.js';
 import { isUuid } from '../agent/identity.js';
+import { adoptEcsTaskIdentity } from '../agent/ecs-identity.js';
 import { parseDuration } from '../lib/duration.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { CliError, resolveConnection } from './client.js';
@@ -34,6 +35,7 @@ Signals: SIGTERM/SIGINT drain (finish running jobs, deregister, exit 0); a secon
 grace period running out, kills the jobs. Logs are JSON lines on stderr (RUNYARD_LOG_LEVEL).`,
     )
     .action(async (_opts, cmd: Command) => {
+      await adoptEcsTaskIdentity(process.env); // an ECS task of a batch or service: its runner id is in its tags
       const opts = resolveAgentOptions(cmd.optsWithGlobals(), process.env);
       const log = createLogger({ name: 'runyard-agent' });
       const agent = new Agent({ ...opts, log });

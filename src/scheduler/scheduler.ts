@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ApiContext } from '../api/context.js';
-import type { Provider } from '../providers/provider.js';
+import type { LaunchSpec, Provider } from '../providers/provider.js';
 import { decide, type Action, type PoolView, type RunnerView } from './decide.js';
 import { listPools } from '../store/queries/pools.js';
 import { insertStartingRunner, setProviderRef, transitionRunner, findRunner } from '../store/queries/runners.js';
@@ -208,50 +208,70 @@ export class Scheduler {
       dynamic = this.dynamicImage(v, provider, image);
       if (!dynamic) return; // being prepared: its end wakes the scheduler
     }
-    await Promise.all(
-      Array.from({ length: count }, async () => {
-        const now = this.ctx.clock.now();
-        const id = randomUUID();
-        this.inFlight.add(id);
-        try {
-          const { secret } = await this.ctx.db.transaction(async (tx) => {
-            await insertStartingRunner(tx, now, {
-              id,
-              pool: v.config.name,
-              name: `${v.config.name}-${id.slice(0, 8)}`,
-              provider: provider.name,
-              configHash: v.configHash,
-              slots: v.config.ephemeral ? 1 : v.config.maxJobsPerRunner,
-              ephemeral: v.config.ephemeral,
-              reason,
-              image: image ?? null,
-            });
-            return createToken(tx, now, { kind: 'registration', pool: v.config.name, runnerId: id, description: 'launch token', expiresAt: now + v.config.startTimeout + 60_000 });
-          });
-          const started = performance.now();
-          const { ref } = await provider.create({
-            runnerId: id,
+    // Each runner gets its row and launch token first; then one create each, or one createMany
+    // for them all (a provider that batches launches, such as ECS's RunTask with count).
+    const launches = Array.from({ length: count }, async (): Promise<{ id: string; spec?: LaunchSpec }> => {
+      const now = this.ctx.clock.now();
+      const id = randomUUID();
+      this.inFlight.add(id);
+      try {
+        const { secret } = await this.ctx.db.transaction(async (tx) => {
+          await insertStartingRunner(tx, now, {
+            id,
+            pool: v.config.name,
             name: `${v.config.name}-${id.slice(0, 8)}`,
-            pool: v.config,
-            classSize,
-            ...(dynamic ? { dynamic } : {}),
-            serverUrl: this.opts.serverUrl(),
-            registrationToken: secret,
-            instanceId: this.opts.instanceId,
+            provider: provider.name,
+            configHash: v.configHash,
+            slots: v.config.ephemeral ? 1 : v.config.maxJobsPerRunner,
+            ephemeral: v.config.ephemeral,
+            reason,
+            image: image ?? null,
           });
+          return createToken(tx, now, { kind: 'registration', pool: v.config.name, runnerId: id, description: 'launch token', expiresAt: now + v.config.startTimeout + 60_000 });
+        });
+        const spec: LaunchSpec = {
+          runnerId: id,
+          name: `${v.config.name}-${id.slice(0, 8)}`,
+          pool: v.config,
+          classSize,
+          ...(dynamic ? { dynamic } : {}),
+          serverUrl: this.opts.serverUrl(),
+          registrationToken: secret,
+          instanceId: this.opts.instanceId,
+        };
+        return { id, spec };
+      } catch (err) {
+        await this.startFailed(v, provider, id, err, image);
+        return { id };
+      }
+    });
+    const ready = (await Promise.all(launches)).filter((l): l is { id: string; spec: LaunchSpec } => !!l.spec);
+    const started = performance.now();
+    const created = provider.createMany ? provider.createMany(ready.map((l) => l.spec)) : ready.map((l) => provider.create(l.spec));
+    await Promise.all(
+      ready.map(async ({ id }, i) => {
+        try {
+          const { ref } = await created[i]!;
           this.ctx.metrics.runnerCreate.observe({ provider: provider.name }, (performance.now() - started) / 1000);
           await setProviderRef(this.ctx.db, id, ref);
-        } catch (err) {
-          if (image !== undefined) this.images.delete(imageKey(v, image)); // the image may be gone: look again next time
-          this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'create' });
-          this.recordFailure(v.config.name, this.ctx.clock.now());
-          await transitionRunner(this.ctx.db, this.ctx.clock.now(), id, 'terminated', `provider failed to start it: ${(err as Error).message}`).catch(() => {});
-          this.ctx.log.error({ err, pool: v.config.name, runnerId: id }, 'runner start failed');
-        } finally {
           this.inFlight.delete(id);
+        } catch (err) {
+          await this.startFailed(v, provider, id, err, image);
         }
       }),
     );
+  }
+
+  private async startFailed(v: PoolView, provider: Provider, id: string, err: unknown, image: string | undefined) {
+    try {
+      if (image !== undefined) this.images.delete(imageKey(v, image)); // the image may be gone: look again next time
+      this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'create' });
+      this.recordFailure(v.config.name, this.ctx.clock.now());
+      await transitionRunner(this.ctx.db, this.ctx.clock.now(), id, 'terminated', `provider failed to start it: ${(err as Error).message}`).catch(() => {});
+      this.ctx.log.error({ err, pool: v.config.name, runnerId: id }, 'runner start failed');
+    } finally {
+      this.inFlight.delete(id);
+    }
   }
 
   /**
