@@ -328,7 +328,8 @@ export class EcsProvider implements Provider {
           for (const w of batch) {
             const t = byArn.get(w.arn);
             if (t?.lastStatus === 'STOPPED') this.ended(w, stopDetail(t));
-            else if (!t && missing.has(w.arn)) this.ended(w, 'ECS task is MISSING (stopped and forgotten by ECS)');
+            // ECS answers MISSING for a task it forgot; an answer without the task at all means the same
+            else if (!t) this.ended(w, `ECS task is ${missing.has(w.arn) ? 'MISSING' : 'not known'} (stopped and forgotten by ECS)`);
           }
         }
       }
