@@ -85,7 +85,7 @@ export class EcsProvider implements Provider {
   /** runners being launched: list() must not call their untagged tasks leftovers */
   private launching = 0;
   private poller: NodeJS.Timeout | undefined;
-  private polling = false;
+  private polling: Promise<void> | undefined;
   private closed = false;
   private readonly sleep: (ms: number) => Promise<void>;
   private services = new Map<string, EcsService>();
@@ -203,8 +203,8 @@ export class EcsProvider implements Provider {
       const tasks = res.tasks ?? [];
       const failures = res.failures ?? [];
       if (failures.length) {
-        // capacity, ENI or resource trouble in this subnet: the next launch tries the next one
-        this.subnetTurn.set(spec0.pool.name, (this.subnetTurn.get(spec0.pool.name) ?? 0) + 1);
+        // capacity, ENI or resource trouble in this subnet: the next launch is in the next one anyway
+        // (subnets go round per call), so the failing one is left behind
         this.opts.log.warn({ pool: spec0.pool.name, failures, subnets: input.networkConfiguration?.awsvpcConfiguration?.subnets }, 'ECS could not place every task');
       }
       // A batch's tasks learn their runner id from this tag (the overrides are the same for all).
@@ -304,10 +304,14 @@ export class EcsProvider implements Provider {
   }
 
   /** Describes every watched task, 100 per call per cluster; reports those that stopped or went missing. */
-  private async poll(): Promise<void> {
-    if (this.polling || this.closed) return;
-    this.polling = true;
-    try {
+  private poll(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.polling ??= this.pollNow().finally(() => (this.polling = undefined));
+    return this.polling;
+  }
+
+  private async pollNow(): Promise<void> {
+    {
       const groups = new Map<string, Watched[]>();
       for (const w of this.watched.values()) {
         const key = `${EcsApi.key(w.api.fields)}|${w.cluster}`;
@@ -327,14 +331,13 @@ export class EcsProvider implements Provider {
           const missing = new Set((res.failures ?? []).filter((f) => f.reason === 'MISSING').map((f) => f.arn));
           for (const w of batch) {
             const t = byArn.get(w.arn);
-            if (t?.lastStatus === 'STOPPED') this.ended(w, stopDetail(t));
+            // a task on its way down with a stop code (a spot reclaim's two-minute warning) has lost its runner already
+            if (t && (t.lastStatus === 'STOPPED' || (t.desiredStatus === 'STOPPED' && t.stopCode))) this.ended(w, stopDetail(t));
             // ECS answers MISSING for a task it forgot; an answer without the task at all means the same
             else if (!t) this.ended(w, `ECS task is ${missing.has(w.arn) ? 'MISSING' : 'not known'} (stopped and forgotten by ECS)`);
           }
         }
       }
-    } finally {
-      this.polling = false;
     }
   }
 
@@ -373,6 +376,8 @@ export class EcsProvider implements Provider {
    * TagResource) cannot register: it is stopped.
    */
   async list(): Promise<ProviderRunner[]> {
+    // watched tasks that stopped are reported with their stop code first, not as merely "not found"
+    await this.poll();
     const out: ProviderRunner[] = [];
     for (const { where, task } of await this.liveTasks()) {
       const tag = (k: string) => task.tags?.find((t) => t.key === k)?.value;
