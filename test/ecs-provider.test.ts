@@ -78,12 +78,21 @@ providerContract('ecs', {
 
 const live = (t: TestServer, pool: string) => t.server.db.query<{ id: string; state: string }>(`select id, state from runners where pool = $1 and state <> 'terminated'`, [pool]);
 const jobOf = async (t: TestServer, id: number) => (await t.api('GET', `/api/v1/jobs/${id}`)).body.job;
-const succeeded = (t: TestServer, id: number, ms = 60_000) =>
-  waitFor(`job ${id} succeeded`, async () => {
+/** Waits for the job to succeed; a timeout says what its pool's runners and events were. */
+const succeeded = async (t: TestServer, id: number, ms = 60_000) => {
+  try {
+    return await waitFor(`job ${id} succeeded`, async () => {
+      const j = await jobOf(t, id);
+      assert.ok(!['failed', 'cancelled', 'timed_out'].includes(j.state), `job ${j.state}: ${JSON.stringify(j)}`);
+      return j.state === 'succeeded' ? j : undefined;
+    }, ms, 100);
+  } catch (err) {
     const j = await jobOf(t, id);
-    assert.ok(!['failed', 'cancelled', 'timed_out'].includes(j.state), `job ${j.state}: ${JSON.stringify(j)}`);
-    return j.state === 'succeeded' ? j : undefined;
-  }, ms, 100);
+    const runners = await t.server.db.query(`select id, state, created_at from runners where pool = $1 order by created_at desc limit 5`, [j.pool]);
+    const events = await t.server.db.query(`select e.subject, e.to_state, e.reason from events e where e.kind in ('runner', 'scheduler') order by e.id desc limit 12`);
+    throw new Error(`${(err as Error).message}; job ${JSON.stringify(j)}; runners ${JSON.stringify(runners)}; events ${JSON.stringify(events)}`);
+  }
+};
 const runTasksOf = (pool: string) => fake.calls.filter((c) => c.op === 'RunTask' && c.input.tags?.some((t: any) => t.key === 'runyard.pool' && t.value === pool));
 const liveTasks = (pool: string) => [...fake.tasks.values()].filter((t) => t.lastStatus !== 'STOPPED' && t.tags.some((x) => x.key === 'runyard.pool' && x.value === pool));
 const terminatedReasons = async (t: TestServer, pool: string) =>
@@ -176,7 +185,7 @@ describe('ECS runners under the scheduler', () => {
       assert.ok(calls[1]!.at - calls[0]!.at >= 4_000, `backed off (${Math.round(calls[1]!.at - calls[0]!.at)} ms)`);
       const reasons = await terminatedReasons(t, 'flaky');
       assert.ok(reasons.some((r) => r.includes(`ECS could not place the task: ${reason}`)), `the reason was recorded: ${JSON.stringify(reasons.slice(-3))}`);
-      await waitFor('its task ended', () => liveTasks('flaky').length === 0, 30_000, 200);
+      await waitFor('its task ended', () => liveTasks('flaky').length === 0, 60_000, 200);
     });
   }
 
@@ -192,7 +201,7 @@ describe('ECS runners under the scheduler', () => {
     assert.equal(calls.length, 4);
     assert.equal(runTasksOf('flaky').length - before, 4);
     assert.equal(fake.tasks.size - tasksBefore, 1, 'one task, not four');
-    await waitFor('its task ended', () => liveTasks('flaky').length === 0, 30_000, 200);
+    await waitFor('its task ended', () => liveTasks('flaky').length === 0, 60_000, 200);
   });
 
   test('TaskFailedToStart: the start fails with ECS reason and the pool backs off instead of looping', async () => {
@@ -203,7 +212,7 @@ describe('ECS runners under the scheduler', () => {
     assert.equal(runTasksOf('flaky').length - before, 2, 'one failed task, one after the backoff');
     const reasons = await terminatedReasons(t, 'flaky');
     assert.ok(reasons.some((r) => /ECS task failed to start \(ResourceInitializationError/.test(r)), JSON.stringify(reasons.slice(-3)));
-    await waitFor('its task ended', () => liveTasks('flaky').length === 0, 30_000, 200);
+    await waitFor('its task ended', () => liveTasks('flaky').length === 0, 60_000, 200);
   });
 
   test('CannotPullContainerError: start failures with the reason, backing off (no loop)', async () => {

@@ -40,6 +40,8 @@ export interface FakeEcsOptions {
   clusters?: string[];
   provisionMs?: number;
   deprovisionMs?: number;
+  /** `none`: tasks reach RUNNING without a container (benchmarks of the launch path alone) */
+  compute?: 'podman' | 'none';
 }
 
 interface TaskDef {
@@ -336,6 +338,12 @@ export class FakeEcs {
     t.lastStatus = 'PENDING';
     const failed = this.take('StartTask', 'stop');
     if (failed && 'stop' in failed) return this.stopped(t, failed.stop.stopCode, failed.stop.stoppedReason);
+    if (this.opts.compute === 'none') {
+      t.lastStatus = 'RUNNING';
+      t.startedAt = Date.now();
+      t.timing.running = performance.now();
+      return;
+    }
     const container = (t.def.input.containerDefinitions as Json[])[0]!;
     const image = String(container.image);
     if (!(await this.containers.hasImage(image)))
@@ -350,7 +358,8 @@ export class FakeEcs {
     } catch (err) {
       return this.stopped(t, 'TaskFailedToStart', `CannotStartContainerError: ${(err as Error).message}`);
     }
-    if (t.desiredStatus === 'STOPPED') return this.containers.stop(t.containerId!, 0);
+    // a StopTask may have come while the container was being created
+    if ((t.desiredStatus as string) === 'STOPPED') return this.containers.stop(t.containerId!, 0);
     t.lastStatus = 'RUNNING';
     t.startedAt = Date.now();
     t.timing.running = performance.now();
