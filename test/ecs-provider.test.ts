@@ -107,7 +107,8 @@ describe('ECS runners under the scheduler', () => {
         pools: [
           { name: 'warm', provider: 'ecs', image: podman.image, class: 'small', maxRunners: 1, maxJobsPerRunner: 2, idleTimeout: '3s', ecs: ecsBlock() },
           { name: 'burst', provider: 'ecs', image: podman.image, maxRunners: 12, ephemeral: true, idleTimeout: '2s', ecs: ecsBlock() },
-          { name: 'flaky', provider: 'ecs', image: podman.image, maxRunners: 1, ephemeral: true, startTimeout: '30s', ecs: ecsBlock() },
+          { name: 'rolling', provider: 'ecs', image: podman.image, maxRunners: 1, idleTimeout: '1h', ecs: ecsBlock() },
+          { name: 'flaky', provider: 'ecs', image: podman.image, maxRunners: 1, ephemeral: true, startTimeout: '3m', ecs: ecsBlock() },
           { name: 'nopull', provider: 'ecs', image: 'localhost/runyard-no-such-image:1', maxRunners: 1, ecs: ecsBlock() },
           { name: 'spot', provider: 'ecs', image: podman.image, maxRunners: 1, ephemeral: true, ecs: ecsBlock({ capacityProviderStrategy: [{ capacityProvider: 'FARGATE_SPOT' }] }) },
         ],
@@ -164,6 +165,24 @@ describe('ECS runners under the scheduler', () => {
     assert.equal(env.RUNYARD_LAUNCH_TOKENS.split(',').length, 10);
     assert.equal(fake.count('TagResource') >= 12, true, 'every batch task tagged with its runner');
     await waitFor('burst tasks all ended', () => liveTasks('burst').length === 0, 60_000, 200);
+  });
+
+  test('a changed pool config drains the warm task and replaces it from a new task definition', async () => {
+    const pool = { name: 'rolling', provider: 'ecs', image: podman.image, maxRunners: 1, idleTimeout: '1h', ecs: ecsBlock() };
+    const j1 = await succeeded(t, (await t.api('POST', '/api/v1/jobs', { pool: 'rolling', command: 'echo "roll=$ROLL"' })).body.job.id);
+    const changed = await t.api('PUT', '/api/v1/pools/rolling', { ...pool, env: { ROLL: '2' } });
+    assert.equal(changed.body.pool.configChanged, true);
+    const j2 = await succeeded(t, (await t.api('POST', '/api/v1/jobs', { pool: 'rolling', command: 'echo "roll=$ROLL"' })).body.job.id, 90_000);
+    assert.notEqual(j2.runnerId, j1.runnerId, 'a new task took the job after the change');
+    assert.match(JSON.stringify((await t.api('GET', `/api/v1/jobs/${j2.id}/logs`)).body.lines), /roll=2/);
+    const defs = fake.calls.filter((c) => c.op === 'RegisterTaskDefinition' && c.input.family === 'runyard-rolling');
+    assert.equal(defs.length, 2, 'one task definition per config hash');
+    assert.notEqual(defs[0]!.input.tags.find((x: any) => x.key === 'runyard.config-hash').value, defs[1]!.input.tags.find((x: any) => x.key === 'runyard.config-hash').value);
+    const old = [...fake.tasks.values()].find((x) => x.tags.some((g) => g.key === 'runyard.runner' && g.value === j1.runnerId))!;
+    await waitFor('the old task stopped', () => old.lastStatus === 'STOPPED', 60_000, 200);
+    // scale the pool away so no task outlives the test
+    await t.api('PUT', '/api/v1/pools/rolling', { ...pool, env: { ROLL: '2' }, maxRunners: 0 });
+    await waitFor('rolling tasks ended', () => liveTasks('rolling').length === 0, 60_000, 200);
   });
 
   for (const [reason, detail] of [

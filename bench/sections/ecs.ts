@@ -40,12 +40,14 @@ await runSection('ecs', '8. ECS provider (fake ECS endpoint)', async ({ quick, l
         await s.http.ok('POST', '/api/v1/jobs/batch', { jobs: Array.from({ length: 300 }, () => ({ pool: 'burst', command: 'true' })) });
         const requested = () => fake.calls.filter((c) => c.op === 'RunTask').reduce((n, c) => n + (c.input.count ?? 1), 0);
         await waitFor('100 tasks requested', () => requested() >= 100, 120_000, 5);
-        const last = fake.calls.filter((c) => c.op === 'RunTask').at(-1)!.at;
-        const ms = last - t0;
+        const runs = fake.calls.filter((c) => c.op === 'RunTask');
+        const ms = runs.at(-1)!.at - t0;
+        const first = runs[0]!.at - t0;
         const calls = fake.count('RunTask');
         const floor = LaunchBucket.floorSeconds(100, burst, rate) * 1000;
         log(`bucket ${burst}/${rate}/s: ${calls} RunTask calls, 100 tasks requested after ${fmt(ms)} ms (floor ${fmt(floor)} ms)`);
         rows.push({ key: true, metric: `burst 300 jobs, maxRunners 100, bucket ${burst} + ${rate}/s: RunTask calls`, value: calls, unit: 'calls', target: '<= 11', met: targetAtMost(calls, 11) });
+        rows.push({ metric: `  submit → first RunTask`, value: first, unit: 'ms' });
         if (floor > 0)
           rows.push({ key: true, metric: `  time until 100 tasks requested / bucket floor (${fmt(floor)} ms)`, value: ms / floor, unit: '×', target: '<= 1.2', met: targetAtMost(ms / floor, 1.2) });
         else rows.push({ key: true, metric: `  time until 100 tasks requested (bucket floor 0)`, value: ms, unit: 'ms' });
@@ -62,10 +64,12 @@ await runSection('ecs', '8. ECS provider (fake ECS endpoint)', async ({ quick, l
     const over: number[] = [];
     const ctrl: number[] = [];
     const own: number[] = [];
+    const boot: number[] = [];
     try {
+      // one pool scaled to zero between iterations: its task definition is registered once, as in use
+      const pool = 'ecs-cold';
+      await s.http.ok('POST', '/api/v1/pools', { name: pool, provider: 'ecs', image: podman.image, maxRunners: 1, ecs: { endpoint: fake.url, region: 'us-east-1', cluster: 'bench', subnets: ['subnet-0000000a'] } });
       for (let i = 0; i < iterations; i++) {
-        const pool = `ecs-cold-${i}`;
-        await s.http.ok('POST', '/api/v1/pools', { name: pool, provider: 'ecs', image: podman.image, maxRunners: 1, ecs: { endpoint: fake.url, region: 'us-east-1', cluster: 'bench', subnets: ['subnet-0000000a'] } });
         await s.server.scheduler.idle();
         const before = fake.calls.length;
         const c = await coldJob(s, pool);
@@ -74,6 +78,7 @@ await runSection('ecs', '8. ECS provider (fake ECS endpoint)', async ({ quick, l
         const fakeStart = task.timing.running! - task.timing.requested;
         const epoch = (p: number) => performance.timeOrigin + p;
         own.push(fakeStart);
+        boot.push(c.registered - epoch(task.timing.running!));
         over.push(c.firstOutput - c.t0 - fakeStart);
         // the control plane's own share: submit → RunTask sent, registered → first output
         ctrl.push(epoch(run.at) - c.t0 + (c.firstOutput - c.registered));
@@ -88,6 +93,7 @@ await runSection('ecs', '8. ECS provider (fake ECS endpoint)', async ({ quick, l
     rows.push({ key: true, metric: 'scale from zero: submit → first output minus the fake’s task start, p50', value: median(over), unit: 'ms', target: '<= 300', met: targetAtMost(median(over), 300), runs: over.map(Math.round) });
     rows.push({ metric: '  of which control plane (submit → RunTask, registered → first output), p50', value: median(ctrl), unit: 'ms', runs: ctrl.map(Math.round) });
     rows.push({ metric: '  fake’s own task start (RunTask → container running), p50', value: median(own), unit: 'ms', runs: own.map(Math.round) });
+    rows.push({ metric: '  agent boot in the task (container running → registered), p50', value: median(boot), unit: 'ms', runs: boot.map(Math.round) });
     notes.push('The overhead above the fake’s task start includes the agent’s boot inside the container (node start, registration), which is the bulk of it; the control plane’s own share is the second row.');
   } finally {
     await podman.close();

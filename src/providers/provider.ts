@@ -48,6 +48,8 @@ export interface Provider {
    * the scheduler uses it when present, else create() per runner.
    */
   createMany?(specs: LaunchSpec[]): Promise<{ ref: string }>[];
+  /** How many runners one createMany call takes best (ECS: 10 per RunTask); default all at once. */
+  readonly batchSize?: number;
   /**
    * Finds or builds the runner image for a dynamic base image; `progress` gets the build's lines
    * (only when it builds). Providers without it cannot run jobs that name their own image. An

@@ -208,58 +208,73 @@ export class Scheduler {
       dynamic = this.dynamicImage(v, provider, image);
       if (!dynamic) return; // being prepared: its end wakes the scheduler
     }
-    // Each runner gets its row and launch token first; then one create each, or one createMany
-    // for them all (a provider that batches launches, such as ECS's RunTask with count).
-    const launches = Array.from({ length: count }, async (): Promise<{ id: string; spec?: LaunchSpec }> => {
-      const now = this.ctx.clock.now();
-      const id = randomUUID();
-      this.inFlight.add(id);
-      try {
-        const { secret } = await this.ctx.db.transaction(async (tx) => {
-          await insertStartingRunner(tx, now, {
-            id,
-            pool: v.config.name,
-            name: `${v.config.name}-${id.slice(0, 8)}`,
-            provider: provider.name,
-            configHash: v.configHash,
-            slots: v.config.ephemeral ? 1 : v.config.maxJobsPerRunner,
-            ephemeral: v.config.ephemeral,
-            reason,
-            image: image ?? null,
-          });
-          return createToken(tx, now, { kind: 'registration', pool: v.config.name, runnerId: id, description: 'launch token', expiresAt: now + v.config.startTimeout + 60_000 });
-        });
-        const spec: LaunchSpec = {
-          runnerId: id,
-          name: `${v.config.name}-${id.slice(0, 8)}`,
-          pool: v.config,
-          classSize,
-          ...(dynamic ? { dynamic } : {}),
-          serverUrl: this.opts.serverUrl(),
-          registrationToken: secret,
-          instanceId: this.opts.instanceId,
-        };
-        return { id, spec };
-      } catch (err) {
-        await this.startFailed(v, provider, id, err, image);
-        return { id };
-      }
-    });
-    const ready = (await Promise.all(launches)).filter((l): l is { id: string; spec: LaunchSpec } => !!l.spec);
-    const started = performance.now();
-    const created = provider.createMany ? provider.createMany(ready.map((l) => l.spec)) : ready.map((l) => provider.create(l.spec));
+    // Each runner gets its row and launch token, then its create; a provider that batches
+    // launches (ECS's RunTask with count) gets them in createMany calls of its batchSize, each
+    // sent as soon as that many rows are in, so the first launch does not wait for the last row.
+    const batch = provider.createMany ? Math.max(1, provider.batchSize ?? count) : 1;
+    let ready: { id: string; spec: LaunchSpec }[] = [];
+    const launched: Promise<void>[] = [];
+    const flush = () => {
+      const group = ready;
+      ready = [];
+      if (!group.length) return;
+      const started = performance.now();
+      const created = provider.createMany ? provider.createMany(group.map((l) => l.spec)) : group.map((l) => provider.create(l.spec));
+      group.forEach(({ id }, i) => launched.push(this.launched(v, provider, id, created[i]!, started, image)));
+    };
     await Promise.all(
-      ready.map(async ({ id }, i) => {
+      Array.from({ length: count }, async () => {
+        const now = this.ctx.clock.now();
+        const id = randomUUID();
+        this.inFlight.add(id);
         try {
-          const { ref } = await created[i]!;
-          this.ctx.metrics.runnerCreate.observe({ provider: provider.name }, (performance.now() - started) / 1000);
-          await setProviderRef(this.ctx.db, id, ref);
-          this.inFlight.delete(id);
+          const { secret } = await this.ctx.db.transaction(async (tx) => {
+            await insertStartingRunner(tx, now, {
+              id,
+              pool: v.config.name,
+              name: `${v.config.name}-${id.slice(0, 8)}`,
+              provider: provider.name,
+              configHash: v.configHash,
+              slots: v.config.ephemeral ? 1 : v.config.maxJobsPerRunner,
+              ephemeral: v.config.ephemeral,
+              reason,
+              image: image ?? null,
+            });
+            return createToken(tx, now, { kind: 'registration', pool: v.config.name, runnerId: id, description: 'launch token', expiresAt: now + v.config.startTimeout + 60_000 });
+          });
+          ready.push({
+            id,
+            spec: {
+              runnerId: id,
+              name: `${v.config.name}-${id.slice(0, 8)}`,
+              pool: v.config,
+              classSize,
+              ...(dynamic ? { dynamic } : {}),
+              serverUrl: this.opts.serverUrl(),
+              registrationToken: secret,
+              instanceId: this.opts.instanceId,
+            },
+          });
+          if (ready.length >= batch) flush();
         } catch (err) {
           await this.startFailed(v, provider, id, err, image);
         }
       }),
     );
+    flush();
+    await Promise.all(launched);
+  }
+
+  /** A create's outcome: the provider's ref into the store, or a failed start. */
+  private async launched(v: PoolView, provider: Provider, id: string, created: Promise<{ ref: string }>, started: number, image: string | undefined) {
+    try {
+      const { ref } = await created;
+      this.ctx.metrics.runnerCreate.observe({ provider: provider.name }, (performance.now() - started) / 1000);
+      await setProviderRef(this.ctx.db, id, ref);
+      this.inFlight.delete(id);
+    } catch (err) {
+      await this.startFailed(v, provider, id, err, image);
+    }
   }
 
   private async startFailed(v: PoolView, provider: Provider, id: string, err: unknown, image: string | undefined) {

@@ -74,6 +74,7 @@ interface Where {
  */
 export class EcsProvider implements Provider {
   readonly name = 'ecs';
+  readonly batchSize = RUN_TASK_MAX;
   readonly owner: string;
   private apis = new Map<string, EcsApi>();
   private buckets = new Map<string, LaunchBucket>();
