@@ -145,10 +145,11 @@ export class EcsService {
       } else return; // no service and nothing wanted
     }
     const first = this.pending[0]?.spec;
-    if (first && !this.taskDef) {
-      // a changed pool config (new hash) rolls the service onto its new task definition
-      this.taskDef = await this.opts.taskDefinition(first);
-      await this.opts.api.send('UpdateService', new UpdateServiceCommand({ cluster: this.opts.fields.cluster, service: this.name, taskDefinition: this.taskDef }));
+    const def = first ? await this.opts.taskDefinition(first) : undefined;
+    if (def && def !== this.taskDef) {
+      // a runner of a changed pool config (new hash): the service rolls onto its task definition
+      await this.opts.api.send('UpdateService', new UpdateServiceCommand({ cluster: this.opts.fields.cluster, service: this.name, taskDefinition: def }));
+      this.taskDef = def;
     }
     if (this.desired !== want) {
       await this.opts.api.send('UpdateService', new UpdateServiceCommand({ cluster: this.opts.fields.cluster, service: this.name, desiredCount: want }));
