@@ -29,7 +29,10 @@ export function taskDefinitionFor(pool: PoolConfig, classSize: ClassSize | undef
   const e = ecsFields(pool);
   const fargate = usesFargate(e);
   const size = taskSize(classSize);
-  const environment = Object.entries({ ...pool.env, ...extraEnv, RUNYARD_STATE_DIR: TASK_STATE_DIR, RUNYARD_WORK_DIR: TASK_WORK_DIR, RUNYARD_INSTANCE_ID: instanceId })
+  // Jobs see only an allowlist of the agent's env: in a task they also get what ECS gives it
+  // (task metadata, the task role's credentials endpoint, the region), unless the pool says otherwise.
+  const passEnv = { RUNYARD_PASS_ENV: 'ECS_CONTAINER_METADATA_URI*,AWS_CONTAINER_CREDENTIALS_*,AWS_EXECUTION_ENV,AWS_REGION,AWS_DEFAULT_REGION' };
+  const environment = Object.entries({ ...passEnv, ...pool.env, ...extraEnv, RUNYARD_STATE_DIR: TASK_STATE_DIR, RUNYARD_WORK_DIR: TASK_WORK_DIR, RUNYARD_INSTANCE_ID: instanceId })
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([name, value]) => ({ name, value }));
   const input: RegisterTaskDefinitionCommandInput = {
