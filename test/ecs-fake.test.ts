@@ -20,6 +20,7 @@ import {
 } from '@aws-sdk/client-ecs';
 import { EC2Client, CreateSecurityGroupCommand, CreateSubnetCommand, CreateVpcCommand, ModifyVpcAttributeCommand } from '@aws-sdk/client-ec2';
 import { startPodman } from './helpers/podman.js';
+import { ecsRunnerImage } from './helpers/fake-ecs/runner-image.js';
 import { FakeEcs } from './helpers/fake-ecs/fake-ecs.js';
 import { TEST_CREDENTIALS } from './helpers/aws/sigv4.js';
 import { startMoto, type Moto } from './helpers/aws/moto.js';
@@ -27,7 +28,11 @@ import { runAws } from './helpers/aws/cli.js';
 import { waitFor } from './helpers/server.js';
 
 const podman = await startPodman();
-after(() => podman.close());
+const runner = ecsRunnerImage(podman);
+after(async () => {
+  runner.untag();
+  await podman.close();
+});
 
 const ecsAt = (endpoint: string, creds = TEST_CREDENTIALS) => new ECSClient({ endpoint, region: 'us-east-1', credentials: creds, maxAttempts: 1 });
 const errName = async (p: Promise<unknown>) => p.then(() => 'no error', (e: any) => e.name as string);
@@ -171,7 +176,7 @@ describe('fake ECS tasks run as podman containers', () => {
   const describe1 = async (arn: string) => (await ecs.send(new DescribeTasksCommand({ tasks: [arn] }))).tasks![0]!;
 
   test('PROVISIONING → PENDING → RUNNING → STOPPED with the exit code; the container is removed', async () => {
-    const t = await run(podman.image);
+    const t = await run(runner.image);
     assert.equal(t.lastStatus, 'PROVISIONING');
     const seen = new Set<string>();
     // the agent without a server to reach exits by itself: the essential container ended

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { providerContract } from './helpers/provider-contract.js';
 import { startTestServer, waitFor, type TestServer } from './helpers/server.js';
 import { startPodman } from './helpers/podman.js';
+import { ecsRunnerImage } from './helpers/fake-ecs/runner-image.js';
 import { FakeEcs } from './helpers/fake-ecs/fake-ecs.js';
 import { TEST_CREDENTIALS } from './helpers/aws/sigv4.js';
 import { ServerProcess, freePort } from './helpers/process-server.js';
@@ -30,11 +31,13 @@ process.env.AWS_EC2_METADATA_DISABLED = 'true';
 process.env.RUNYARD_ECS_POLL = '250';
 
 const podman = await startPodman();
+const runner = ecsRunnerImage(podman);
 const fake = await FakeEcs.start({ socketPath: podman.socket, clusters: ['default', 'runners'] });
 after(async () => {
   // every test stops what it started: no task container may be left
   const left = await waitFor('no task container left', async () => ((await fake.leftovers()).length === 0 ? [] : undefined), 60_000, 200).catch(async () => fake.leftovers());
   await fake.close();
+  runner.untag();
   await podman.close();
   assert.deepEqual(left, [], 'task containers left behind');
 });
@@ -73,7 +76,7 @@ test('config load checks class sizes against Fargate and names the field', () =>
 
 providerContract('ecs', {
   make: (t) => new EcsProvider({ instanceId: t.server.instanceId, log: silentLogger, pollMs: 250, pools: [{ name: 'contract', fields: ecsPoolFields.parse(ecsBlock()) }] }),
-  poolOverrides: { provider: 'ecs', image: podman.image, ecs: ecsBlock() },
+  poolOverrides: { provider: 'ecs', image: runner.image, ecs: ecsBlock() },
 });
 
 const live = (t: TestServer, pool: string) => t.server.db.query<{ id: string; state: string }>(`select id, state from runners where pool = $1 and state <> 'terminated'`, [pool]);
@@ -105,12 +108,12 @@ describe('ECS runners under the scheduler', () => {
       config: {
         scheduler: { tick: '1s', offlineAfter: '1h', stuckAfter: '1h', stopGrace: '3s' },
         pools: [
-          { name: 'warm', provider: 'ecs', image: podman.image, class: 'small', maxRunners: 1, maxJobsPerRunner: 2, idleTimeout: '3s', ecs: ecsBlock() },
-          { name: 'burst', provider: 'ecs', image: podman.image, maxRunners: 12, ephemeral: true, idleTimeout: '2s', ecs: ecsBlock() },
-          { name: 'rolling', provider: 'ecs', image: podman.image, maxRunners: 1, idleTimeout: '1h', ecs: ecsBlock() },
-          { name: 'flaky', provider: 'ecs', image: podman.image, maxRunners: 1, ephemeral: true, startTimeout: '3m', ecs: ecsBlock() },
+          { name: 'warm', provider: 'ecs', image: runner.image, class: 'small', maxRunners: 1, maxJobsPerRunner: 2, idleTimeout: '3s', ecs: ecsBlock() },
+          { name: 'burst', provider: 'ecs', image: runner.image, maxRunners: 12, ephemeral: true, idleTimeout: '2s', ecs: ecsBlock() },
+          { name: 'rolling', provider: 'ecs', image: runner.image, maxRunners: 1, idleTimeout: '1h', ecs: ecsBlock() },
+          { name: 'flaky', provider: 'ecs', image: runner.image, maxRunners: 1, ephemeral: true, startTimeout: '3m', ecs: ecsBlock() },
           { name: 'nopull', provider: 'ecs', image: 'localhost/runyard-no-such-image:1', maxRunners: 1, ecs: ecsBlock() },
-          { name: 'spot', provider: 'ecs', image: podman.image, maxRunners: 1, ephemeral: true, ecs: ecsBlock({ capacityProviderStrategy: [{ capacityProvider: 'FARGATE_SPOT' }] }) },
+          { name: 'spot', provider: 'ecs', image: runner.image, maxRunners: 1, ephemeral: true, ecs: ecsBlock({ capacityProviderStrategy: [{ capacityProvider: 'FARGATE_SPOT' }] }) },
         ],
       },
     });
@@ -168,7 +171,7 @@ describe('ECS runners under the scheduler', () => {
   });
 
   test('a changed pool config drains the warm task and replaces it from a new task definition', async () => {
-    const pool = { name: 'rolling', provider: 'ecs', image: podman.image, maxRunners: 1, idleTimeout: '1h', ecs: ecsBlock() };
+    const pool = { name: 'rolling', provider: 'ecs', image: runner.image, maxRunners: 1, idleTimeout: '1h', ecs: ecsBlock() };
     const j1 = await succeeded(t, (await t.api('POST', '/api/v1/jobs', { pool: 'rolling', command: 'echo "roll=$ROLL"' })).body.job.id);
     const changed = await t.api('PUT', '/api/v1/pools/rolling', { ...pool, env: { ROLL: '2' } });
     assert.equal(changed.body.pool.configChanged, true);
@@ -181,7 +184,7 @@ describe('ECS runners under the scheduler', () => {
     const old = [...fake.tasks.values()].find((x) => x.tags.some((g) => g.key === 'runyard.runner' && g.value === j1.runnerId))!;
     await waitFor('the old task stopped', () => old.lastStatus === 'STOPPED', 60_000, 200);
     // scale the pool away so no task outlives the test
-    await t.api('PUT', '/api/v1/pools/rolling', { ...pool, env: { ROLL: '2' }, maxRunners: 0 });
+    await t.api('PUT', '/api/v1/pools/rolling', { ...pool, env: { ROLL: '2' }, idleTimeout: '1s' });
     await waitFor('rolling tasks ended', () => liveTasks('rolling').length === 0, 60_000, 200);
   });
 
@@ -277,7 +280,7 @@ describe('service mode', () => {
     t = await startTestServer({
       config: {
         scheduler: { tick: '1s', offlineAfter: '1h', stuckAfter: '1h', stopGrace: '3s' },
-        pools: [{ name: 'svc', provider: 'ecs', image: podman.image, maxRunners: 3, idleTimeout: '3s', ecs: ecsBlock({ mode: 'service' }) }],
+        pools: [{ name: 'svc', provider: 'ecs', image: runner.image, maxRunners: 3, idleTimeout: '3s', ecs: ecsBlock({ mode: 'service' }) }],
       },
     });
   });
@@ -318,7 +321,7 @@ describe('control plane killed with -9, then restarted', () => {
       'scheduler: { tick: 1s, offlineAfter: 1h, stuckAfter: 1h }',
       'runner: { heartbeatInterval: 1s }',
       'pools:',
-      `  - { name: crash, provider: ecs, image: ${JSON.stringify(podman.image)}, minIdle: 1, maxRunners: 1, idleTimeout: 1h, ecs: ${JSON.stringify(ecsBlock())} }`,
+      `  - { name: crash, provider: ecs, image: ${JSON.stringify(runner.image)}, minIdle: 1, maxRunners: 1, idleTimeout: 1h, ecs: ${JSON.stringify(ecsBlock())} }`,
       '',
     ].join('\n');
     const env = { AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey, RUNYARD_ECS_POLL: '250' };
@@ -349,7 +352,7 @@ describe('control plane killed with -9, then restarted', () => {
     await waitFor('next job on the adopted runner', async () => ((await b.api('GET', `/api/v1/jobs/${next.id}`)).job.runnerId === warm.id ? true : undefined), 60_000, 100);
     assert.equal(runTasksOf('crash').length, launches, 'no new task launched');
     // scale the pool away: the adopted task is stopped through ECS
-    await b.api('PUT', '/api/v1/pools/crash', { name: 'crash', provider: 'ecs', image: podman.image, minIdle: 0, maxRunners: 1, idleTimeout: '1s', ecs: ecsBlock() }).catch(() => {});
+    await b.api('PUT', '/api/v1/pools/crash', { name: 'crash', provider: 'ecs', image: runner.image, minIdle: 0, maxRunners: 1, idleTimeout: '1s', ecs: ecsBlock() }).catch(() => {});
     await waitFor('the adopted task stopped', () => liveTasks('crash').length === 0, 60_000, 200).catch(() => {});
     await b.stop();
   });

@@ -9,6 +9,7 @@
  *     output, minus the fake's own task start (RunTask received → container running).
  */
 import { startPodman } from '../../test/helpers/podman.js';
+import { ecsRunnerImage } from '../../test/helpers/fake-ecs/runner-image.js';
 import { FakeEcs } from '../../test/helpers/fake-ecs/fake-ecs.js';
 import { TEST_CREDENTIALS } from '../../test/helpers/aws/sigv4.js';
 import { LaunchBucket } from '../../src/providers/ecs/launch-bucket.js';
@@ -26,13 +27,14 @@ process.env.RUNYARD_ECS_POLL = '250';
 await runSection('ecs', '8. ECS provider (fake ECS endpoint)', async ({ quick, log }) => {
   const rows: Row[] = [];
   const podman = await startPodman();
+  const runner = ecsRunnerImage(podman);
   const notes: string[] = [];
   try {
     // (a) bursts
     for (const [burst, rate] of [[100, 20], [10, 20]] as const) {
       const fake = await FakeEcs.start({ socketPath: podman.socket, clusters: ['bench'], compute: 'none' });
       const ecs = { endpoint: fake.url, region: 'us-east-1', cluster: 'bench', subnets: ['subnet-0000000a', 'subnet-0000000b'], launchBurst: burst, launchRate: rate };
-      const pool = { name: 'burst', provider: 'ecs', image: podman.image, maxRunners: 100, startTimeout: '10m', ecs };
+      const pool = { name: 'burst', provider: 'ecs', image: runner.image, maxRunners: 100, startTimeout: '10m', ecs };
       const s = await startBenchServer({ store: 'postgres', tag: `ecsburst${burst}`, config: { scheduler: { tick: '1s' }, pools: [pool] } });
       try {
         await s.server.scheduler.idle();
@@ -60,7 +62,7 @@ await runSection('ecs', '8. ECS provider (fake ECS endpoint)', async ({ quick, l
     // (b) scale from zero with real tasks
     const iterations = Number(process.env.BENCH_COLD_RUNS ?? (quick ? 3 : 7));
     const fake = await FakeEcs.start({ socketPath: podman.socket, clusters: ['bench'], provisionMs: 0, deprovisionMs: 0 });
-    const s = await startBenchServer({ store: 'postgres', tag: 'ecscold', config: { pools: [{ name: 'local', maxRunners: 0 }, { name: 'seed', provider: 'ecs', image: podman.image, maxRunners: 0, ecs: { endpoint: fake.url, region: 'us-east-1', cluster: 'bench', subnets: ['subnet-0000000a'] } }] } });
+    const s = await startBenchServer({ store: 'postgres', tag: 'ecscold', config: { pools: [{ name: 'local', maxRunners: 0 }, { name: 'seed', provider: 'ecs', image: runner.image, maxRunners: 0, ecs: { endpoint: fake.url, region: 'us-east-1', cluster: 'bench', subnets: ['subnet-0000000a'] } }] } });
     const over: number[] = [];
     const ctrl: number[] = [];
     const own: number[] = [];
@@ -68,7 +70,7 @@ await runSection('ecs', '8. ECS provider (fake ECS endpoint)', async ({ quick, l
     try {
       // one pool scaled to zero between iterations: its task definition is registered once, as in use
       const pool = 'ecs-cold';
-      await s.http.ok('POST', '/api/v1/pools', { name: pool, provider: 'ecs', image: podman.image, maxRunners: 1, ecs: { endpoint: fake.url, region: 'us-east-1', cluster: 'bench', subnets: ['subnet-0000000a'] } });
+      await s.http.ok('POST', '/api/v1/pools', { name: pool, provider: 'ecs', image: runner.image, maxRunners: 1, ecs: { endpoint: fake.url, region: 'us-east-1', cluster: 'bench', subnets: ['subnet-0000000a'] } });
       for (let i = 0; i < iterations; i++) {
         await s.server.scheduler.idle();
         const before = fake.calls.length;
@@ -96,6 +98,7 @@ await runSection('ecs', '8. ECS provider (fake ECS endpoint)', async ({ quick, l
     rows.push({ metric: '  agent boot in the task (container running → registered), p50', value: median(boot), unit: 'ms', runs: boot.map(Math.round) });
     notes.push('The overhead above the fake’s task start includes the agent’s boot inside the container (node start, registration), which is the bulk of it; the control plane’s own share is the second row.');
   } finally {
+    runner.untag();
     await podman.close();
   }
   return { rows, notes };

@@ -3,6 +3,7 @@
  * definition's image, host networking so the agent inside reaches a server on 127.0.0.1. One
  * engine event stream tells the fake when a container ends; a slow inspect poll backs it up.
  */
+import { createInterface } from 'node:readline';
 import Docker from 'dockerode';
 
 export const LABEL_FAKE = 'fake-ecs.instance';
@@ -109,20 +110,13 @@ export class TaskContainers {
     while (!this.abort.signal.aborted) {
       try {
         const stream = (await this.docker.getEvents({ filters: { type: ['container'], label: [`${LABEL_FAKE}=${this.fakeId}`] }, abortSignal: this.abort.signal })) as NodeJS.ReadableStream;
-        let buf = '';
-        for await (const chunk of stream) {
-          buf += chunk.toString();
-          let nl;
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, nl).trim();
-            buf = buf.slice(nl + 1);
-            try {
-              const ev = JSON.parse(line) as { Action?: string; id?: string; Actor?: { ID?: string } };
-              const cid = ev.Actor?.ID ?? ev.id;
-              if (cid && ['died', 'die', 'stop', 'kill', 'oom', 'remove', 'cleanup'].includes(ev.Action ?? '')) void this.check(cid);
-            } catch {
-              // not an event line
-            }
+        for await (const line of createInterface({ input: stream as NodeJS.ReadableStream & AsyncIterable<Buffer>, crlfDelay: Infinity })) {
+          try {
+            const ev = JSON.parse(line) as { Action?: string; id?: string; Actor?: { ID?: string } };
+            const cid = ev.Actor?.ID ?? ev.id;
+            if (cid && ['died', 'die', 'stop', 'kill', 'oom', 'remove', 'cleanup'].includes(ev.Action ?? '')) void this.check(cid);
+          } catch {
+            // not an event line
           }
         }
       } catch {
