@@ -5,7 +5,7 @@
  * interruption, a kill -9 of the control plane and its restart, and service mode. No task
  * container may be left behind.
  */
-import { after, before, describe, test } from 'node:test';
+import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,6 +32,8 @@ process.env.RUNYARD_ECS_POLL = '250';
 
 const podman = await startPodman();
 const runner = ecsRunnerImage(podman);
+// other worktrees' test runs may remove the image from the shared podman store: put it back first
+beforeEach(() => runner.ensure());
 const fake = await FakeEcs.start({ socketPath: podman.socket, clusters: ['default', 'runners'] });
 after(async () => {
   // every test stops what it started: no task container may be left
