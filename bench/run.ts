@@ -34,7 +34,8 @@ const SECTIONS: { id: string; title: string; flags?: string[] }[] = [
   { id: 'coldstart', title: '6. Scale from zero' },
   { id: 'container-coldstart', title: '6b. Scale from zero (container provider)' },
   { id: 'memory', title: '7. Memory' },
-  { id: 'ecs', title: '8. ECS provider (fake ECS endpoint)' },
+  { id: 'ec2', title: '8. EC2 warm pool (fake EC2)' },
+  { id: 'ecs', title: '9. ECS provider (fake ECS endpoint)' },
 ];
 
 function parseArgs(argv: string[]) {

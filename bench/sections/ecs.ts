@@ -1,5 +1,5 @@
 /*
- * 8. ECS provider against the fake ECS endpoint (real SDK, SigV4, JSON 1.1 on loopback).
+ * 9. ECS provider against the fake ECS endpoint (real SDK, SigV4, JSON 1.1 on loopback).
  * (a) Burst: 300 jobs in one batch on a pool with maxRunners 100: RunTask calls, and the time
  *     until 100 tasks were requested against the launch bucket's floor. The fake's tasks run no
  *     container here (compute: none): a hundred agents would measure this 2-core machine, not
@@ -24,7 +24,7 @@ process.env.AWS_SECRET_ACCESS_KEY = TEST_CREDENTIALS.secretAccessKey;
 process.env.AWS_EC2_METADATA_DISABLED = 'true';
 process.env.RUNYARD_ECS_POLL = '250';
 
-await runSection('ecs', '8. ECS provider (fake ECS endpoint)', async ({ quick, log }) => {
+await runSection('ecs', '9. ECS provider (fake ECS endpoint)', async ({ quick, log }) => {
   const rows: Row[] = [];
   const podman = await startPodman();
   const runner = ecsRunnerImage(podman);

@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { ApiContext } from '../api/context.js';
 import type { LaunchSpec, Provider } from '../providers/provider.js';
 import { decide, type Action, type PoolView, type RunnerView } from './decide.js';
-import { listPools } from '../store/queries/pools.js';
+import { listPools, setWaitingReason } from '../store/queries/pools.js';
+import { providerHint } from '../api/pool-checks.js';
+import { artifactInfo } from '../api/artifacts.js';
 import { insertStartingRunner, setProviderRef, transitionRunner, findRunner } from '../store/queries/runners.js';
 import { createToken } from '../store/queries/tokens.js';
 import { terminateRunner } from '../queue/terminate-runner.js';
@@ -10,6 +12,7 @@ import { recordEvents } from '../store/queries/events.js';
 import { sleep } from '../lib/clock.js';
 import { appendQueuedLogs, failQueuedJobs, queuedJobIds } from '../queue/waiting.js';
 import { baseAllowed } from '../providers/container/dynamic-images.js';
+import { StoreUnavailableError } from '../store/store-errors.js';
 
 /** How often build progress is written to the waiting jobs' logs. */
 const PROGRESS_FLUSH_MS = 500;
@@ -90,7 +93,8 @@ export class Scheduler {
         try {
           await this.pass(this.ctx.clock.now());
         } catch (err) {
-          this.ctx.log.error({ err }, 'scheduler pass failed');
+          if (err instanceof StoreUnavailableError) this.ctx.log.warn({ reason: err.message }, 'scheduler pass skipped: store unavailable');
+          else this.ctx.log.error({ err }, 'scheduler pass failed');
         }
       }
       this.passing = undefined;
@@ -197,11 +201,12 @@ export class Scheduler {
     if (!provider) {
       if (!this.warned.has(v.config.name)) {
         this.warned.add(v.config.name);
-        await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'scheduler', subject: v.config.name, reason: `no ${v.config.provider} provider is available on this server; jobs wait`, actor: 'scheduler' }]);
         this.ctx.log.warn({ pool: v.config.name, provider: v.config.provider }, 'pool provider not available');
       }
+      await this.setWaiting(v.config.name, `no ${v.config.provider} provider is available on this server (${providerHint(v.config.provider)})`);
       return;
     }
+    if (v.config.distribution && !(await artifactInfo(this.ctx.db, v.config.distribution))) return this.failForDistribution(v);
     const classSize = v.config.class ? this.ctx.classSizes[v.config.class] : undefined;
     let dynamic: { image: string; base: string } | undefined;
     if (image !== undefined) {
@@ -214,13 +219,14 @@ export class Scheduler {
     const batch = provider.createMany ? Math.max(1, provider.batchSize ?? count) : 1;
     let ready: { id: string; spec: LaunchSpec }[] = [];
     const launched: Promise<void>[] = [];
+    const tally: StartTally = { started: 0 };
     const flush = () => {
       const group = ready;
       ready = [];
       if (!group.length) return;
       const started = performance.now();
       const created = provider.createMany ? provider.createMany(group.map((l) => l.spec)) : group.map((l) => provider.create(l.spec));
-      group.forEach(({ id }, i) => launched.push(this.launched(v, provider, id, created[i]!, started, image)));
+      group.forEach(({ id }, i) => launched.push(this.launched(v, provider, id, created[i]!, started, image, tally)));
     };
     await Promise.all(
       Array.from({ length: count }, async () => {
@@ -257,27 +263,32 @@ export class Scheduler {
           });
           if (ready.length >= batch) flush();
         } catch (err) {
-          await this.startFailed(v, provider, id, err, image);
+          await this.startFailed(v, provider, id, err, image, tally);
         }
       }),
     );
     flush();
     await Promise.all(launched);
+    // what may recover (engine down, image missing) is shown on the waiting jobs until a start works
+    if (tally.started) await this.setWaiting(v.config.name, null);
+    else if (tally.failure) await this.setWaiting(v.config.name, `runners cannot be started: ${tally.failure}; runyard keeps trying, with backoff`);
   }
 
   /** A create's outcome: the provider's ref into the store, or a failed start. */
-  private async launched(v: PoolView, provider: Provider, id: string, created: Promise<{ ref: string }>, started: number, image: string | undefined) {
+  private async launched(v: PoolView, provider: Provider, id: string, created: Promise<{ ref: string }>, started: number, image: string | undefined, tally: StartTally) {
     try {
       const { ref } = await created;
       this.ctx.metrics.runnerCreate.observe({ provider: provider.name }, (performance.now() - started) / 1000);
       await setProviderRef(this.ctx.db, id, ref);
       this.inFlight.delete(id);
+      tally.started++;
     } catch (err) {
-      await this.startFailed(v, provider, id, err, image);
+      await this.startFailed(v, provider, id, err, image, tally);
     }
   }
 
-  private async startFailed(v: PoolView, provider: Provider, id: string, err: unknown, image: string | undefined) {
+  private async startFailed(v: PoolView, provider: Provider, id: string, err: unknown, image: string | undefined, tally: StartTally) {
+    tally.failure = (err as Error).message;
     try {
       if (image !== undefined) this.images.delete(imageKey(v, image)); // the image may be gone: look again next time
       this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'create' });
@@ -287,6 +298,30 @@ export class Scheduler {
     } finally {
       this.inFlight.delete(id);
     }
+  }
+
+  /** Records why a pool's jobs wait (null: they no longer do); an event when it changes, so the dashboard hears of it. */
+  private async setWaiting(pool: string, reason: string | null): Promise<void> {
+    try {
+      if (!(await setWaitingReason(this.ctx.db, pool, reason))) return;
+      await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'scheduler', subject: pool, reason: reason ? `jobs wait: ${reason}` : 'runners start again', actor: 'scheduler' }]);
+    } catch (err) {
+      this.ctx.log.warn({ err, pool }, 'could not record why jobs wait');
+    }
+  }
+
+  /** The pool's distribution is gone from the store: its waiting jobs fail with the reason, no runner starts. */
+  private async failForDistribution(v: PoolView): Promise<void> {
+    const pool = v.config.name;
+    const reason = `distribution ${v.config.distribution} of pool ${pool} is no longer in the artifact store; push it again (\`runyard artifacts push\`) or change the pool, then retry the job`;
+    const now = this.ctx.clock.now();
+    const failed: number[] = [];
+    for (const image of [null, ...Object.keys(v.queuedByImage ?? {})] as (string | null)[]) failed.push(...(await failQueuedJobs(this.ctx.db, now, pool, image, reason, 'scheduler')));
+    for (const id of failed) this.ctx.bus.emit(`job:${id}`);
+    if (!failed.length) return;
+    this.ctx.metrics.jobOutcomes.inc({ pool, state: 'failed' }, failed.length);
+    await recordEvents(this.ctx.db, now, [{ kind: 'scheduler', subject: pool, reason: `${reason}; ${failed.length} waiting job(s) failed`, actor: 'scheduler' }]);
+    this.ctx.log.error({ pool, distribution: v.config.distribution, failed: failed.length }, 'distribution missing; waiting jobs failed');
   }
 
   /**
@@ -500,7 +535,9 @@ export class Scheduler {
     for (const provider of local) {
       const owned = await provider.list().catch(() => []);
       for (const r of owned) await this.markTerminated(r.runnerId, 'control plane shut down').catch(() => {});
-      await Promise.all(owned.map((r) => provider.terminate(r.runnerId, { graceMs: 0 }).catch(() => {})));
+      // A short grace: idle agents exit at SIGTERM within moments; only one that really does not
+      // stop is killed (and warned about).
+      await Promise.all(owned.map((r) => provider.terminate(r.runnerId, { graceMs: SHUTDOWN_GRACE_MS }).catch(() => {})));
     }
   }
 
@@ -509,6 +546,15 @@ export class Scheduler {
     await this.idle();
     await Promise.allSettled([...this.stopping.values()]);
   }
+}
+
+/** How long runners get to exit at SIGTERM when the control plane shuts down. */
+const SHUTDOWN_GRACE_MS = 3000;
+
+/** How one start action went: runners started, and the last failure's message. */
+interface StartTally {
+  started: number;
+  failure?: string;
 }
 
 /** Ready runner images are known per pool, per runner image (a pool change builds anew) and per base. */
