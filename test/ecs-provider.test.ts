@@ -113,7 +113,8 @@ describe('ECS runners under the scheduler', () => {
           { name: 'warm', provider: 'ecs', image: runner.image, class: 'small', maxRunners: 1, maxJobsPerRunner: 2, idleTimeout: '3s', ecs: ecsBlock() },
           { name: 'burst', provider: 'ecs', image: runner.image, maxRunners: 12, ephemeral: true, idleTimeout: '2s', ecs: ecsBlock() },
           { name: 'rolling', provider: 'ecs', image: runner.image, maxRunners: 1, idleTimeout: '1h', ecs: ecsBlock() },
-          { name: 'flaky', provider: 'ecs', image: runner.image, maxRunners: 1, ephemeral: true, startTimeout: '3m', ecs: ecsBlock() },
+          // one pool per failure: a pool's backoff grows with its streak of failed starts
+          ...['flaky-0', 'flaky-1', 'flaky-2', 'flaky-3', 'flaky-4', 'flaky-t', 'flaky-s'].map((name) => ({ name, provider: 'ecs', image: runner.image, maxRunners: 1, ephemeral: true, startTimeout: '3m', ecs: ecsBlock() })),
           { name: 'nopull', provider: 'ecs', image: 'localhost/runyard-no-such-image:1', maxRunners: 1, ecs: ecsBlock() },
           { name: 'spot', provider: 'ecs', image: runner.image, maxRunners: 1, ephemeral: true, ecs: ecsBlock({ capacityProviderStrategy: [{ capacityProvider: 'FARGATE_SPOT' }] }) },
         ],
@@ -190,53 +191,54 @@ describe('ECS runners under the scheduler', () => {
     await waitFor('rolling tasks ended', () => liveTasks('rolling').length === 0, 60_000, 200);
   });
 
-  for (const [reason, detail] of [
+  for (const [i, [reason, detail]] of ([
     ['RESOURCE:CPU', undefined],
     ['RESOURCE:MEMORY', undefined],
     ['RESOURCE:ENI', 'ENI limit reached'],
     ['AGENT', undefined],
     ['Capacity is unavailable at this time. Please try again later or in a different availability zone', undefined],
-  ] as const) {
+  ] as const).entries()) {
+    const flaky = `flaky-${i}`;
     test(`RunTask failure ${reason.split('.')[0]}: a start failure with the reason, backoff, the next subnet, then the job runs`, async () => {
-      const before = runTasksOf('flaky').length;
+      const before = runTasksOf(flaky).length;
       fake.inject({ op: 'RunTask', failure: { reason, ...(detail ? { detail } : {}) } });
-      const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'flaky', command: 'echo placed' });
+      const { body } = await t.api('POST', '/api/v1/jobs', { pool: flaky, command: 'echo placed' });
       await succeeded(t, body.job.id, 90_000);
-      const calls = runTasksOf('flaky').slice(before);
+      const calls = runTasksOf(flaky).slice(before);
       assert.equal(calls.length, 2, 'the failed call and the one after the backoff');
       const subnet = (c: (typeof calls)[number]) => c.input.networkConfiguration.awsvpcConfiguration.subnets[0];
       assert.notEqual(subnet(calls[1]!), subnet(calls[0]!), 'the next subnet was tried');
       assert.ok(calls[1]!.at - calls[0]!.at >= 4_000, `backed off (${Math.round(calls[1]!.at - calls[0]!.at)} ms)`);
-      const reasons = await terminatedReasons(t, 'flaky');
+      const reasons = await terminatedReasons(t, flaky);
       assert.ok(reasons.some((r) => r.includes(`ECS could not place the task: ${reason}`)), `the reason was recorded: ${JSON.stringify(reasons.slice(-3))}`);
-      await waitFor('its task ended', () => liveTasks('flaky').length === 0, 60_000, 200);
+      await waitFor('its task ended', () => liveTasks(flaky).length === 0, 60_000, 200);
     });
   }
 
   test('ThrottlingException: RunTask backs off and retries with the same clientToken; one task starts', async () => {
-    const before = runTasksOf('flaky').length;
+    const before = runTasksOf('flaky-t').length;
     const tasksBefore = fake.tasks.size;
     fake.inject({ op: 'RunTask', error: { type: 'ThrottlingException', message: 'Rate exceeded' }, times: 3 });
-    const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'flaky', command: 'echo after-throttle' });
+    const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'flaky-t', command: 'echo after-throttle' });
     await succeeded(t, body.job.id, 60_000);
     // throttled calls carry no tags in the log (they failed before), so count every RunTask since
     const calls = fake.calls.filter((c) => c.op === 'RunTask').slice(-4);
     assert.equal(new Set(calls.map((c) => c.input.clientToken)).size, 1, 'the same clientToken on each try');
     assert.equal(calls.length, 4);
-    assert.equal(runTasksOf('flaky').length - before, 4);
+    assert.equal(runTasksOf('flaky-t').length - before, 4);
     assert.equal(fake.tasks.size - tasksBefore, 1, 'one task, not four');
-    await waitFor('its task ended', () => liveTasks('flaky').length === 0, 60_000, 200);
+    await waitFor('its task ended', () => liveTasks('flaky-t').length === 0, 60_000, 200);
   });
 
   test('TaskFailedToStart: the start fails with ECS reason and the pool backs off instead of looping', async () => {
     fake.inject({ op: 'StartTask', stop: { stopCode: 'TaskFailedToStart', stoppedReason: 'ResourceInitializationError: unable to pull secrets or registry auth' } });
-    const before = runTasksOf('flaky').length;
-    const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'flaky', command: 'echo second-try' });
+    const before = runTasksOf('flaky-s').length;
+    const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'flaky-s', command: 'echo second-try' });
     await succeeded(t, body.job.id, 90_000);
-    assert.equal(runTasksOf('flaky').length - before, 2, 'one failed task, one after the backoff');
-    const reasons = await terminatedReasons(t, 'flaky');
+    assert.equal(runTasksOf('flaky-s').length - before, 2, 'one failed task, one after the backoff');
+    const reasons = await terminatedReasons(t, 'flaky-s');
     assert.ok(reasons.some((r) => /ECS task failed to start \(ResourceInitializationError/.test(r)), JSON.stringify(reasons.slice(-3)));
-    await waitFor('its task ended', () => liveTasks('flaky').length === 0, 60_000, 200);
+    await waitFor('its task ended', () => liveTasks('flaky-s').length === 0, 60_000, 200);
   });
 
   test('CannotPullContainerError: start failures with the reason, backing off (no loop)', async () => {
