@@ -35,8 +35,9 @@ const SECTIONS: { id: string; title: string; flags?: string[] }[] = [
   { id: 'container-coldstart', title: '6b. Scale from zero (container provider)' },
   { id: 'memory', title: '7. Memory' },
   { id: 'ec2', title: '8. EC2 warm pool (fake EC2)' },
-  { id: 'simulator', title: '9. Simulator: a day of 1,000,000 jobs' },
-  { id: 'scale', title: '10. Scale: 10,000 runners, 100,000 queued jobs', flags: ['--max-old-space-size=4096'] },
+  { id: 'ecs', title: '9. ECS provider (fake ECS endpoint)' },
+  { id: 'simulator', title: '10. Simulator: a day of 1,000,000 jobs' },
+  { id: 'scale', title: '11. Scale: 10,000 runners, 100,000 queued jobs', flags: ['--max-old-space-size=4096'] },
 ];
 
 function parseArgs(argv: string[]) {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { Agent, type AgentOptions } from '../agent/agent.js';
 import { isUuid } from '../agent/identity.js';
+import { adoptEcsTaskIdentity } from '../agent/ecs-identity.js';
 import { parseDuration } from '../lib/duration.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { CliError, resolveConnection } from './client.js';
@@ -42,6 +43,7 @@ Logs: readable lines when stderr is a terminal, JSON lines otherwise (RUNYARD_LO
 RUNYARD_LOG_FORMAT=json|pretty).`,
     )
     .action(async (_opts, cmd: Command) => {
+      await adoptEcsTaskIdentity(process.env); // an ECS task of a batch or service: its runner id is in its tags
       const opts = resolveAgentOptions(cmd.optsWithGlobals(), process.env);
       // Read once, then out of the environment: nothing the agent starts inherits it. (On Linux
       // /proc/<pid>/environ keeps the start-up copy; a launch token is spent at registration.)

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { duration as durationRule, envMap, githubRepo, labels, safeString, slug } from '../lib/validation.js';
 import { kubernetesPoolFields } from '../providers/kubernetes/pool-config.js';
-import { ecsPoolFields } from '../providers/ecs/pool-config.js';
+import { ecsPoolFields, fargateSizeProblem, taskSize, usesFargate } from '../providers/ecs/pool-config.js';
 import { ec2PoolFields, ec2PoolIssues } from '../providers/ec2/pool-config.js';
 import { leaseProblems } from './lease.js';
 import { minIdleScheduleSchema, scheduleIssues } from './min-idle-schedule.js';
@@ -51,6 +51,7 @@ export const poolSchema = z
         ctx.addIssue({ code: 'custom', path: [block], message: `a ${block} block needs provider ${block}, not ${p.provider}` });
     if ((p.provider === 'container' || p.provider === 'kubernetes' || p.provider === 'ecs') && !p.image)
       ctx.addIssue({ code: 'custom', path: ['image'], message: `provider ${p.provider} needs an image` });
+    if (p.provider === 'ecs' && !p.ecs) ctx.addIssue({ code: 'custom', path: ['ecs'], message: 'provider ecs needs an ecs block (cluster, subnets, …)' });
     for (const issue of ec2PoolIssues(p)) ctx.addIssue({ code: 'custom', ...issue });
     if (p.dynamicImages !== false && p.provider !== 'container')
       ctx.addIssue({ code: 'custom', path: ['dynamicImages'], message: `dynamic images need the container provider, not ${p.provider}` });
@@ -136,6 +137,9 @@ export const configSchema = z
       seen.add(p.name);
       if (p.class && !c.classSizes[p.class])
         ctx.addIssue({ code: 'custom', path: ['pools', i, 'class'], message: `unknown class size ${p.class}; known: ${Object.keys(c.classSizes).join(', ')}` });
+      // Fargate runs only its own cpu/memory pairs: say so at load, not at the first RunTask.
+      const fargate = p.provider === 'ecs' && !p.ecs?.taskDefinition && usesFargate(p.ecs ?? {}) ? fargateSizeProblem(taskSize(p.class ? c.classSizes[p.class] : undefined)) : undefined;
+      if (fargate && (!p.class || c.classSizes[p.class])) ctx.addIssue({ code: 'custom', path: ['pools', i, 'class'], message: `class ${p.class ?? '(default 0.5 vCPU, 1024 MiB)'}: ${fargate}` });
     });
   });
 export type Config = z.output<typeof configSchema>;

@@ -43,6 +43,14 @@ export interface Provider {
   readonly owner: string;
   create(spec: LaunchSpec): Promise<{ ref: string }>;
   /**
+   * Starts several runners of one pool at once, one promise per spec in order (each fails on its
+   * own). Optional: for providers whose API launches many per call (ECS RunTask with `count`);
+   * the scheduler uses it when present, else create() per runner.
+   */
+  createMany?(specs: LaunchSpec[]): Promise<{ ref: string }>[];
+  /** How many runners one createMany call takes best (ECS: 10 per RunTask); default all at once. */
+  readonly batchSize?: number;
+  /**
    * Finds or builds the runner image for a dynamic base image; `progress` gets the build's lines
    * (only when it builds). Providers without it cannot run jobs that name their own image. An
    * error with `retryable: true` (engine unreachable) leaves the jobs waiting; any other fails them.

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ApiContext } from '../api/context.js';
-import type { Provider } from '../providers/provider.js';
+import type { LaunchSpec, Provider } from '../providers/provider.js';
 import { decide, type Action, type PoolView, type RunnerView } from './decide.js';
 import { listPools, setWaitingReason } from '../store/queries/pools.js';
 import { providerHint } from '../api/pool-checks.js';
@@ -213,8 +213,21 @@ export class Scheduler {
       dynamic = this.dynamicImage(v, provider, image);
       if (!dynamic) return; // being prepared: its end wakes the scheduler
     }
-    let startedCount = 0;
-    let failure: string | undefined;
+    // Each runner gets its row and launch token, then its create; a provider that batches
+    // launches (ECS's RunTask with count) gets them in createMany calls of its batchSize, each
+    // sent as soon as that many rows are in, so the first launch does not wait for the last row.
+    const batch = provider.createMany ? Math.max(1, provider.batchSize ?? count) : 1;
+    let ready: { id: string; spec: LaunchSpec }[] = [];
+    const launched: Promise<void>[] = [];
+    const tally: StartTally = { started: 0 };
+    const flush = () => {
+      const group = ready;
+      ready = [];
+      if (!group.length) return;
+      const started = performance.now();
+      const created = provider.createMany ? provider.createMany(group.map((l) => l.spec)) : group.map((l) => provider.create(l.spec));
+      group.forEach(({ id }, i) => launched.push(this.launched(v, provider, id, created[i]!, started, image, tally)));
+    };
     await Promise.all(
       Array.from({ length: count }, async () => {
         const now = this.ctx.clock.now();
@@ -235,35 +248,56 @@ export class Scheduler {
             });
             return createToken(tx, now, { kind: 'registration', pool: v.config.name, runnerId: id, description: 'launch token', expiresAt: now + v.config.startTimeout + 60_000 });
           });
-          const started = performance.now();
-          const { ref } = await provider.create({
-            runnerId: id,
-            name: `${v.config.name}-${id.slice(0, 8)}`,
-            pool: v.config,
-            classSize,
-            ...(dynamic ? { dynamic } : {}),
-            serverUrl: this.opts.serverUrl(),
-            registrationToken: secret,
-            instanceId: this.opts.instanceId,
+          ready.push({
+            id,
+            spec: {
+              runnerId: id,
+              name: `${v.config.name}-${id.slice(0, 8)}`,
+              pool: v.config,
+              classSize,
+              ...(dynamic ? { dynamic } : {}),
+              serverUrl: this.opts.serverUrl(),
+              registrationToken: secret,
+              instanceId: this.opts.instanceId,
+            },
           });
-          this.ctx.metrics.runnerCreate.observe({ provider: provider.name }, (performance.now() - started) / 1000);
-          await setProviderRef(this.ctx.db, id, ref);
-          startedCount++;
+          if (ready.length >= batch) flush();
         } catch (err) {
-          failure = (err as Error).message;
-          if (image !== undefined) this.images.delete(imageKey(v, image)); // the image may be gone: look again next time
-          this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'create' });
-          this.recordFailure(v.config.name, this.ctx.clock.now());
-          await this.markTerminated(id, `provider failed to start it: ${(err as Error).message}`).catch(() => {});
-          this.ctx.log.error({ err, pool: v.config.name, runnerId: id }, 'runner start failed');
-        } finally {
-          this.inFlight.delete(id);
+          await this.startFailed(v, provider, id, err, image, tally);
         }
       }),
     );
+    flush();
+    await Promise.all(launched);
     // what may recover (engine down, image missing) is shown on the waiting jobs until a start works
-    if (startedCount) await this.setWaiting(v.config.name, null);
-    else if (failure) await this.setWaiting(v.config.name, `runners cannot be started: ${failure}; runyard keeps trying, with backoff`);
+    if (tally.started) await this.setWaiting(v.config.name, null);
+    else if (tally.failure) await this.setWaiting(v.config.name, `runners cannot be started: ${tally.failure}; runyard keeps trying, with backoff`);
+  }
+
+  /** A create's outcome: the provider's ref into the store, or a failed start. */
+  private async launched(v: PoolView, provider: Provider, id: string, created: Promise<{ ref: string }>, started: number, image: string | undefined, tally: StartTally) {
+    try {
+      const { ref } = await created;
+      this.ctx.metrics.runnerCreate.observe({ provider: provider.name }, (performance.now() - started) / 1000);
+      await setProviderRef(this.ctx.db, id, ref);
+      this.inFlight.delete(id);
+      tally.started++;
+    } catch (err) {
+      await this.startFailed(v, provider, id, err, image, tally);
+    }
+  }
+
+  private async startFailed(v: PoolView, provider: Provider, id: string, err: unknown, image: string | undefined, tally: StartTally) {
+    tally.failure = (err as Error).message;
+    try {
+      if (image !== undefined) this.images.delete(imageKey(v, image)); // the image may be gone: look again next time
+      this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'create' });
+      this.recordFailure(v.config.name, this.ctx.clock.now());
+      await this.markTerminated(id, `provider failed to start it: ${(err as Error).message}`).catch(() => {});
+      this.ctx.log.error({ err, pool: v.config.name, runnerId: id }, 'runner start failed');
+    } finally {
+      this.inFlight.delete(id);
+    }
   }
 
   /** Records why a pool's jobs wait (null: they no longer do); an event when it changes, so the dashboard hears of it. */
@@ -516,6 +550,12 @@ export class Scheduler {
 
 /** How long runners get to exit at SIGTERM when the control plane shuts down. */
 const SHUTDOWN_GRACE_MS = 3000;
+
+/** How one start action went: runners started, and the last failure's message. */
+interface StartTally {
+  started: number;
+  failure?: string;
+}
 
 /** Ready runner images are known per pool, per runner image (a pool change builds anew) and per base. */
 const imageKey = (v: PoolView, base: string) => `${v.config.name}\n${v.config.image ?? ''}\n${base}`;

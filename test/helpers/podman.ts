@@ -172,7 +172,7 @@ function shellRootfs(rootfs: string, tools: string[] = []) {
   writeFileSync(join(rootfs, 'etc/group'), 'root:x:0:\n');
 }
 
-/** Builds `repo:<tag>` with `fill(rootfs)` unless podman has it; older tags of `repo` are removed. */
+/** Builds `repo:<tag>` with `fill(rootfs)` unless podman has it; tags of `repo` older than a day are removed. */
 function cachedImage(cli: (...args: string[]) => string, repo: string, tag: string, changes: string[], fill: (rootfs: string) => void): { image: string; built: boolean } {
   const image = `${repo}:${tag}`;
   const have = cli('images', '--format', '{{.Repository}}:{{.Tag}}', repo).split('\n').map((l) => l.trim()).filter(Boolean);
@@ -186,7 +186,10 @@ function cachedImage(cli: (...args: string[]) => string, repo: string, tag: stri
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  for (const old of have) if (old !== image) try { cli('rmi', '-f', old); } catch { /* in use: left for later */ }
+  // Other worktrees on this machine may be testing another dist with their own tag right now:
+  // only tags older than a day go, and never one a container still uses (no -f).
+  const stale = cli('images', '--format', '{{.Repository}}:{{.Tag}}', '--filter', `reference=${repo}`, '--filter', 'until=24h').split('\n').map((l) => l.trim()).filter(Boolean);
+  for (const old of stale) if (old !== image) try { cli('rmi', old); } catch { /* in use: left for later */ }
   return { image, built: true };
 }
 
