@@ -54,8 +54,8 @@ export const poolSchema = z
         ctx.addIssue({ code: 'custom', path: [block], message: `a ${block} block needs provider ${block}, not ${p.provider}` });
     if ((p.provider === 'container' || p.provider === 'kubernetes' || p.provider === 'ecs') && !p.image)
       ctx.addIssue({ code: 'custom', path: ['image'], message: `provider ${p.provider} needs an image` });
-    if (p.dynamicImages !== false && p.provider !== 'container')
-      ctx.addIssue({ code: 'custom', path: ['dynamicImages'], message: `dynamic images need the container provider, not ${p.provider}` });
+    if (p.dynamicImages !== false && p.provider !== 'container' && p.provider !== 'kubernetes')
+      ctx.addIssue({ code: 'custom', path: ['dynamicImages'], message: `dynamic images need the container or kubernetes provider, not ${p.provider}` });
   });
 export type PoolInput = z.input<typeof poolSchema>;
 export type PoolConfig = z.output<typeof poolSchema>;
