@@ -46,6 +46,7 @@ export class KubeClient {
         if (!existsSync(connection.kubeconfig)) throw new Error(`no such file`);
         this.config.loadFromFile(connection.kubeconfig);
       } else if (env.KUBERNETES_SERVICE_HOST) this.config.loadFromCluster();
+      else if (env.KUBECONFIG) this.config.loadFromFile(env.KUBECONFIG.split(':')[0]!);
       else this.config.loadFromDefault();
       if (connection.context) {
         if (!this.config.getContextObject(connection.context)) throw new Error(`it has no context ${JSON.stringify(connection.context)}`);

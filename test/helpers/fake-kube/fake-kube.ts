@@ -122,7 +122,7 @@ export class FakeKube {
   }
   /** Evicts every pod (a node drain): each is deleted gracefully, as the eviction API does. */
   async drainNode() {
-    await Promise.all(this.store.list('pods').map((p) => this.deletePod(p, undefined)));
+    await Promise.all(this.store.list('pods').map((p) => this.deletePod(p, undefined, true)));
   }
 
   /** Pods (or secrets) whose labels match, as a client would list them. */
@@ -167,7 +167,8 @@ export class FakeKube {
     res.once('finish', () => (call.status = res.statusCode));
     res.once('close', () => (call.status ||= res.statusCode));
     try {
-      if (req.headers.authorization !== `Bearer ${this.token}`) return this.send(res, 401, S.unauthorized());
+      // kubectl sends no bearer token over plain http (as the apiserver's old insecure port took none); a wrong one is refused
+      if (req.headers.authorization !== undefined && req.headers.authorization !== `Bearer ${this.token}`) return this.send(res, 401, S.unauthorized());
       if (this.throttleLeft > 0) {
         this.throttleLeft -= 1;
         return this.send(res, 429, S.tooManyRequests(this.throttleSeconds), { 'retry-after': String(this.throttleSeconds) });
@@ -357,7 +358,7 @@ export class FakeKube {
   private evict(res: ServerResponse, ns: string, name: string, body: any) {
     const pod = this.store.get('pods', ns, name);
     if (!pod) return this.send(res, 404, S.notFound('pods', name));
-    void this.deletePod(pod, body?.deleteOptions?.gracePeriodSeconds);
+    void this.deletePod(pod, body?.deleteOptions?.gracePeriodSeconds, true);
     this.send(res, 201, S.status(201, '', ''));
   }
 
@@ -379,12 +380,18 @@ export class FakeKube {
    * then SIGKILL after the grace, then it goes (DELETED) and its dependents are collected.
    * An unscheduled pod goes at once, as the API server does with one no kubelet runs.
    */
-  private deletePod(pod: KubeObject, graceSeconds: number | undefined): KubeObject {
+  private deletePod(pod: KubeObject, graceSeconds: number | undefined, evicted = false): KubeObject {
     const uid = pod.metadata.uid!;
     if (this.deleting.has(uid)) return pod;
+    if (evicted) {
+      // as the eviction API marks a pod it disrupts (Kubernetes 1.26+)
+      const ts = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+      pod.status = { ...pod.status, conditions: [...(pod.status?.conditions ?? []).filter((c: any) => c.type !== 'DisruptionTarget'), { type: 'DisruptionTarget', status: 'True', reason: 'EvictionByEvictionAPI', message: 'Eviction API: evicting', lastProbeTime: null, lastTransitionTime: ts }] };
+      this.event(pod, 'Killing', 'Stopping container agent (evicted)');
+    }
     const grace = graceSeconds ?? pod.spec.terminationGracePeriodSeconds ?? 30;
     let marked = pod;
-    if (pod.spec.nodeName && grace > 0) {
+    if (evicted || (pod.spec.nodeName && grace > 0)) {
       pod.metadata.deletionTimestamp = new Date(Date.now() + grace * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
       pod.metadata.deletionGracePeriodSeconds = grace;
       marked = this.store.update('pods', pod);

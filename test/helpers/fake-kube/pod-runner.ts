@@ -144,14 +144,21 @@ export class PodRunner {
     const started = new Map<string, Promise<number>>();
     for (const { c, init } of all) {
       if (r.aborted) return;
-      let container: Docker.Container;
-      try {
-        container = await this.createContainer(pod, c, podIP, node, volumes);
-      } catch (err) {
-        if (!(err instanceof ConfigError)) throw err;
-        this.setWaiting(pod, c.name, init, 'CreateContainerConfigError', err.message);
-        this.opts.event(pod, 'Failed', `Error: ${err.message}`, 'Warning');
-        return;
+      let container: Docker.Container | undefined;
+      // a missing Secret is retried, as the kubelet does: it may be created just after its Pod
+      for (let reported = false; !container; ) {
+        try {
+          container = await this.createContainer(pod, c, podIP, node, volumes);
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw err;
+          if (!reported) {
+            this.setWaiting(pod, c.name, init, 'CreateContainerConfigError', err.message);
+            this.opts.event(pod, 'Failed', `Error: ${err.message}`, 'Warning');
+            reported = true;
+          }
+          await new Promise((ok) => setTimeout(ok, this.opts.probeMs));
+          if (r.aborted) return;
+        }
       }
       r.containers.push(container);
       if (r.aborted) return;
