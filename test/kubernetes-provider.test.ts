@@ -192,7 +192,8 @@ describe('kubernetes runners under the scheduler', () => {
         pools: [
           { name: 'kp', provider: 'kubernetes', image: podman.image, class: 'tiny', maxRunners: 2, idleTimeout: '3s', startTimeout: '60s', kubernetes: kubeBlock() },
           { name: 'kdyn', provider: 'kubernetes', image: podman.image, dynamicImages: ['localhost/runyard-test-base-*'], maxRunners: 1, idleTimeout: '2s', kubernetes: kubeBlock() },
-          { name: 'kbad', provider: 'kubernetes', image: podman.image, maxRunners: 1, idleTimeout: '2s', startTimeout: '3s', kubernetes: kubeBlock() },
+          { name: 'kbad', provider: 'kubernetes', image: podman.image, maxRunners: 1, idleTimeout: '2s', kubernetes: kubeBlock() },
+          { name: 'kunsched', provider: 'kubernetes', image: podman.image, maxRunners: 1, idleTimeout: '2s', startTimeout: '3s', kubernetes: kubeBlock() },
         ],
       },
     });
@@ -225,11 +226,12 @@ describe('kubernetes runners under the scheduler', () => {
 
   test('a job on its own base image runs there: an init container copied the agent in', async () => {
     const base = buildBaseImage(podman.cli, 'k8s');
-    const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'kdyn', image: base, command: 'cat /etc/runyard-test-base; echo "on $POD_NAME"' });
+    const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'kdyn', image: base, command: 'read base < /etc/runyard-test-base && echo "base=$base on $POD_NAME"' });
     assert.equal(body.job?.id !== undefined, true, JSON.stringify(body));
     const j = await done(t, body.job.id);
     assert.equal(j.state, 'succeeded', `${JSON.stringify(j)} ${await logsOf(t, body.job.id)}`);
-    assert.match(await logsOf(t, body.job.id), /^k8s$/m, 'ran on the base image');
+    assert.match(await logsOf(t, body.job.id), new RegExp(`^base=k8s on runyard-${j.runnerId}$`, 'm'), 'ran on the base image, in its pod');
+    // the base has no Node and no agent: the job could only run through the init container's copy
   });
 
   test('ErrImagePull: the start fails with the reason (runner, job log), the pod is deleted, the job waits', async () => {
@@ -247,8 +249,8 @@ describe('kubernetes runners under the scheduler', () => {
 
   test('Unschedulable past startTimeout: the start fails with that reason and the pod is deleted', async () => {
     kube.faults.unschedulable = true;
-    const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'kbad', command: 'echo never' });
-    const failed = await waitFor('a failed start', async () => (await t.server.db.query<{ state_reason: string }>(`select state_reason from runners where pool = 'kbad' and state = 'terminated' and state_reason like '%Unschedulable%'`))[0], 60_000, 100);
+    const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'kunsched', command: 'echo never' });
+    const failed = await waitFor('a failed start', async () => (await t.server.db.query<{ state_reason: string }>(`select state_reason from runners where pool = 'kunsched' and state = 'terminated' and state_reason like '%Unschedulable%'`))[0], 60_000, 100);
     assert.match(failed.state_reason, /Unschedulable for \d+s: 0\/1 nodes are available/);
     assert.match(await logsOf(t, body.job.id), /Unschedulable/);
     assert.equal((await t.api('POST', `/api/v1/jobs/${body.job.id}/cancel`)).status, 200);

@@ -6,7 +6,7 @@ import { LABEL_INSTANCE, LABEL_OWNER, LABEL_POOL, LABEL_RUNNER } from '../contai
 import { KubeClient, connectionKey, type Connection } from './kube-client.js';
 import { KubeApiError, isConflict, isNotFound } from './kube-errors.js';
 import { PodWatch, type PodEvent } from './pod-watch.js';
-import { judgePod } from './pod-state.js';
+import { judgePod, unschedulableAfter } from './pod-state.js';
 import { buildPod, buildSecret, podName } from './pod-spec.js';
 import { kubernetesFieldsOf } from './pool-config.js';
 
@@ -133,19 +133,24 @@ export class KubernetesProvider implements Provider {
       if (verdict.kind === 'stuck') this.opts.log.warn({ runnerId, pod: t.pod, namespace, reason: verdict.reason }, 'runner pod stuck; deleting it');
       this.report(t, verdict.detail);
       void this.deletePod(t, 0).catch((err) => this.opts.log.warn({ err, runnerId }, 'could not delete an ended runner pod'));
-    } else if (verdict.kind === 'starting' && !t.timer) {
+    } else if (verdict.kind === 'starting' && !t.timer && this.dueAt(pod, t) > this.now()) {
       // look again when the start timeout passes (an unschedulable pod gets no event by then)
-      const created = new Date(pod.metadata?.creationTimestamp as unknown as string).getTime() || this.now();
       t.timer = setTimeout(() => {
         t.timer = undefined;
         const cur = this.watches.get(`${conn}|${namespace}`)?.pods.get(t.pod);
         if (cur && this.runners.get(runnerId) === t) this.onPod(conn, namespace, 'MODIFIED', cur);
-      }, Math.max(0, created + t.startTimeoutMs - this.now()) + 50);
+      }, this.dueAt(pod, t) - this.now() + 50);
       t.timer.unref?.();
     } else if (verdict.kind === 'running') {
       clearTimeout(t.timer);
       t.timer = undefined;
     }
+  }
+
+  /** When a pending pod is judged again: where an unschedulable one counts as stuck. */
+  private dueAt(pod: V1Pod, t: Tracked): number {
+    const created = new Date(pod.metadata?.creationTimestamp as unknown as string).getTime() || this.now();
+    return created + unschedulableAfter(t.startTimeoutMs);
   }
 
   private report(t: Tracked, detail: string) {

@@ -23,6 +23,9 @@ export type PodVerdict =
   | { kind: 'stuck'; reason: string; detail: string }
   | { kind: 'terminating'; detail: string };
 
+/** When an unschedulable pod counts as stuck: its start timeout less a margin (a quarter, at most 5 s). */
+export const unschedulableAfter = (startTimeoutMs: number) => startTimeoutMs - Math.min(5_000, startTimeoutMs / 4);
+
 const time = (t: unknown) => (t ? new Date(t as string).getTime() : NaN);
 
 /**
@@ -51,7 +54,8 @@ export function judgePod(pod: V1Pod, now: number, opts: { startTimeoutMs: number
     }
   }
   const scheduled = st.conditions?.find((c) => c.type === 'PodScheduled');
-  if (scheduled?.status === 'False' && scheduled.reason === 'Unschedulable' && now - created >= opts.startTimeoutMs)
+  // judged a little before the start timeout runs out, so the start fails with this reason and not a bare timeout
+  if (scheduled?.status === 'False' && scheduled.reason === 'Unschedulable' && now - created >= unschedulableAfter(opts.startTimeoutMs))
     return { kind: 'stuck', reason: 'Unschedulable', detail: `pod ${name} is stuck: Unschedulable for ${Math.round((now - created) / 1000)}s${scheduled.message ? `: ${scheduled.message}` : ''}` };
   if (st.phase === 'Running') return { kind: 'running', ready: !!st.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') };
   return { kind: 'starting' };
