@@ -58,7 +58,7 @@ providerContract('kubernetes', {
   // the pool stays on the process provider with maxRunners 0 (the server starts nothing itself);
   // the provider under test finds the fake through KUBECONFIG, as one outside a cluster does
   make: (t) => new KubernetesProvider({ instanceId: t.server.instanceId, log: silentLogger, targets: [{ connection: { qps: 50, burst: 100 }, namespace: 'default' }], stopGraceMs: 5_000, env: { KUBECONFIG: cluster.kubeconfig } }),
-  poolOverrides: { image: podman.image },
+  poolOverrides: { image: cluster.image },
 });
 
 describe('the provider seen through kubectl', () => {
@@ -81,7 +81,7 @@ describe('the provider seen through kubectl', () => {
     return {
       runnerId,
       name: `k-${runnerId.slice(0, 8)}`,
-      pool: poolSchema.parse({ name: 'k', provider: 'kubernetes', image: podman.image, kubernetes: kubeBlock(), ...pool }),
+      pool: poolSchema.parse({ name: 'k', provider: 'kubernetes', image: cluster.image, kubernetes: kubeBlock(), ...pool }),
       classSize: { cpu: 0.5, memoryMb: 256 },
       serverUrl: t.url,
       registrationToken: body.secret,
@@ -190,10 +190,10 @@ describe('kubernetes runners under the scheduler', () => {
         scheduler: { tick: '1s', offlineAfter: '1h', stuckAfter: '1h', stopGrace: '5s' },
         classSizes: { tiny: { cpu: 0.5, memoryMb: 256 } },
         pools: [
-          { name: 'kp', provider: 'kubernetes', image: podman.image, class: 'tiny', maxRunners: 2, idleTimeout: '3s', startTimeout: '60s', kubernetes: kubeBlock() },
-          { name: 'kdyn', provider: 'kubernetes', image: podman.image, dynamicImages: ['localhost/runyard-test-base-*'], maxRunners: 1, idleTimeout: '2s', kubernetes: kubeBlock() },
-          { name: 'kbad', provider: 'kubernetes', image: podman.image, maxRunners: 1, idleTimeout: '2s', kubernetes: kubeBlock() },
-          { name: 'kunsched', provider: 'kubernetes', image: podman.image, maxRunners: 1, idleTimeout: '2s', startTimeout: '3s', kubernetes: kubeBlock() },
+          { name: 'kp', provider: 'kubernetes', image: cluster.image, class: 'tiny', maxRunners: 2, idleTimeout: '3s', startTimeout: '60s', kubernetes: kubeBlock() },
+          { name: 'kdyn', provider: 'kubernetes', image: cluster.image, dynamicImages: ['localhost/runyard-test-base-*'], maxRunners: 1, idleTimeout: '2s', kubernetes: kubeBlock() },
+          { name: 'kbad', provider: 'kubernetes', image: cluster.image, maxRunners: 1, idleTimeout: '2s', kubernetes: kubeBlock() },
+          { name: 'kunsched', provider: 'kubernetes', image: cluster.image, maxRunners: 1, idleTimeout: '2s', startTimeout: '3s', kubernetes: kubeBlock() },
         ],
       },
     });
@@ -304,7 +304,7 @@ describe('kill -9 of the control plane with kubernetes runners', () => {
       'scheduler: { tick: 1s, offlineAfter: 1h, stuckAfter: 1h, stopGrace: 5s }',
       'runner: { heartbeatInterval: 1s }',
       'pools:',
-      `  - { name: kup, provider: kubernetes, image: ${JSON.stringify(podman.image)}, maxRunners: 1, idleTimeout: 6s, kubernetes: { kubeconfig: ${JSON.stringify(cluster.kubeconfig)}, namespace: default } }`,
+      `  - { name: kup, provider: kubernetes, image: ${JSON.stringify(cluster.image)}, maxRunners: 1, idleTimeout: 6s, kubernetes: { kubeconfig: ${JSON.stringify(cluster.kubeconfig)}, namespace: default } }`,
       '',
     ].join('\n');
     const a = new ServerProcess({ dbUrl: db.url, dataDir, port, yaml });
@@ -332,5 +332,49 @@ describe('kill -9 of the control plane with kubernetes runners', () => {
     assert.match(lines, new RegExp(`survived on runyard-${running.runnerId}`));
     await waitFor('scaled to zero: pod and secret deleted', () => kube.objects('pods', `runyard.runner=${running.runnerId}`).length === 0 && kube.objects('secrets', `runyard.runner=${running.runnerId}`).length === 0, 60_000, 200);
     await b.stop();
+  });
+});
+
+describe('kubernetes pool config and an unreachable API', () => {
+  test('a bad kubernetes block is refused at config load, naming the field', () => {
+    const bad = (kubernetes: Record<string, unknown>) => {
+      const r = poolSchema.safeParse({ name: 'k', provider: 'kubernetes', image: 'x', kubernetes });
+      assert.equal(r.success, false);
+      return r.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    };
+    assert.match(bad({ namespace: 'Not_A_Namespace' }), /^kubernetes\.namespace: must be a namespace name/);
+    assert.match(bad({ tolerations: [{ key: 'ci', operator: 'Sometimes' }] }), /^kubernetes\.tolerations\.0\.operator:/);
+    assert.match(bad({ nodeSelector: { 'bad key!': 'x' } }), /^kubernetes\.nodeSelector\.bad key!: must be a Kubernetes label key/);
+    assert.match(bad({ podTemplate: { spec: { containers: [{ image: 'x' }] } } }), /^kubernetes\.podTemplate\.spec\.containers\.0\.name:/);
+    assert.match(bad({ qps: 0 }), /^kubernetes\.qps:/);
+    assert.match(bad({ replicas: 3 }), /Unrecognized key.*replicas/);
+    const r = poolSchema.safeParse({ name: 'k', provider: 'process', kubernetes: {} });
+    assert.match(r.error!.issues[0]!.message, /a kubernetes block needs provider kubernetes/);
+    assert.equal(poolSchema.parse({ name: 'k', provider: 'kubernetes', image: 'x', kubernetes: {} }).kubernetes?.qps, 20, 'defaults: qps 20');
+  });
+
+  test('an unreachable API: list fails with the server named (reconcile skips a round), create fails retryable', async () => {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'runyard-kube-down-'));
+    const down = new (await import('./helpers/fake-kube/fake-kube.js')).FakeKube({ dockerHost: podman.host });
+    const file = join(dir, 'kubeconfig');
+    down.url = `http://127.0.0.1:${port}`;
+    down.writeKubeconfig(file);
+    const p = new KubernetesProvider({ instanceId: 'i', log: silentLogger, targets: [{ connection: { kubeconfig: file, qps: 50, burst: 100 }, namespace: 'default' }], stopGraceMs: 1_000 });
+    try {
+      await assert.rejects(p.list(), (err: Error) => err instanceof KubeApiError && err.retryable && err.message.includes(`kubernetes API at http://127.0.0.1:${port} has not answered`));
+      const spec: LaunchSpec = {
+        runnerId: randomUUID(),
+        name: 'n',
+        pool: poolSchema.parse({ name: 'k', provider: 'kubernetes', image: cluster.image, kubernetes: { kubeconfig: file } }),
+        serverUrl: 'http://127.0.0.1:1',
+        registrationToken: 'x',
+        instanceId: 'i',
+      };
+      await assert.rejects(p.create(spec), (err: Error) => err instanceof KubeApiError && err.retryable && /unreachable/.test(err.message));
+    } finally {
+      await p.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -8,11 +8,8 @@
  * against the token bucket's floor for the calls those starts need; pods are held Pending
  * (Unschedulable) so 50 agents do not swamp the machine. (4) API calls per runner.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { startPodman } from '../../test/helpers/podman.js';
-import { FakeKube } from '../../test/helpers/fake-kube/fake-kube.js';
+import { startFakeCluster } from '../../test/helpers/fake-kube/index.js';
 import type { KubernetesProvider } from '../../src/providers/kubernetes/kubernetes-provider.js';
 import { coldJob, stopRunner } from '../lib/coldjob.js';
 import { waitFor } from '../lib/fleet.js';
@@ -23,14 +20,13 @@ import { runSection, targetAtMost, type Row } from '../lib/section.js';
 await runSection('kubernetes', '6c. Kubernetes provider (fake API server, pods on podman)', async ({ quick, log }) => {
   const iterations = Number(process.env.BENCH_COLD_RUNS ?? (quick ? 3 : 7));
   const podman = await startPodman();
-  const kube = await new FakeKube({ dockerHost: podman.host, probeMs: 100 }).start();
-  const dir = mkdtempSync(join(tmpdir(), 'runyard-bench-kube-'));
-  const kubeconfig = kube.writeKubeconfig(join(dir, 'kubeconfig'));
+  const cluster = await startFakeCluster(podman, { probeMs: 100 });
+  const { kube, kubeconfig, image } = cluster;
   const block = { kubeconfig, namespace: 'default' };
   const s = await startBenchServer({
     store: 'postgres',
     tag: 'kube',
-    config: { scheduler: { stopGrace: '2s' }, pools: [{ name: 'kube-base', provider: 'kubernetes', image: podman.image, maxRunners: 0, kubernetes: block }] },
+    config: { scheduler: { stopGrace: '2s' }, pools: [{ name: 'kube-base', provider: 'kubernetes', image: image, maxRunners: 0, kubernetes: block }] },
   });
   const provider = s.server.providers.get('kubernetes') as KubernetesProvider;
   const rows: Row[] = [];
@@ -42,7 +38,7 @@ await runSection('kubernetes', '6c. Kubernetes provider (fake API server, pods o
     for (let i = 0; i < iterations; i++) {
       const name = `bare-${i}`;
       const t0 = performance.now();
-      await api('POST', '/api/v1/namespaces/default/pods', { metadata: { name }, spec: { restartPolicy: 'Never', containers: [{ name: 'c', image: podman.image, command: ['/bin/sh', '-c', 'echo started; sleep 30'] }] } });
+      await api('POST', '/api/v1/namespaces/default/pods', { metadata: { name }, spec: { restartPolicy: 'Never', containers: [{ name: 'c', image: image, command: ['/bin/sh', '-c', 'echo started; sleep 30'] }] } });
       await waitFor('bare pod running', () => kube.store.get('pods', 'default', name)?.status?.containerStatuses?.[0]?.state?.running, 30_000, 5);
       bare.push(performance.now() - t0);
       await api('DELETE', `/api/v1/namespaces/default/pods/${name}`, { gracePeriodSeconds: 0 });
@@ -54,7 +50,7 @@ await runSection('kubernetes', '6c. Kubernetes provider (fake API server, pods o
     const samples: Record<string, number>[] = [];
     for (let i = 0; i < iterations; i++) {
       const pool = `kube-cold-${i}`;
-      await s.http.ok('POST', '/api/v1/pools', { name: pool, provider: 'kubernetes', image: podman.image, maxRunners: 1, maxJobsPerRunner: 1, minIdle: 0, kubernetes: block });
+      await s.http.ok('POST', '/api/v1/pools', { name: pool, provider: 'kubernetes', image: image, maxRunners: 1, maxJobsPerRunner: 1, minIdle: 0, kubernetes: block });
       await s.server.scheduler.idle();
       const c = await coldJob(s, pool);
       samples.push({
@@ -78,7 +74,7 @@ await runSection('kubernetes', '6c. Kubernetes provider (fake API server, pods o
     // (3) a burst of 200 jobs on maxRunners 50, pods held Pending
     kube.faults.unschedulable = true;
     const before = provider.apiCalls();
-    await s.http.ok('POST', '/api/v1/pools', { name: 'kube-burst', provider: 'kubernetes', image: podman.image, maxRunners: 50, minIdle: 0, startTimeout: '10m', kubernetes: block });
+    await s.http.ok('POST', '/api/v1/pools', { name: 'kube-burst', provider: 'kubernetes', image: image, maxRunners: 50, minIdle: 0, startTimeout: '10m', kubernetes: block });
     await s.server.scheduler.idle();
     const t0 = performance.now();
     const ids: number[] = [];
@@ -109,7 +105,7 @@ await runSection('kubernetes', '6c. Kubernetes provider (fake API server, pods o
     return {
       rows,
       notes: [
-        `${iterations} iterations each of a bare pod and of a scale-from-zero job through the fake API server (loopback HTTP, client-node 1.4.0) on podman (runc); image ${podman.image} present. The fake's readiness probes run every 100 ms.`,
+        `${iterations} iterations each of a bare pod and of a scale-from-zero job through the fake API server (loopback HTTP, client-node 1.4.0) on podman (runc); image ${image} present. The fake's readiness probes run every 100 ms.`,
         `Burst: ${runners.length} runners started for 200 queued jobs, ${startCalls} create calls until the 50th pod existed; pods held Pending (Unschedulable) so the figure is the API path, not 50 agents booting on 2 cores.`,
       ],
       details: [
@@ -123,8 +119,7 @@ await runSection('kubernetes', '6c. Kubernetes provider (fake API server, pods o
   } finally {
     kube.faults.unschedulable = false;
     await s.close();
-    await kube.close();
-    rmSync(dir, { recursive: true, force: true });
+    await cluster.close();
     await podman.close();
   }
 });

@@ -2,6 +2,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/logger.js';
 import { sleep } from '../../lib/clock.js';
 import type { KubeClient } from './kube-client.js';
+import { KubeApiError } from './kube-errors.js';
 
 export type PodEvent = 'ADDED' | 'MODIFIED' | 'DELETED';
 
@@ -43,10 +44,21 @@ export class PodWatch {
     this.loop ??= this.run();
   }
 
-  /** Resolves once the first list is in the cache. */
-  synced(): Promise<void> {
+  /** The last failure of the loop, while it has not listed yet (for the error of a caller that waits). */
+  private lastError: unknown;
+
+  /**
+   * Resolves once the first list is in the cache; rejects after `timeoutMs` when the API has not
+   * answered it, so a caller (reconcile) skips a round instead of waiting forever.
+   */
+  synced(timeoutMs = 15_000): Promise<void> {
     this.start();
-    return this.syncedOnce;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, fail) => {
+      timer = setTimeout(() => fail(new KubeApiError(`kubernetes API at ${this.client.server} has not answered the list of runner pods in ${this.namespace}${this.lastError ? `: ${(this.lastError as Error).message}` : ''}`, undefined, undefined, undefined, true)), timeoutMs);
+      timer.unref?.();
+    });
+    return Promise.race([this.syncedOnce, late]).finally(() => clearTimeout(timer));
   }
 
   private async run() {
@@ -66,6 +78,7 @@ export class PodWatch {
         failures = outcome === 'error' ? failures + 1 : 0;
       } catch (err) {
         failures += 1;
+        this.lastError = err;
         needList = needList || (err as { code?: number }).code === 410;
         this.log.warn({ err, namespace: this.namespace, failures }, 'kubernetes pod watch failed; retrying');
       }

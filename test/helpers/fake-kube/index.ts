@@ -12,8 +12,15 @@ import type { Podman } from '../podman.js';
 
 export { FakeKube } from './fake-kube.js';
 
+export const KUBE_IMAGE_REPO = 'localhost/runyard-kube-runner';
+
 export interface FakeCluster {
   kube: FakeKube;
+  /**
+   * The runner image under a tag of its own: other worktrees' test runs remove every other tag of
+   * the shared test image repository (test/helpers/podman.ts), which would pull it from under running pods.
+   */
+  image: string;
   kubeconfig: string;
   /** Runs the real kubectl against the fake (asynchronously: the fake answers in this process); stdout, or throws with stderr. */
   kubectl: (...args: string[]) => Promise<string>;
@@ -21,6 +28,8 @@ export interface FakeCluster {
 }
 
 export async function startFakeCluster(podman: Podman, opts: Partial<FakeKubeOptions> = {}): Promise<FakeCluster> {
+  const image = `${KUBE_IMAGE_REPO}:${podman.image.split(':').pop()}`;
+  podman.cli('tag', podman.image, image);
   const kube = await new FakeKube({ dockerHost: podman.host, ...opts }).start();
   const dir = mkdtempSync(join(tmpdir(), 'runyard-kube-'));
   const kubeconfig = kube.writeKubeconfig(join(dir, 'kubeconfig'));
@@ -35,6 +44,7 @@ export async function startFakeCluster(podman: Podman, opts: Partial<FakeKubeOpt
     );
   return {
     kube,
+    image,
     kubeconfig,
     kubectl,
     close: async () => {
