@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { createPgDatabase, STORES, type StoreKind } from './helpers/db.js';
 import { openDb, openPostgres, type Db } from '../src/store/db.js';
-import { loadMigrations, migrate } from '../src/store/migrate.js';
+import { loadMigrations, migrate, SchemaTooNewError } from '../src/store/migrate.js';
 
 /** A store with no tables at all (openTestDb would migrate it). */
 async function openEmpty(kind: StoreKind): Promise<{ db: Db; url: string; close: () => Promise<void> }> {
@@ -89,11 +89,29 @@ for (const store of STORES) {
       }
     });
 
+    test('a schema from a newer server: additive migrations it applied are tolerated, a breaking one stops this server', async () => {
+      const { db, close } = await openEmpty(store);
+      try {
+        const known = loadMigrations();
+        const additive = { id: 9001, name: '9001_newer_column', sql: 'alter table jobs add column newer_note text;', breaking: false };
+        const breaking = { id: 9002, name: '9002_newer_rename', sql: '-- breaking\nalter table jobs rename column newer_note to newer_text;', breaking: true };
+        // A newer server applies one additive migration: this one still starts on that schema.
+        await migrate(db, [...known, additive]);
+        assert.deepEqual(await migrate(db, known), []);
+        // Then a breaking one: this server refuses before it changes anything, naming it.
+        await migrate(db, [...known, additive, breaking]);
+        await assert.rejects(migrate(db, known), (err: unknown) => err instanceof SchemaTooNewError && /9002_newer_rename/.test(err.message) && /upgrade this server/.test(err.message));
+        assert.deepEqual(loadMigrations().filter((m) => m.breaking), [], 'no shipped migration is breaking yet');
+      } finally {
+        await close();
+      }
+    });
+
     test('a failing migration is rolled back whole, reported by name, and releases the lock', async () => {
       const { db, url, close } = await openEmpty(store);
       try {
         const good = loadMigrations();
-        const broken = { id: 9999, name: '9999_broken', sql: 'create table half_done (x int);\nselect no_such_column from no_such_table;' };
+        const broken = { id: 9999, name: '9999_broken', sql: 'create table half_done (x int);\nselect no_such_column from no_such_table;', breaking: false };
         await assert.rejects(migrate(db, [...good, broken]), /migration 9999_broken failed: .*no_such_table/);
         assert.equal(await tableExists(db, 'half_done'), false, 'its first statement was rolled back');
         assert.equal((await db.query('select 1 from runyard_migrations where id = 9999')).length, 0);
