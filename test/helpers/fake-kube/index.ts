@@ -4,7 +4,7 @@
  */
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeKube, type FakeKubeOptions } from './fake-kube.js';
@@ -17,7 +17,7 @@ export const KUBE_IMAGE_REPO = 'localhost/runyard-kube-runner';
 export interface FakeCluster {
   kube: FakeKube;
   /**
-   * The runner image under a tag of its own: other worktrees' test runs remove every other tag of
+   * The runner image as an image of its own: other worktrees' test runs remove every other tag of
    * the shared test image repository (test/helpers/podman.ts), which would pull it from under running pods.
    */
   image: string;
@@ -28,10 +28,14 @@ export interface FakeCluster {
 }
 
 export async function startFakeCluster(podman: Podman, opts: Partial<FakeKubeOptions> = {}): Promise<FakeCluster> {
-  const image = `${KUBE_IMAGE_REPO}:${podman.image.split(':').pop()}`;
-  podman.cli('tag', podman.image, image);
-  const kube = await new FakeKube({ dockerHost: podman.host, ...opts }).start();
   const dir = mkdtempSync(join(tmpdir(), 'runyard-kube-'));
+  // an image of its own (its own id, not a second tag: `podman rmi -f` of a tag removes every tag of the id)
+  const image = `${KUBE_IMAGE_REPO}:${podman.image.split(':').pop()}`;
+  if (!podman.cli('images', '-q', image).trim()) {
+    writeFileSync(join(dir, 'Containerfile'), `FROM ${podman.image}\nLABEL runyard.test=fake-kube\n`);
+    podman.cli('build', '-q', '--pull=never', '-t', image, '-f', join(dir, 'Containerfile'), dir);
+  }
+  const kube = await new FakeKube({ dockerHost: podman.host, ...opts }).start();
   const kubeconfig = kube.writeKubeconfig(join(dir, 'kubeconfig'));
   const bin = kubectlBinary(dir);
   const kubectl = (...args: string[]) =>
