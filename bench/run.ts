@@ -35,6 +35,7 @@ const SECTIONS: { id: string; title: string; flags?: string[] }[] = [
   { id: 'container-coldstart', title: '6b. Scale from zero (container provider)' },
   { id: 'kubernetes', title: '6c. Kubernetes provider (fake API server, pods on podman)' },
   { id: 'memory', title: '7. Memory' },
+  { id: 'ec2', title: '8. EC2 warm pool (fake EC2)' },
 ];
 
 function parseArgs(argv: string[]) {

@@ -13,6 +13,7 @@ import { createLogger, type Logger } from './lib/logger.js';
 import { atRestKey } from './lib/sealed.js';
 import { ControlHub } from './api/control-hub.js';
 import { HeartbeatBuffer } from './api/heartbeats.js';
+import { RefusalAudit } from './api/refusal-audit.js';
 import { Metrics } from './api/metrics.js';
 import { createApp } from './api/app.js';
 import type { ApiContext } from './api/context.js';
@@ -93,6 +94,7 @@ export class RunyardServer {
       hub: this.hub,
       heartbeats: this.heartbeats,
       metrics: this.metrics,
+      audit: new RefusalAudit(this.db, this.clock, this.log),
       secretKey: atRestKey(this.secretKeyText()),
       classSizes: this.config.classSizes,
       bus: this.bus,
@@ -184,6 +186,7 @@ export class RunyardServer {
   }
 
   async close(): Promise<void> {
+    await this.ctx?.audit.close();
     await this.maintenance?.close();
     await this.scheduler?.close();
     if (this.opts.keepRunnersOnClose !== true) await this.scheduler?.stopLocalRunners().catch((err) => this.log.error({ err }, 'could not stop local runners'));

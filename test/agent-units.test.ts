@@ -25,7 +25,7 @@ import { resolveAgentOptions } from '../src/cli/agent.js';
 import { CliError } from '../src/cli/client.js';
 import { silentLogger } from '../src/lib/logger.js';
 import type { LogLine } from '../src/agent/runner-client.js';
-import { makeZip } from './helpers/agent.js';
+import { makeZip, tarEntry, tarOf } from './helpers/agent.js';
 
 /** A clock and sleep that only move when the test says so. */
 class FakeTime {
@@ -291,28 +291,6 @@ describe('log streamer', () => {
     assert.deepEqual(pressure, [true, false]);
   });
 });
-
-/** One ustar entry, written by hand so tests can build archives no tar tool would. */
-function tarEntry(name: string, opts: { type?: '0' | '1' | '2' | '3' | '5'; link?: string; data?: string } = {}): Buffer {
-  const data = Buffer.from(opts.data ?? '');
-  const h = Buffer.alloc(512);
-  h.write(name, 0, 100);
-  h.write('0000644\0', 100);
-  h.write('0000000\0', 108);
-  h.write('0000000\0', 116);
-  h.write(data.length.toString(8).padStart(11, '0') + '\0', 124);
-  h.write('00000000000\0', 136);
-  h.write('        ', 148);
-  h.write(opts.type ?? '0', 156);
-  if (opts.link) h.write(opts.link, 157, 100);
-  h.write('ustar\0', 257);
-  h.write('00', 263);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
-  return Buffer.concat([h, data, Buffer.alloc((512 - (data.length % 512)) % 512)]);
-}
-const tarOf = (...entries: Buffer[]) => Buffer.concat([...entries, Buffer.alloc(1024)]);
 
 describe('archive extraction', () => {
   const base = mkdtempSync(join(tmpdir(), 'runyard-archive-'));

@@ -79,7 +79,8 @@ describe('container runners under the scheduler', () => {
   });
 
   test('a job scales the pool from zero, runs inside a container with the class limits, a second reuses it, then back to zero', async (tc) => {
-    const label = `runyard.pool=ctr`;
+    // Scoped to this server: other test runs on the same engine may have pools named ctr too.
+    const label = `runyard.instance=${t.server.instanceId}`;
     assert.equal((await live(t, 'ctr')).length, 0, 'no runner before the first job');
     assert.equal(containers(`runyard.instance=${t.server.instanceId}`).length, 0, 'no container before the first job');
 

@@ -139,8 +139,9 @@ describe('GitHub Actions job source (fake GitHub, real agents, stand-in runner)'
     const garbage = await gh.send('queued', wj, { signature: 'sha256=zz' });
     assert.equal(garbage.status, 401);
     assert.equal((await jobs()).length, before);
+    await ts.server.ctx.audit.flush();
     const ev = (await events()).filter((e) => e.kind === 'auth' && e.subject === 'POST /webhooks/github');
-    assert.ok(ev.some((e) => /bad X-Hub-Signature-256/.test(e.reason) && e.reason.includes(bad.delivery)));
+    assert.ok(ev.some((e) => /bad X-Hub-Signature-256/.test(e.reason) && e.data.details.some((d: string) => d.includes(bad.delivery))), JSON.stringify(ev));
     assert.ok(ev.some((e) => /missing X-Hub-Signature-256/.test(e.reason)));
     gh.jobs.delete(wj.id);
   });

@@ -33,6 +33,8 @@ import { runSetup } from './setup.js';
 import { StateDir } from './state-dir.js';
 import { Wakeup } from './wakeup.js';
 import { Workspace } from './workspace.js';
+import { openSealed } from '../lib/sealed.js';
+import { baseEnv } from '../lib/base-env.js';
 
 export interface AgentOptions {
   server: string;
@@ -54,8 +56,10 @@ export interface AgentOptions {
   sleep?: Sleep;
   /** For artifact downloads (the protocol's JSON calls and control channel use node:http). */
   fetch?: typeof fetch;
-  /** The environment jobs inherit (RUNYARD_* variables are removed). Default: process.env. */
+  /** The environment jobs start from, reduced to an allowlist (src/lib/base-env.ts). Default: process.env. */
   env?: NodeJS.ProcessEnv;
+  /** More names (or prefixes ending in `*`) of `env` that jobs and setup get. */
+  passEnv?: string[];
 }
 
 export type StopKind = 'drain' | 'delete' | 'gone' | 'unauthorized';
@@ -93,6 +97,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly workspace: Workspace;
   private readonly graceMs: number;
   private readonly health: HealthServer | undefined;
+  /** What jobs and setup start from: the allowlisted part of the agent's environment. */
+  private readonly jobBaseEnv: Record<string, string>;
 
   private identity: Identity | undefined;
   private name = '';
@@ -133,6 +139,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.stateDir = new StateDir(opts.stateDir);
     this.workspace = new Workspace(opts.workDir);
     this.graceMs = opts.gracePeriodMs ?? 10_000;
+    this.jobBaseEnv = baseEnv(opts.env ?? process.env, opts.passEnv);
     if (opts.healthPort !== undefined) this.health = new HealthServer(() => this.readiness());
   }
 
@@ -217,7 +224,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       { id: identity.id, name: this.name, version: VERSION, publicKey: identity.publicKey, labels: opts.labels ?? [] },
       { client: this.client, backoff: new Backoff({ baseMs: 500, maxMs: 15_000 }), sleep: this.sleep, log: this.log, signal: this.halt.signal },
     );
-    this.client.credential = reg.credential;
+    this.client.credential = reg.sealedCredential ? openSealed(identity.privateKey, reg.sealedCredential).credential : reg.credential;
     this.config = reg.config;
     this.registered = true;
     this.log = this.log.child({ pool: reg.config.pool });
@@ -231,7 +238,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       runnerId: identity.id,
       cwd: this.workspace.setupDir,
       env: reg.config.env,
-      baseEnv: opts.env ?? process.env,
+      baseEnv: this.jobBaseEnv,
       timeoutMs: reg.config.jobTimeoutMs,
       graceMs: this.graceMs,
       clock: this.clock,
@@ -438,7 +445,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       clock: this.clock,
       sleep: this.sleep,
       log,
-      baseEnv: this.opts.env ?? process.env,
+      baseEnv: this.jobBaseEnv,
       onStarted: () => this.emit('job-started', { jobId: job.id, attempt: job.attempt }),
     });
     this.jobs.set(key, exec);

@@ -50,7 +50,7 @@ export interface ExecutionDeps {
   clock: Clock;
   sleep: Sleep;
   log: Logger;
-  /** The environment jobs inherit (the agent's, minus its own RUNYARD_* settings). */
+  /** The environment jobs start from (the allowlisted part of the agent's; RUNYARD_* removed). */
   baseEnv: NodeJS.ProcessEnv;
   onStarted: () => void;
 }
@@ -319,8 +319,8 @@ function reportBackoff(): Backoff {
 }
 
 /**
- * The job's environment: the agent's own, minus every RUNYARD_* variable (the registration token
- * and other agent settings must not leak into jobs), plus the job's variables on top.
+ * The job's environment: `base` (the allowlisted part of the agent's, src/lib/base-env.ts) minus
+ * every RUNYARD_* variable (agent settings must not leak into jobs), plus the job's on top.
  */
 export function jobEnv(base: NodeJS.ProcessEnv, vars: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};

@@ -32,7 +32,10 @@ export interface RegisterRequest {
 
 export interface RegisterResponse {
   runner: { id: string; name: string; pool: string; state: string };
-  credential: string;
+  /** In clear only when this registration bound the runner's key for the first time. */
+  credential?: string;
+  /** The credential sealed to the runner's public key ({credential}); absent from older servers. */
+  sealedCredential?: string;
   config: RunnerConfig;
 }
 

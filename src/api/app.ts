@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import type { ApiContext } from './context.js';
 import { Authenticator, actorOf, requireAdmin } from './auth.js';
-import { ForbiddenError } from '../lib/errors.js';
+import { ForbiddenError, UnauthorizedError } from '../lib/errors.js';
 import { bodyLimit, errorBody, toErrorResponse, type Env } from './http.js';
 import { jobsRouter } from './jobs.js';
 import { runnerJobRouter, runnerProtocolRouter } from './runner-protocol.js';
@@ -27,8 +27,8 @@ export function createApp(ctx: ApiContext) {
   });
 
   app.onError(async (err, c) => {
-    // A wrongly-scoped call (403) leaves an audit line, as an unauthenticated one (401) does.
-    if (err instanceof ForbiddenError) await auth.audit(c.req.method, c.req.path, err.message, c.get('principal') ? actorOf(c.get('principal')) : 'anonymous');
+    // Every refused call, unauthenticated (401) or wrongly scoped (403), leaves an audit line.
+    if (err instanceof ForbiddenError || err instanceof UnauthorizedError) await auth.audit(c, err.message, c.get('principal') ? actorOf(c.get('principal')) : 'anonymous');
     return toErrorResponse(err, c, ctx.log);
   });
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
@@ -51,7 +51,7 @@ export function createApp(ctx: ApiContext) {
   api.use('*', async (c, next) => (c.req.path.startsWith('/api/v1/artifacts') ? next() : bodyLimit(ctx.config.limits.maxBodyBytes)(c, next)));
   api.route('/runners', runnerProtocolRouter(ctx, auth)); // register (own auth), then runner-authenticated calls
   api.use('*', auth.middleware());
-  api.route('/runners', runnersRouter(ctx, auth));
+  api.route('/runners', runnersRouter(ctx));
   api.route('/jobs', runnerJobRouter(ctx));
   api.route('/jobs', jobsRouter(ctx));
   api.route('/pools', poolsRouter(ctx));

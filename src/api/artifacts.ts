@@ -5,7 +5,7 @@ import type { ApiContext } from './context.js';
 import { requireAdmin } from './auth.js';
 import { query, type Env } from './http.js';
 import type { Queryable } from '../store/db.js';
-import { InvalidError, NotFoundError, TooLargeError } from '../lib/errors.js';
+import { GoneError, InvalidError, NotFoundError, TooLargeError } from '../lib/errors.js';
 import { recordEvents } from '../store/queries/events.js';
 
 export interface ArtifactInfo {
@@ -67,7 +67,9 @@ export function artifactsRouter(ctx: ApiContext) {
     if (!info) throw new NotFoundError(`artifact ${ref} not found`);
     if (p.kind !== 'admin') {
       if (p.kind !== 'runner') throw new NotFoundError(`artifact ${ref} not found`);
-      const [pool] = await ctx.db.query('select config from pools where name = $1', [p.pool]);
+      // The runner's state in the same read: a terminated one is refused at once on every server.
+      const [pool] = await ctx.db.query('select p.config, r.state from pools p left join runners r on r.id = $2 where p.name = $1', [p.pool, p.runnerId]);
+      if (pool?.state === 'terminated') throw new GoneError(`runner ${p.runnerId} was terminated`);
       const dist = pool?.config?.distribution;
       const allowed = dist && (dist === info.digest || dist === info.name);
       if (!allowed) throw new NotFoundError(`artifact ${ref} not found`);

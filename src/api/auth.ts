@@ -1,9 +1,10 @@
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
+import type { HttpBindings } from '@hono/node-server';
 import type { ApiContext } from './context.js';
 import { findTokenBySecret, type TokenRow } from '../store/queries/tokens.js';
 import { ForbiddenError, UnauthorizedError } from '../lib/errors.js';
-import { recordEvents } from '../store/queries/events.js';
 import type { Env } from './http.js';
+import { RUNNER_TERMINATED } from '../queue/terminate-runner.js';
 
 export type Principal =
   | { kind: 'admin'; tokenId: string }
@@ -19,7 +20,16 @@ const CACHE_TTL_MS = 5000;
 export class Authenticator {
   private cache = new Map<string, { token: TokenRow | undefined; at: number }>();
 
-  constructor(private ctx: ApiContext) {}
+  constructor(private ctx: ApiContext) {
+    // Every termination on this server, whoever made it (src/queue/terminate-runner.ts), drops
+    // the runner's cached credentials. Other servers' caches may hold it a few seconds more, but
+    // every runner call also checks the runner's state in the statement it runs anyway.
+    ctx.bus.on(RUNNER_TERMINATED, (runnerId: string) => this.forgetRunner(runnerId));
+  }
+
+  private forgetRunner(runnerId: string): void {
+    for (const [secret, hit] of this.cache) if (hit.token?.runnerId === runnerId) this.cache.delete(secret);
+  }
 
   async resolve(secret: string): Promise<Principal | undefined> {
     const now = this.ctx.clock.now();
@@ -54,24 +64,30 @@ export class Authenticator {
     return async (c, next) => {
       const header = c.req.header('authorization') ?? '';
       const m = /^Bearer\s+(\S+)$/i.exec(header);
-      if (!m) {
-        await this.audit(c.req.method, c.req.path, 'missing bearer token');
-        throw new UnauthorizedError('missing bearer token: send Authorization: Bearer <token> (see `runyard tokens create`)');
-      }
+      // Refusals are audited where every error is answered (src/api/app.ts).
+      if (!m) throw new UnauthorizedError('missing bearer token: send Authorization: Bearer <token> (see `runyard tokens create`)');
       const principal = await this.resolve(m[1]!);
-      if (!principal) {
-        await this.audit(c.req.method, c.req.path, 'invalid, revoked or expired token');
-        throw new UnauthorizedError('invalid, revoked or expired token');
-      }
+      if (!principal) throw new UnauthorizedError('invalid, revoked or expired token');
       c.set('principal', principal);
       await next();
     };
   }
 
-  /** The audit line of a refused call (401 or 403); it never fails the request. */
-  async audit(method: string, path: string, reason: string, actor = 'anonymous') {
-    await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'auth', subject: `${method} ${path}`.slice(0, 200), reason: reason.slice(0, 500), actor }]).catch(() => {});
+  /** The audit line of a refused call (401 or 403), aggregated (RefusalAudit); it never fails the request. */
+  async audit(c: Context, reason: string, actor = 'anonymous'): Promise<void> {
+    await this.ctx.audit.record({ kind: 'auth', source: clientAddress(c), method: c.req.method, path: rawPath(c.req.url), reason, actor });
   }
+}
+
+/** The peer's address (a proxy's X-Forwarded-For is not trusted: anyone can send one). */
+export function clientAddress(c: Context): string {
+  return (c.env as Partial<HttpBindings> | undefined)?.incoming?.socket?.remoteAddress ?? 'unknown';
+}
+
+/** The path as sent, percent-encoding kept, so a `%00` is recorded as written. */
+export function rawPath(url: string): string {
+  const m = /^[a-z]+:\/\/[^/]*([^?#]*)/i.exec(url);
+  return m?.[1] || '/';
 }
 
 export function requireAdmin(p: Principal): asserts p is Extract<Principal, { kind: 'admin' }> {

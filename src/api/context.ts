@@ -5,6 +5,7 @@ import type { Logger } from '../lib/logger.js';
 import type { ControlHub } from './control-hub.js';
 import type { HeartbeatBuffer } from './heartbeats.js';
 import type { Metrics } from './metrics.js';
+import type { RefusalAudit } from './refusal-audit.js';
 import type { EventEmitter } from 'node:events';
 
 /** What the HTTP layer needs from the server; built once in server.ts. */
@@ -16,6 +17,8 @@ export interface ApiContext {
   hub: ControlHub;
   heartbeats: HeartbeatBuffer;
   metrics: Metrics;
+  /** the audit trail of refused calls, aggregated */
+  audit: RefusalAudit;
   /** at-rest key for job secrets */
   secretKey: Buffer;
   classSizes: Record<string, ClassSize>;

@@ -11,20 +11,18 @@ import type { Authenticator } from './auth.js';
 import { requireRunner } from './auth.js';
 import { parseId, parseUuid, readJson, type Env } from './http.js';
 import { activeJobIdsOfRunner, appendLogs, claimForRunner, markRunning, recoverJobs, type ClaimedJob } from '../queue/jobs.js';
-import { resumeRunner, findRunner, getRunner, registerRunner, transitionRunner, type Runner, type RunnerState } from '../store/queries/runners.js';
+import { resumeRunner, findRunner, findRunnerState, getRunner, registerRunner, transitionRunner, type Runner, type RunnerState } from '../store/queries/runners.js';
 import { getPool, type Pool } from '../store/queries/pools.js';
 import { ResultBatcher } from './result-batcher.js';
-import { createToken, findTokenBySecret, revokeRunnerTokens } from '../store/queries/tokens.js';
+import { createToken, findTokenBySecret, revokeRunnerTokens, spendToken } from '../store/queries/tokens.js';
 import { decryptAtRest, isValidPublicKey, sealTo } from '../lib/sealed.js';
-import { ConflictError, ForbiddenError, RunyardError, UnauthorizedError } from '../lib/errors.js';
+import { ConflictError, ForbiddenError, GoneError, NotFoundError, UnauthorizedError } from '../lib/errors.js';
 import { artifactInfo } from './artifacts.js';
 import { ClaimLedger } from './claim-ledger.js';
+import { terminateRunner } from '../queue/terminate-runner.js';
 import { sseFrame, type ControlSend } from './control-hub.js';
 
-export class GoneError extends RunyardError {
-  override readonly status = 410;
-  override readonly code = 'gone';
-}
+export { GoneError };
 
 const registerSchema = z.strictObject({
   id: z.uuid(),
@@ -110,12 +108,19 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     const now = ctx.clock.now();
     const result = await ctx.db.transaction(async (tx) => {
       const pool = await getPool(tx, principal.pool);
+      // A launch token is spent by the first registration, before the runner is read: a racing
+      // second one waits on the token's row and then sees the key the first one bound.
+      const fresh = !principal.runnerId || (await spendToken(tx, now, principal.tokenId));
       const existing = await findRunner(tx, id);
       if (existing?.state === 'terminated') throw new GoneError(`runner ${id} was terminated; start the agent with a fresh state dir`);
       if (existing && existing.pool !== pool.name) throw new ConflictError(`runner ${id} belongs to pool ${existing.pool}`);
-      // A pool-wide token must not take over a live runner's identity with another key.
-      if (existing && !principal.runnerId && existing.state !== 'starting' && existing.publicKey && existing.publicKey !== body.publicKey)
+      // No registration token, pool-wide or launch, re-keys a runner: the key is its identity.
+      if (existing?.publicKey && existing.publicKey !== body.publicKey)
         throw new ConflictError(`runner ${id} is registered with another key; start the agent with a fresh state dir`, 'id');
+      // Used again, a launch token only serves the same runner with the same key (its 201 was
+      // lost, or the agent restarted).
+      if (!fresh && existing?.publicKey !== body.publicKey)
+        throw new UnauthorizedError('this launch token has already been used');
       const { runner, from } = await registerRunner(tx, now, {
         id,
         pool: pool.name,
@@ -133,7 +138,9 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       await revokeRunnerTokens(tx, now, id);
       const { secret } = await createToken(tx, now, { kind: 'runner', pool: pool.name, runnerId: id, description: `credential of ${body.name}` });
       const distribution = pool.config.distribution ? await artifactInfo(tx, pool.config.distribution) : null;
-      return { runner, from, pool, secret, distribution, lost };
+      // Only the key's holder can read the credential of a runner that already had this key: a
+      // token and a public key alone must not be enough to act as a registered runner.
+      return { runner, from, pool, secret, distribution, lost, firstKey: !existing?.publicKey };
     });
     auth.invalidate();
     claims.forget(id); // a restarted agent numbers its claims anew
@@ -143,7 +150,8 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     ctx.log.info({ runnerId: id, pool: result.pool.name, name: body.name }, 'runner registered');
     return c.json({
       runner: result.runner,
-      credential: result.secret,
+      ...(result.firstKey ? { credential: result.secret } : {}),
+      sealedCredential: sealTo(body.publicKey, { credential: result.secret }),
       config: { ...runnerConfig(ctx, result.pool, result.runner), distribution: result.distribution },
     }, 201);
   });
@@ -248,7 +256,6 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       if (abort.signal.aborted || (body.seq !== undefined && claims.isAbandoned(id, body.seq))) return c.json({ jobs: [] });
       const gen = ctx.hub.generation(pool);
       const jobs = await tryClaim(ctx, id, body.max);
-      if (jobs === 'stop') return c.json({ jobs: [], stop: true });
       if (jobs.length > 0 && body.seq !== undefined && claims.record(id, body.seq, jobs.map((j) => ({ id: j.id, attempt: j.attempt })), ctx.clock.now())) {
         // The runner gave this claim up while it was being made: the jobs go back at once.
         const now = ctx.clock.now();
@@ -267,18 +274,8 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
   app.post('/:id/deregister', async (c) => {
     const id = parseUuid(c);
     requireRunner(c.var.principal, id);
-    const now = ctx.clock.now();
-    const lost = await ctx.db.transaction(async (tx) => {
-      const jobs = await activeJobIdsOfRunner(tx, id);
-      const moved = await recoverJobs(tx, now, jobs, 'runner exited', { runnerId: id });
-      await transitionRunner(tx, now, id, 'terminated', 'agent exited', { actor: id });
-      await revokeRunnerTokens(tx, now, id);
-      return moved;
-    });
-    auth.invalidate();
+    await terminateRunner(ctx, ctx.clock.now(), id, 'agent exited', { actor: id, jobsReason: 'runner exited' });
     claims.forget(id);
-    ctx.bus.emit('runners');
-    if (lost.length) ctx.bus.emit('jobs', c.var.principal.pool, lost.length);
     return c.json({ ok: true });
   });
 
@@ -286,11 +283,12 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
 }
 
 /** One claim attempt: respects the runner's state, free slots, config hash and ephemerality. */
-async function tryClaim(ctx: ApiContext, runnerId: string, max: number): Promise<ClaimedJob[] | 'stop'> {
+async function tryClaim(ctx: ApiContext, runnerId: string, max: number): Promise<ClaimedJob[]> {
   const now = ctx.clock.now();
   const started = performance.now();
   const { runnerState, publicKey, jobs } = await claimForRunner(ctx.db, now, runnerId, max);
-  if (runnerState === 'terminated') return 'stop';
+  // The claim reads the runner's row anyway: a runner terminated through any server is told at once.
+  if (runnerState === 'terminated') throw new GoneError(`runner ${runnerId} was terminated`);
   if (jobs.length === 0) return [];
   ctx.metrics.claimLatency.observe((performance.now() - started) / 1000);
   for (const j of jobs) {
@@ -307,6 +305,20 @@ async function tryClaim(ctx: ApiContext, runnerId: string, max: number): Promise
   })) as any;
 }
 
+/**
+ * A job call by the claim's fence. When the fence refuses, a runner that was terminated (through
+ * any server: its credential may still be in this server's auth cache) is told it is gone, 410,
+ * rather than 409; the extra read happens only on that refusal.
+ */
+async function fenced<T>(ctx: ApiContext, runnerId: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if ((err instanceof ConflictError || err instanceof NotFoundError) && (await findRunnerState(ctx.db, runnerId)) === 'terminated') throw new GoneError(`runner ${runnerId} was terminated`);
+    throw err;
+  }
+}
+
 export function runnerJobRouter(ctx: ApiContext) {
   const app = new Hono<Env>();
   const results = new ResultBatcher(ctx.db, ctx.clock);
@@ -316,7 +328,7 @@ export function runnerJobRouter(ctx: ApiContext) {
     requireRunner(p);
     const jobId = parseId(c);
     const body = await readJson(c, z.strictObject(fenceSchema));
-    const job = await markRunning(ctx.db, ctx.clock.now(), { jobId, runnerId: p.runnerId, attempt: body.attempt });
+    const job = await fenced(ctx, p.runnerId, () => markRunning(ctx.db, ctx.clock.now(), { jobId, runnerId: p.runnerId, attempt: body.attempt }));
     ctx.bus.emit(`job:${jobId}`);
     return c.json({ state: job.state, cancel: job.cancelRequested });
   });
@@ -326,7 +338,7 @@ export function runnerJobRouter(ctx: ApiContext) {
     if (p.kind !== 'runner') return c.notFound();
     const jobId = parseId(c);
     const body = await readJson(c, logSchema);
-    const r = await appendLogs(ctx.db, ctx.clock.now(), { jobId, runnerId: p.runnerId, attempt: body.attempt }, body.seq, body.lines);
+    const r = await fenced(ctx, p.runnerId, () => appendLogs(ctx.db, ctx.clock.now(), { jobId, runnerId: p.runnerId, attempt: body.attempt }, body.seq, body.lines));
     ctx.bus.emit(`log:${jobId}`);
     return c.json({ cancel: r.cancelRequested });
   });
@@ -336,7 +348,7 @@ export function runnerJobRouter(ctx: ApiContext) {
     requireRunner(p);
     const jobId = parseId(c);
     const body = await readJson(c, resultSchema);
-    const job = await results.complete({ jobId, runnerId: p.runnerId, attempt: body.attempt }, body);
+    const job = await fenced(ctx, p.runnerId, () => results.complete({ jobId, runnerId: p.runnerId, attempt: body.attempt }, body));
     const now = ctx.clock.now();
     if (job.state === 'queued') ctx.bus.emit('jobs', job.pool, 1);
     else {

@@ -1,18 +1,17 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import type { ApiContext } from './context.js';
-import { actorOf, requireAdmin, type Authenticator } from './auth.js';
+import { actorOf, requireAdmin } from './auth.js';
 import { parseUuid, query, type Env } from './http.js';
 import { getRunner, listRunners, refreshBusyIdle, setHold, transitionRunner, type RunnerState } from '../store/queries/runners.js';
-import { activeJobIdsOfRunner, recoverJobs } from '../queue/jobs.js';
-import { revokeRunnerTokens } from '../store/queries/tokens.js';
+import { terminateRunner } from '../queue/terminate-runner.js';
 import { ConflictError } from '../lib/errors.js';
 import { slug } from '../config/schema.js';
 
 const RUNNER_STATES = ['starting', 'idle', 'busy', 'draining', 'offline', 'disabled', 'terminated'] as const;
 
 /** Operator actions on runners; the scheduler and provider carry out terminations. */
-export function runnersRouter(ctx: ApiContext, auth: Authenticator) {
+export function runnersRouter(ctx: ApiContext) {
   const app = new Hono<Env>();
 
   app.get('/', async (c) => {
@@ -80,12 +79,7 @@ export function runnersRouter(ctx: ApiContext, auth: Authenticator) {
     if (runner.state === 'terminated') return;
     if (runner.state === 'starting' || runner.state === 'offline') {
       // Nothing to drain: it never registered or is gone.
-      await ctx.db.transaction(async (tx) => {
-        await recoverJobs(tx, now, await activeJobIdsOfRunner(tx, id), 'runner terminated', { runnerId: id });
-        await transitionRunner(tx, now, id, 'terminated', 'terminated by operator', { actor });
-        await revokeRunnerTokens(tx, now, id);
-      });
-      auth.invalidate();
+      await terminateRunner(ctx, now, id, 'terminated by operator', { actor, jobsReason: 'runner terminated' });
       return;
     }
     await transitionRunner(ctx.db, now, id, 'draining', 'terminate requested by operator', { from: ['idle', 'busy', 'disabled'], actor });
@@ -100,13 +94,7 @@ export function runnersRouter(ctx: ApiContext, auth: Authenticator) {
     const now = ctx.clock.now();
     await getRunner(ctx.db, id);
     ctx.hub.send(id, 'delete');
-    await ctx.db.transaction(async (tx) => {
-      await recoverJobs(tx, now, await activeJobIdsOfRunner(tx, id), 'runner deleted', { runnerId: id });
-      await transitionRunner(tx, now, id, 'terminated', 'deleted by operator', { actor: actorOf(c.var.principal) });
-      await revokeRunnerTokens(tx, now, id);
-    });
-    auth.invalidate();
-    ctx.bus.emit('runners');
+    await terminateRunner(ctx, now, id, 'deleted by operator', { actor: actorOf(c.var.principal), jobsReason: 'runner deleted' });
     return c.json({ runner: publicRunner(await getRunner(ctx.db, id)) });
   });
 

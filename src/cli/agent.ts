@@ -21,20 +21,25 @@ export function registerAgent(program: Command): void {
     .option('--id <uuid>', 'use this runner id instead of the one kept in the state dir (env RUNYARD_RUNNER_ID; set by providers)')
     .option('--health-port <port>', 'serve GET /livez and /readyz on this port, 0 for any free port (env RUNYARD_HEALTH_PORT; default: off)')
     .option('--health-host <host>', 'address the health server binds (env RUNYARD_HEALTH_HOST; default 0.0.0.0)')
+    .option('--pass-env <names>', 'comma-separated names from the agent\'s environment that jobs also get, NAME or PREFIX* (env RUNYARD_PASS_ENV; default: only PATH, HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_*, TZ, TMPDIR)')
     .option('--grace-period <duration>', 'SIGTERM-to-SIGKILL grace for cancelled/timed-out jobs, and how long a SIGTERM waits for running jobs (env RUNYARD_GRACE_PERIOD; default 10s)')
     .addHelpText(
       'after',
       `
 Jobs run with /bin/sh in a fresh directory per job; their commands share one shell and stop at
 the first that exits non-zero. The job sees RUNYARD_PAYLOAD, RUNYARD_OUTPUT, RUNYARD_JOB_ID,
-RUNYARD_WORKDIR and RUNYARD_SETUP_DIR, plus the pool's and job's env and decrypted secrets; the
-agent's own RUNYARD_* variables are not passed on.
+RUNYARD_WORKDIR and RUNYARD_SETUP_DIR, plus the pool's and job's env and decrypted secrets, and of
+the agent's own environment only PATH, HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_*, TZ,
+TMPDIR and what --pass-env names (never RUNYARD_*).
 
 Signals: SIGTERM/SIGINT drain (finish running jobs, deregister, exit 0); a second one, or the
 grace period running out, kills the jobs. Logs are JSON lines on stderr (RUNYARD_LOG_LEVEL).`,
     )
     .action(async (_opts, cmd: Command) => {
       const opts = resolveAgentOptions(cmd.optsWithGlobals(), process.env);
+      // Read once, then out of the environment: nothing the agent starts inherits it. (On Linux
+      // /proc/<pid>/environ keeps the start-up copy; a launch token is spent at registration.)
+      delete process.env.RUNYARD_REGISTRATION_TOKEN;
       const log = createLogger({ name: 'runyard-agent' });
       const agent = new Agent({ ...opts, log });
       let signals = 0;
@@ -88,7 +93,12 @@ export function resolveAgentOptions(flags: Raw, env: NodeJS.ProcessEnv): Omit<Ag
   const gracePeriodMs = parseDuration(graceText);
   if (gracePeriodMs === undefined) throw new CliError(`error: --grace-period must be a duration such as 10s, 1m or 500ms, got ${JSON.stringify(graceText)}`, 2);
 
-  return { server, registrationToken: token, stateDir, workDir, name, labels, id, healthPort, healthHost: pick('healthHost', 'RUNYARD_HEALTH_HOST'), gracePeriodMs };
+  const passText = pick('passEnv', 'RUNYARD_PASS_ENV');
+  const passEnv = passText ? passText.split(',').map((n) => n.trim()).filter(Boolean) : [];
+  const badName = passEnv.find((n) => !/^([A-Za-z_][A-Za-z0-9_]*\*?|\*)$/.test(n));
+  if (badName !== undefined) throw new CliError(`error: --pass-env takes variable names, prefixes ending in * or * alone (everything), got ${JSON.stringify(badName)}`, 2);
+
+  return { server, registrationToken: token, stateDir, workDir, name, labels, id, healthPort, healthHost: pick('healthHost', 'RUNYARD_HEALTH_HOST'), gracePeriodMs, passEnv };
 }
 
 function flush(log: Logger): Promise<void> {

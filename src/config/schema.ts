@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { parseDuration } from '../lib/duration.js';
 import { kubernetesPoolFields } from '../providers/kubernetes/pool-config.js';
 import { ecsPoolFields } from '../providers/ecs/pool-config.js';
-import { ec2PoolFields } from '../providers/ec2/pool-config.js';
+import { ec2PoolFields, ec2PoolIssues } from '../providers/ec2/pool-config.js';
 
 /** A duration as "30s", "5m", "1h" or milliseconds; parsed to milliseconds. */
 export const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
@@ -54,6 +54,7 @@ export const poolSchema = z
         ctx.addIssue({ code: 'custom', path: [block], message: `a ${block} block needs provider ${block}, not ${p.provider}` });
     if ((p.provider === 'container' || p.provider === 'kubernetes' || p.provider === 'ecs') && !p.image)
       ctx.addIssue({ code: 'custom', path: ['image'], message: `provider ${p.provider} needs an image` });
+    for (const issue of ec2PoolIssues(p)) ctx.addIssue({ code: 'custom', ...issue });
     if (p.dynamicImages !== false && p.provider !== 'container' && p.provider !== 'kubernetes')
       ctx.addIssue({ code: 'custom', path: ['dynamicImages'], message: `dynamic images need the container or kubernetes provider, not ${p.provider}` });
   });

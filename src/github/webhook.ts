@@ -2,6 +2,7 @@ import { Hono } from 'hono';
 import type { ApiContext } from '../api/context.js';
 import { bodyLimit, errorBody } from '../api/http.js';
 import { recordEvents } from '../store/queries/events.js';
+import { clientAddress } from '../api/auth.js';
 import { GithubApiError } from './client.js';
 import { githubSettings } from './settings.js';
 import { githubSource, type WorkflowJobInfo } from './service.js';
@@ -20,6 +21,16 @@ export function githubWebhookRouter(ctx: ApiContext) {
   const app = new Hono();
   const inFlight = new Set<string>();
 
+  // A signed delivery refused as invalid is recorded too (a 422 for no pool records itself), under
+  // its own subject: a redelivery must not look like a duplicate of a refused one.
+  app.use('/github', async (c, next) => {
+    await next();
+    if (c.res.status !== 400 || !c.req.header('x-hub-signature-256')) return;
+    const reason = ((await c.res.clone().json().catch(() => undefined)) as { error?: { message?: string } } | undefined)?.error?.message ?? 'invalid webhook';
+    const delivery = (c.req.header('x-github-delivery') ?? '-').slice(0, 100);
+    await recordEvents(ctx.db, ctx.clock.now(), [{ kind: 'github', subject: `refused:${delivery}`, reason: `webhook refused (400): ${reason}`.slice(0, 1000), actor: 'github' }]).catch(() => {});
+  });
+
   app.post('/github', bodyLimit(Math.min(ctx.config.limits.maxBodyBytes, MAX_WEBHOOK_BYTES)), async (c) => {
     const settings = githubSettings(ctx.config);
     if (!settings?.webhookSecret) return c.json(errorBody('unavailable', 'GitHub webhooks are not configured: set github.webhookSecret'), 503);
@@ -28,7 +39,7 @@ export function githubWebhookRouter(ctx: ApiContext) {
     const event = c.req.header('x-github-event') ?? '';
     if (!verifySignature(settings.webhookSecret, body, c.req.header('x-hub-signature-256'))) {
       const reason = c.req.header('x-hub-signature-256') ? 'bad X-Hub-Signature-256 on GitHub webhook' : 'missing X-Hub-Signature-256 on GitHub webhook';
-      await recordEvents(ctx.db, ctx.clock.now(), [{ kind: 'auth', subject: 'POST /webhooks/github', reason: `${reason} (delivery ${delivery || '-'}, event ${event || '-'})`, actor: 'anonymous' }]).catch(() => {});
+      await ctx.audit.record({ kind: 'auth', source: clientAddress(c), method: 'POST', path: '/webhooks/github', reason, actor: 'anonymous', detail: `delivery ${delivery || '-'}, event ${event.slice(0, 50) || '-'}` });
       ctx.log.warn({ delivery, event }, reason);
       return c.json(errorBody('unauthorized', reason), 401);
     }

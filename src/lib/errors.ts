@@ -31,6 +31,11 @@ export class ConflictError extends RunyardError {
   override readonly status = 409;
   override readonly code = 'conflict';
 }
+/** The runner was terminated: its agent must stop for good (not retry as for a 401). */
+export class GoneError extends RunyardError {
+  override readonly status = 410;
+  override readonly code = 'gone';
+}
 export class TooLargeError extends RunyardError {
   override readonly status = 413;
   override readonly code = 'too_large';

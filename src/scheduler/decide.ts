@@ -93,7 +93,7 @@ export function decidePool(p: PoolView, now: number): Action[] {
   // own image comes first and alone keeps minIdle warm; dynamic ones follow, most queued first.
   const dynamic = Object.entries(p.queuedByImage ?? {}).filter(([, n]) => n > 0);
   const dynamicQueued = dynamic.reduce((n, [, q]) => n + q, 0);
-  const lanes: { image: string | null; queued: number; minIdle: number }[] = [{ image: null, queued: Math.max(0, p.queued - dynamicQueued), minIdle: c.minIdle }];
+  const lanes: { image: string | null; queued: number; minIdle: number }[] = [{ image: null, queued: Math.max(0, p.queued - dynamicQueued), minIdle: Math.max(c.minIdle, c.ec2?.warmPool.running ?? 0) }];
   const laneImages = new Set([...dynamic.map(([i]) => i), ...live.map((r) => r.image).filter((i): i is string => i !== null)]);
   for (const image of [...laneImages].sort((a, b) => (p.queuedByImage?.[b] ?? 0) - (p.queuedByImage?.[a] ?? 0) || a.localeCompare(b)))
     lanes.push({ image, queued: p.queuedByImage?.[image] ?? 0, minIdle: 0 });

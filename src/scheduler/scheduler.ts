@@ -4,8 +4,8 @@ import type { Provider } from '../providers/provider.js';
 import { decide, type Action, type PoolView, type RunnerView } from './decide.js';
 import { listPools } from '../store/queries/pools.js';
 import { insertStartingRunner, setProviderRef, transitionRunner, findRunner } from '../store/queries/runners.js';
-import { createToken, revokeRunnerTokens } from '../store/queries/tokens.js';
-import { activeJobIdsOfRunner, recoverJobs } from '../queue/jobs.js';
+import { createToken } from '../store/queries/tokens.js';
+import { terminateRunner } from '../queue/terminate-runner.js';
 import { recordEvents } from '../store/queries/events.js';
 import { sleep } from '../lib/clock.js';
 import { appendQueuedLogs, failQueuedJobs, queuedJobIds } from '../queue/waiting.js';
@@ -245,7 +245,7 @@ export class Scheduler {
           if (image !== undefined) this.images.delete(imageKey(v, image)); // the image may be gone: look again next time
           this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'create' });
           this.recordFailure(v.config.name, this.ctx.clock.now());
-          await transitionRunner(this.ctx.db, this.ctx.clock.now(), id, 'terminated', `provider failed to start it: ${(err as Error).message}`).catch(() => {});
+          await this.markTerminated(id, `provider failed to start it: ${(err as Error).message}`).catch(() => {});
           this.ctx.log.error({ err, pool: v.config.name, runnerId: id }, 'runner start failed');
         } finally {
           this.inFlight.delete(id);
@@ -390,23 +390,7 @@ export class Scheduler {
 
   /** Terminated in the store; whatever it still held goes back to the queue (or fails). */
   private async markTerminated(runnerId: string, reason: string) {
-    const now = this.ctx.clock.now();
-    const moved = await this.ctx.db.transaction(async (tx) => {
-      const m = await recoverJobs(tx, now, await activeJobIdsOfRunner(tx, runnerId), `runner stopped: ${reason}`, { runnerId });
-      await transitionRunner(tx, now, runnerId, 'terminated', reason);
-      await revokeRunnerTokens(tx, now, runnerId);
-      return m;
-    });
-    this.announce(moved);
-  }
-
-  private announce(moved: { id: number; to: string }[]) {
-    if (moved.length === 0) return;
-    for (const m of moved) this.ctx.bus.emit(`job:${m.id}`);
-    void this.ctx.db
-      .query<{ pool: string; n: number }>(`select pool, count(*)::int as n from jobs where id = any($1::bigint[]) and state = 'queued' group by pool`, [moved.map((m) => m.id)])
-      .then((rows) => rows.forEach((r) => this.ctx.bus.emit('jobs', r.pool, r.n)))
-      .catch(() => {});
+    await terminateRunner(this.ctx, this.ctx.clock.now(), runnerId, reason);
   }
 
   /** A runner's process or container ended on its own (crash, kill -9, drained, ephemeral). */

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { crc32 } from 'node:zlib';
+import { crc32, deflateRawSync } from 'node:zlib';
 import { waitFor, type TestServer } from './server.js';
 
 const BIN = resolve(import.meta.dirname, '../../bin/runyard.js');
@@ -262,8 +262,12 @@ export class TcpProxy {
 
 export interface ZipEntry {
   name: string;
-  data?: string;
+  data?: string | Buffer;
   symlinkTo?: string;
+  /** permission bits of a file (setuid and the like included) */
+  mode?: number;
+  /** deflate the data (a stored entry otherwise) */
+  deflate?: boolean;
 }
 
 /** A stored (uncompressed) zip with Unix modes, enough to build hostile archives in tests. */
@@ -273,23 +277,27 @@ export function makeZip(entries: ZipEntry[]): Buffer {
   let offset = 0;
   for (const e of entries) {
     const name = Buffer.from(e.name);
-    const data = Buffer.from(e.symlinkTo ?? e.data ?? '');
-    const mode = e.symlinkTo !== undefined ? 0o120777 : e.name.endsWith('/') ? 0o040755 : 0o100644;
-    const crc = crc32(data);
+    const plain = Buffer.from(e.symlinkTo ?? e.data ?? '');
+    const data = e.deflate ? deflateRawSync(plain) : plain;
+    const mode = e.symlinkTo !== undefined ? 0o120777 : e.name.endsWith('/') ? 0o040755 : 0o100000 | (e.mode ?? 0o644);
+    const crc = crc32(plain);
+    const method = e.deflate ? 8 : 0;
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
     local.writeUInt16LE(20, 4);
+    local.writeUInt16LE(method, 8);
     local.writeUInt32LE(crc, 14);
     local.writeUInt32LE(data.length, 18);
-    local.writeUInt32LE(data.length, 22);
+    local.writeUInt32LE(plain.length, 22);
     local.writeUInt16LE(name.length, 26);
     const central = Buffer.alloc(46);
     central.writeUInt32LE(0x02014b50, 0);
     central.writeUInt16LE((3 << 8) | 20, 4); // made by Unix: external attributes carry the mode
     central.writeUInt16LE(20, 6);
+    central.writeUInt16LE(method, 10);
     central.writeUInt32LE(crc, 16);
     central.writeUInt32LE(data.length, 20);
-    central.writeUInt32LE(data.length, 24);
+    central.writeUInt32LE(plain.length, 24);
     central.writeUInt16LE(name.length, 28);
     central.writeUInt32LE((mode << 16) >>> 0, 38);
     central.writeUInt32LE(offset, 42);
@@ -306,6 +314,28 @@ export function makeZip(entries: ZipEntry[]): Buffer {
   end.writeUInt32LE(offset, 16);
   return Buffer.concat([...locals, cd, end]);
 }
+
+/** One ustar entry, written by hand so tests can build archives no tar tool would. */
+export function tarEntry(name: string, opts: { type?: '0' | '1' | '2' | '3' | '5'; link?: string; data?: string | Buffer; mode?: number } = {}): Buffer {
+  const data = Buffer.from(opts.data ?? '');
+  const h = Buffer.alloc(512);
+  h.write(name, 0, 100);
+  h.write((opts.mode ?? 0o644).toString(8).padStart(7, '0') + '\0', 100);
+  h.write('0000000\0', 108);
+  h.write('0000000\0', 116);
+  h.write(data.length.toString(8).padStart(11, '0') + '\0', 124);
+  h.write('00000000000\0', 136);
+  h.write('        ', 148);
+  h.write(opts.type ?? '0', 156);
+  if (opts.link) h.write(opts.link, 157, 100);
+  h.write('ustar\0', 257);
+  h.write('00', 263);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  return Buffer.concat([h, data, Buffer.alloc((512 - (data.length % 512)) % 512)]);
+}
+export const tarOf = (...entries: Buffer[]) => Buffer.concat([...entries, Buffer.alloc(1024)]);
 
 /** Pushes an archive as an artifact (admin) and returns its digest. */
 export async function pushArtifact(t: TestServer, name: string, body: Buffer): Promise<string> {

@@ -131,8 +131,9 @@ export async function storeSnapshot(db: Queryable): Promise<Record<string, unkno
   };
 }
 
+/** Refused calls in the audit trail: repeats are one row with a count (src/api/refusal-audit.ts). */
 export async function countAuthEvents(db: Queryable): Promise<number> {
-  return (await db.query<{ n: number }>(`select count(*)::int as n from events where kind = 'auth'`))[0]!.n;
+  return (await db.query<{ n: number }>(`select coalesce(sum(coalesce((data->>'count')::int, 1)), 0)::int as n from events where kind = 'auth'`))[0]!.n;
 }
 
 /** A runner that speaks the runner protocol over HTTP, step by step, as the agent would. */
@@ -150,7 +151,7 @@ export class ProtocolRunner {
     if (tok.status !== 201) throw new Error(`token: ${tok.status} ${JSON.stringify(tok.body)}`);
     const r = await this.t.api('POST', '/api/v1/runners/register', { id: this.id, name: `runner-${this.id.slice(0, 8)}`, version: 'test', publicKey: this.keys.publicKey }, { token: tok.body.secret });
     if (r.status !== 201) throw new Error(`register: ${r.status} ${JSON.stringify(r.body)}`);
-    this.credential = r.body.credential;
+    this.credential = openSealed(this.keys.privateKey, r.body.sealedCredential).credential!;
     return r.body;
   }
 

@@ -146,6 +146,9 @@ export class ContainerProvider implements Provider {
   async create(spec: LaunchSpec): Promise<{ ref: string }> {
     if (!spec.pool.image) throw new ContainerEngineError(`pool ${spec.pool.name} has no image: the container provider needs one`);
     const env: Record<string, string> = {
+      // The container's environment is the image's and the pool's, nothing of the control plane's:
+      // jobs may have all of it (an image's JAVA_HOME and the like), RUNYARD_* excepted.
+      RUNYARD_PASS_ENV: '*',
       ...spec.pool.env,
       RUNYARD_SERVER: spec.serverUrl,
       RUNYARD_REGISTRATION_TOKEN: spec.registrationToken,

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { LaunchSpec, Provider, ProviderRunner } from '../provider.js';
 import type { Logger } from '../../lib/logger.js';
 import { sleep } from '../../lib/clock.js';
+import { AGENT_ENV_NAMES, baseEnv } from '../../lib/base-env.js';
 
 const CLI = fileURLToPath(new URL('../../../bin/runyard.js', import.meta.url));
 
@@ -50,8 +51,10 @@ export class ProcessProvider implements Provider {
     mkdirSync(join(dir, 'state'), { recursive: true, mode: 0o700 });
     mkdirSync(join(dir, 'work'), { recursive: true });
     const out = openSync(join(this.logsDir, `${spec.runnerId}.log`), 'a');
+    // An allowlist of the control plane's environment, never all of it: its database password,
+    // cloud credentials and tokens are not the runner's business (nor its jobs').
     const env: NodeJS.ProcessEnv = {
-      ...process.env,
+      ...baseEnv(process.env, AGENT_ENV_NAMES),
       ...spec.pool.env,
       RUNYARD_SERVER: spec.serverUrl,
       RUNYARD_REGISTRATION_TOKEN: spec.registrationToken,
@@ -61,12 +64,6 @@ export class ProcessProvider implements Provider {
       RUNYARD_WORK_DIR: join(dir, 'work'),
       RUNYARD_INSTANCE_ID: spec.instanceId,
     };
-    // The control plane's own secrets are not the runner's business.
-    delete env.RUNYARD_ADMIN_TOKEN;
-    delete env.RUNYARD_TOKEN;
-    delete env.RUNYARD_SECRET_KEY;
-    delete env.RUNYARD_DATABASE_URL;
-    delete env.RUNYARD_STORE_URL;
     const child = spawn(process.execPath, [CLI, 'agent'], { cwd: dir, env, detached: true, stdio: ['ignore', out, out] });
     closeSync(out);
     const pid = await new Promise<number>((resolve, reject) => {

@@ -22,8 +22,22 @@ export interface EventRow {
   data: unknown;
 }
 
+/**
+ * Text PostgreSQL can store: NUL (refused by text and jsonb) shown as `\0`, lone surrogates as
+ * U+FFFD. An event records what was refused, so it must never fail on what it records.
+ */
+export function storable<T>(v: T): T {
+  if (typeof v === 'string') return wellFormed(v.replace(/\0/g, '\\0')) as T;
+  if (Array.isArray(v)) return v.map(storable) as T;
+  if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) return Object.fromEntries(Object.entries(v).map(([k, x]) => [storable(k), storable(x)])) as T;
+  return v;
+}
+
+const wellFormed = (s: string) => s.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
+
 export async function recordEvents(q: Queryable, at: number, events: EventInput[]): Promise<void> {
   if (events.length === 0) return;
+  events = events.map(storable);
   await q.query(
     `insert into events (at, kind, subject, from_state, to_state, reason, actor, data)
      select $1, e.kind, e.subject, e.from_state, e.to_state, e.reason, e.actor, e.data
@@ -35,6 +49,20 @@ export async function recordEvents(q: Queryable, at: number, events: EventInput[
       ),
     ],
   );
+}
+
+/** One event, returning its id (for rows whose data is updated later, see RefusalAudit). */
+export async function insertEvent(q: Queryable, at: number, e: EventInput): Promise<number> {
+  const c = storable(e);
+  const [row] = await q.query<{ id: number }>(
+    'insert into events (at, kind, subject, from_state, to_state, reason, actor, data) values ($1, $2, $3, $4, $5, $6, $7, $8) returning id',
+    [new Date(at), c.kind, c.subject, c.from ?? null, c.to ?? null, c.reason ?? null, c.actor ?? null, c.data === undefined ? null : JSON.stringify(c.data)],
+  );
+  return Number(row!.id);
+}
+
+export async function updateEventData(q: Queryable, id: number, data: unknown): Promise<void> {
+  await q.query('update events set data = $2 where id = $1', [id, JSON.stringify(storable(data))]);
 }
 
 export async function listEvents(

@@ -81,6 +81,11 @@ export async function findRunner(q: Queryable, id: string): Promise<Runner | und
   return row ? toRunner(row) : undefined;
 }
 
+export async function findRunnerState(q: Queryable, id: string): Promise<RunnerState | undefined> {
+  const [row] = await q.query<{ state: RunnerState }>('select state from runners where id = $1', [id]);
+  return row?.state;
+}
+
 export async function listRunners(q: Queryable, f: { pool?: string; state?: RunnerState[]; includeTerminated?: boolean; limit?: number } = {}): Promise<Runner[]> {
   const rows = await q.query(
     `select ${WITH_ACTIVE} from runners r

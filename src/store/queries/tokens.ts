@@ -13,12 +13,14 @@ export interface TokenRow {
   createdAt: Date;
   expiresAt: Date | null;
   revokedAt: Date | null;
+  /** when a single-use (runner-bound) registration token was spent */
+  usedAt: Date | null;
 }
 
 export const hashToken = (secret: string) => createHash('sha256').update(secret).digest('hex');
 
 function toToken(r: any): TokenRow {
-  return { id: r.id, kind: r.kind, pool: r.pool, runnerId: r.runner_id, description: r.description, createdAt: r.created_at, expiresAt: r.expires_at, revokedAt: r.revoked_at };
+  return { id: r.id, kind: r.kind, pool: r.pool, runnerId: r.runner_id, description: r.description, createdAt: r.created_at, expiresAt: r.expires_at, revokedAt: r.revoked_at, usedAt: r.used_at ?? null };
 }
 
 /** Creates a token; the secret is returned once and only its hash is stored. */
@@ -56,8 +58,18 @@ export async function revokeToken(q: Queryable, now: number, id: string): Promis
   return row ? toToken(row) : undefined;
 }
 
-export async function revokeRunnerTokens(q: Queryable, now: number, runnerId: string): Promise<void> {
-  await q.query(`update tokens set revoked_at = $2 where runner_id = $1 and kind = 'runner' and revoked_at is null`, [runnerId, new Date(now)]);
+/** Revokes a runner's credentials; `launch` too: its launch token, when the runner is gone for good. */
+export async function revokeRunnerTokens(q: Queryable, now: number, runnerId: string, opts: { launch?: boolean } = {}): Promise<void> {
+  await q.query(`update tokens set revoked_at = $2 where runner_id = $1 and (kind = 'runner' or $3) and revoked_at is null`, [runnerId, new Date(now), opts.launch ?? false]);
+}
+
+/**
+ * Spends a single-use token. Returns false when it was already spent: the row lock makes a
+ * concurrent second registration wait for the first and then see it spent.
+ */
+export async function spendToken(q: Queryable, now: number, id: string): Promise<boolean> {
+  const rows = await q.query('update tokens set used_at = $2 where id = $1 and used_at is null returning id', [id, new Date(now)]);
+  return rows.length === 1;
 }
 
 export async function countAdminTokens(q: Queryable): Promise<number> {
