@@ -46,6 +46,8 @@ export function buildPod(spec: LaunchSpec, opts: { owner: string; graceSeconds: 
     { name: 'RUNYARD_WORK_DIR', value: CONTAINER_WORK_DIR },
     { name: 'RUNYARD_INSTANCE_ID', value: spec.instanceId },
     { name: 'RUNYARD_HEALTH_PORT', value: String(HEALTH_PORT) },
+    // the pod's environment is the image's, the pool's and the downward API's: jobs get it all, as in the container provider
+    { name: 'RUNYARD_PASS_ENV', value: '*' },
     // the pod's own address: probes reach it there, and nothing else on a shared network can collide
     { name: 'RUNYARD_HEALTH_HOST', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
     // the downward API, for jobs that want to know where they run
