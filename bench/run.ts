@@ -36,6 +36,8 @@ const SECTIONS: { id: string; title: string; flags?: string[] }[] = [
   { id: 'kubernetes', title: '6c. Kubernetes provider (fake API server, pods on podman)' },
   { id: 'memory', title: '7. Memory' },
   { id: 'ec2', title: '8. EC2 warm pool (fake EC2)' },
+  { id: 'simulator', title: '9. Simulator: a day of 1,000,000 jobs' },
+  { id: 'scale', title: '10. Scale: 10,000 runners, 100,000 queued jobs', flags: ['--max-old-space-size=4096'] },
 ];
 
 function parseArgs(argv: string[]) {

@@ -36,15 +36,45 @@ export function sharedLibraries(bin) {
   return { libs, loader };
 }
 
-/** runyard's own files and its production dependencies, relative to the package root. */
+/**
+ * Production dependencies only the control plane loads: the cloud providers' SDKs. A runner never
+ * needs them (its agent is dist/agent.mjs, one bundled file), and they would triple the image.
+ */
+const CONTROL_PLANE_ONLY = new Set(['@aws-sdk/client-ecs', '@aws-sdk/client-ec2', '@kubernetes/client-node']);
+
+/**
+ * runyard's own files and the production dependencies a runner may load, relative to the package
+ * root: everything reachable from runyard's dependencies except CONTROL_PLANE_ONLY (a package
+ * those share with the rest stays).
+ */
 export function packageFiles(root = ROOT) {
-  const r = spawnSync('npm', ['ls', '--omit=dev', '--all', '--parseable'], { cwd: root, encoding: 'utf8', maxBuffer: 16 << 20 });
-  const deps = r.stdout
-    .split('\n')
-    .map((l) => l.trim())
-    .filter(Boolean)
-    .map((l) => relative(root, l))
-    .filter((l) => l.startsWith('node_modules'));
+  const r = spawnSync('npm', ['ls', '--omit=dev', '--all', '--json', '--long'], { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20 });
+  let tree;
+  try {
+    tree = JSON.parse(r.stdout);
+  } catch {
+    throw new Error(`npm ls gave no dependency tree in ${root}: ${r.stderr}`);
+  }
+  // npm prints a package once in full and elsewhere as "deduped": merge what each path requires.
+  const requires = new Map();
+  (function collect(node) {
+    for (const dep of Object.values(node.dependencies ?? {})) {
+      if (!dep.path) continue;
+      const kids = requires.get(dep.path) ?? new Set();
+      requires.set(dep.path, kids);
+      for (const k of Object.values(dep.dependencies ?? {})) if (k.path) kids.add(k.path);
+      collect(dep);
+    }
+  })(tree);
+  const keep = new Set();
+  const todo = Object.entries(tree.dependencies ?? {}).filter(([name, d]) => !CONTROL_PLANE_ONLY.has(name) && d.path).map(([, d]) => d.path);
+  while (todo.length) {
+    const p = todo.pop();
+    if (keep.has(p)) continue;
+    keep.add(p);
+    for (const k of requires.get(p) ?? []) todo.push(k);
+  }
+  const deps = [...keep].map((p) => relative(root, p)).filter((l) => l.startsWith('node_modules')).sort();
   if (deps.length === 0) throw new Error(`npm ls found no production dependencies in ${root}: ${r.stderr}`);
   if (!existsSync(join(root, 'dist', 'bin', 'cli.js'))) throw new Error(`${root}/dist is missing: run \`npm run build\` first`);
   return ['bin', 'dist', 'package.json', 'src/store/migrations', ...deps].filter((p) => existsSync(join(root, p)));

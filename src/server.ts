@@ -8,6 +8,7 @@ import { serve } from '@hono/node-server';
 import type { Config } from './config/schema.js';
 import { openDb, type Db } from './store/db.js';
 import { migrate } from './store/migrate.js';
+import { lockEmbeddedStore } from './store/store-lock.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import { atRestKey } from './lib/sealed.js';
@@ -17,7 +18,7 @@ import { RefusalAudit } from './api/refusal-audit.js';
 import { Metrics } from './api/metrics.js';
 import { createApp } from './api/app.js';
 import type { ApiContext } from './api/context.js';
-import { applyPoolConfig } from './api/pools.js';
+import { applyPoolConfig, checkConfigDistributions } from './api/pools.js';
 import { countAdminTokens, createToken } from './store/queries/tokens.js';
 import { Maintenance } from './scheduler/maintenance.js';
 import { Scheduler } from './scheduler/scheduler.js';
@@ -30,6 +31,7 @@ import { ec2ProvidersFor } from './providers/ec2/index.js';
 import type { Provider } from './providers/provider.js';
 import { VERSION } from './version.js';
 import { githubReconcile } from './github/service.js';
+import { ServerRegistry } from './api/server-registry.js';
 
 export interface ServerOptions {
   config: Config;
@@ -41,6 +43,8 @@ export interface ServerOptions {
   announce?: (line: string) => void;
   /** Leave process runners running on close() (default: they stop with the server). */
   keepRunnersOnClose?: boolean;
+  /** Where the config file is: a pool's distribution file there is imported at start. Default: cwd. */
+  configDir?: string;
   /** Compute providers (default: the process provider). */
   providers?: Provider[];
 }
@@ -68,6 +72,8 @@ export class RunyardServer {
   adminToken: string | undefined;
   private http: Server | undefined;
   private heartbeats!: HeartbeatBuffer;
+  private releaseStore: (() => void) | undefined;
+  private registry: ServerRegistry | undefined;
 
   constructor(private opts: ServerOptions) {
     this.config = opts.config;
@@ -76,12 +82,18 @@ export class RunyardServer {
     this.bus.setMaxListeners(0);
   }
 
+  /** Where relative paths of the config are read from (a distribution file next to runyard.yaml). */
+  private get configDir(): string {
+    return resolve(this.opts.configDir ?? '.');
+  }
+
   get dataDir(): string {
     return resolve(this.config.dataDir);
   }
 
   async start(): Promise<this> {
     mkdirSync(this.dataDir, { recursive: true, mode: 0o700 });
+    if (!this.config.store.url) this.releaseStore = lockEmbeddedStore(this.dataDir);
     this.db = await openDb({ url: this.config.store.url, dataDir: join(this.dataDir, 'data') });
     const applied = await migrate(this.db);
     if (applied.length) this.log.info({ applied }, 'migrations applied');
@@ -99,7 +111,11 @@ export class RunyardServer {
       classSizes: this.config.classSizes,
       bus: this.bus,
       version: VERSION,
+      providers: this.providers,
+      servers: () => this.registry?.live ?? [this.url],
     };
+    // before the admin token: a config refused here leaves no token printed
+    await checkConfigDistributions(this.ctx, this.configDir);
     await this.ensureAdminToken();
     for (const pool of this.config.pools) await applyPoolConfig(this.ctx, pool, 'config', 'config');
 
@@ -131,6 +147,8 @@ export class RunyardServer {
     const host = this.config.host === '0.0.0.0' || this.config.host === '::' ? '127.0.0.1' : this.config.host;
     this.url = this.config.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
     writeFileSync(join(this.dataDir, 'server.json'), JSON.stringify({ url: this.url, pid: process.pid }) + '\n', { mode: 0o600 });
+    this.registry = new ServerRegistry(this.db, this.clock, this.log, Math.max(200, Math.min(2000, Math.floor(this.config.scheduler.offlineAfter / 4))));
+    await this.registry.start(this.url);
 
     this.heartbeats.start();
     this.maintenance = new Maintenance(this.ctx, () => this.leader.check());
@@ -199,7 +217,9 @@ export class RunyardServer {
       await closed;
     }
     await this.heartbeats?.close();
+    await this.registry?.close();
     await this.db?.close();
+    this.releaseStore?.();
     this.log.flush?.();
   }
 }

@@ -465,7 +465,8 @@ describe('runyard agent', () => {
     assert.equal(killed.state, 'failed');
     assert.match(killed.error, /agent shutting down/);
     assert.equal(await agent.exitCode(), 0);
-    assert.equal((await t.api('GET', `/api/v1/runners/${id}`)).body.runner.state, 'terminated');
+    // a hand-started agent keeps its identity: offline, not terminated (issue 19)
+    assert.equal((await t.api('GET', `/api/v1/runners/${id}`)).body.runner.state, 'offline');
 
     // A second SIGTERM does not wait for the (long) grace period.
     const patient = startAgent({ server: t.url, token, gracePeriod: '60s' });

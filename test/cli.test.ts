@@ -164,7 +164,7 @@ describe('runyard CLI', () => {
       [['jobs', 'list', '--limit', 'ten'], /--limit must be an integer from 1 to 1000, got "ten"/],
       [['jobs', 'list', '--state', 'done'], /--state must be one or more of queued, claimed/],
       [['runners', 'list', '--state', 'sleeping'], /--state must be one or more of starting, idle/],
-      [['events', '--kind', 'weather'], /--kind must be one of job, runner, pool, token, auth, scheduler, got "weather"/],
+      [['events', '--kind', 'weather'], /--kind must be one of job, runner, pool, token, auth, scheduler, github, got "weather"/],
       [['jobs', 'show'], /missing required argument 'id'/],
     ];
     // independent of each other: run them side by side

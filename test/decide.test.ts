@@ -97,3 +97,51 @@ test('dynamic images: each base is a lane of its own, sharing the pool cap', () 
   // ... but stays while a job of its image waits
   assert.deepEqual(stops(decidePool(byImage(pool({}, 1, [idleA]), { a: 1 }), NOW)), []);
 });
+
+test('scheduled minIdle: weekdays 08:00–19:00 Europe/Berlin keep 4 warm, else minIdle', () => {
+  const sched = { timeZone: 'Europe/Berlin', windows: [{ days: 'mon-fri', from: '08:00', to: '19:00', minIdle: 4 }] };
+  const at = (iso: string) => Date.parse(iso);
+  const cases: { name: string; now: number; start: number }[] = [
+    // 2026-01-05 is a Monday; Berlin is UTC+1 in winter, UTC+2 in summer
+    { name: 'Monday 07:59 Berlin: before the window', now: at('2026-01-05T06:59:00Z'), start: 0 },
+    { name: 'Monday 08:00 Berlin: window opens', now: at('2026-01-05T07:00:00Z'), start: 4 },
+    { name: 'Monday 18:59 Berlin', now: at('2026-01-05T17:59:00Z'), start: 4 },
+    { name: 'Monday 19:00 Berlin: window closed', now: at('2026-01-05T18:00:00Z'), start: 0 },
+    { name: 'Saturday 10:00 Berlin: not a weekday', now: at('2026-01-10T09:00:00Z'), start: 0 },
+    { name: 'summer time: Monday 08:30 Berlin is 06:30 UTC', now: at('2026-07-06T06:30:00Z'), start: 4 },
+    { name: 'summer time: Monday 07:30 Berlin is 05:30 UTC', now: at('2026-07-06T05:30:00Z'), start: 0 },
+  ];
+  for (const c of cases) assert.equal(starts(decidePool(pool({ maxRunners: 10, minIdleSchedule: sched }, 0), c.now)), c.start, c.name);
+  // outside the window the pool's own minIdle applies; idle runners beyond it scale down after idleTimeout
+  assert.equal(starts(decidePool(pool({ minIdle: 1, maxRunners: 10, minIdleSchedule: sched }, 0), at('2026-01-10T09:00:00Z'))), 1, 'weekend: minIdle 1');
+  const evening = at('2026-01-05T18:30:00Z');
+  const warm = [1, 2, 3, 4].map(() => runner({ createdAt: evening - 7_200_000, idleSince: evening - 7_000_000 }));
+  assert.equal(stops(decidePool(pool({ maxRunners: 10, minIdleSchedule: sched }, 0, warm), evening)).length, 4, 'after the window the warm runners go');
+  assert.equal(stops(decidePool(pool({ maxRunners: 10, minIdleSchedule: sched }, 0, warm), evening - 3_600_000)).length, 0, 'inside the window they stay');
+});
+
+test('scheduled minIdle: overnight windows, overlaps, bad input named', () => {
+  const sched = { timeZone: 'UTC', windows: [{ days: 'fri', from: '22:00', to: '06:00', minIdle: 2 }, { days: 'daily', from: '05:00', to: '07:00', minIdle: 3 }] };
+  const at = (iso: string) => Date.parse(iso);
+  const s = (now: number) => starts(decidePool(pool({ maxRunners: 10, minIdleSchedule: sched }, 0), now));
+  assert.equal(s(at('2026-01-09T23:00:00Z')), 2, 'Friday 23:00: inside the overnight window');
+  assert.equal(s(at('2026-01-10T04:00:00Z')), 2, 'Saturday 04:00: still the Friday night window');
+  assert.equal(s(at('2026-01-10T05:30:00Z')), 3, 'overlap: the higher minIdle');
+  assert.equal(s(at('2026-01-10T08:00:00Z')), 0);
+  assert.equal(s(at('2026-01-11T04:00:00Z')), 0, 'Sunday 04:00: Saturday starts no window');
+  const bad = (o: Record<string, unknown>) => poolSchema.safeParse({ name: 'p', maxRunners: 3, ...o });
+  const issue = (o: Record<string, unknown>) => {
+    const r = bad(o);
+    assert.equal(r.success, false);
+    return r.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+  };
+  assert.match(issue({ minIdleSchedule: { timeZone: 'Mars/Olympus', windows: [{ from: '08:00', to: '09:00', minIdle: 1 }] } }), /^minIdleSchedule\.timeZone: unknown IANA time zone/);
+  assert.match(issue({ minIdleSchedule: { windows: [{ days: 'someday', from: '08:00', to: '09:00', minIdle: 1 }] } }), /^minIdleSchedule\.windows\.0\.days: unknown day "someday"/);
+  assert.match(issue({ minIdleSchedule: { windows: [{ from: '8am', to: '09:00', minIdle: 1 }] } }), /^minIdleSchedule\.windows\.0\.from: must be a time HH:MM/);
+  assert.match(issue({ minIdleSchedule: { windows: [{ from: '08:00', to: '09:00', minIdle: 5 }] } }), /^minIdleSchedule\.windows\.0\.minIdle: minIdle \(5\) exceeds maxRunners \(3\)/);
+});
+
+test('scheduled minIdle: a parsed pool config parses again unchanged (it is stored and applied back)', () => {
+  const once = poolSchema.parse({ name: 'p', maxRunners: 5, minIdleSchedule: { timeZone: 'Europe/Berlin', windows: [{ days: ['mon-thu', 'fri'], from: '08:00', to: '19:00', minIdle: 4 }] } });
+  assert.deepEqual(poolSchema.parse(JSON.parse(JSON.stringify(once))), once);
+});

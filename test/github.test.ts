@@ -215,6 +215,49 @@ describe('GitHub Actions job source (fake GitHub, real agents, stand-in runner)'
     gh.jobs.delete(wj.id);
   });
 
+  test('webhook input cannot steer GitHub calls: a bad repository, too many or bad labels, a NUL runner name: 422, recorded, nothing called or queued', async () => {
+    const before = gh.requests.length;
+    const refused = async (wj: ReturnType<typeof gh.queueJob>, action: string, field: RegExp, mutate?: (p: any) => void) => {
+      const payload = gh.payload(action, wj);
+      mutate?.(payload);
+      const res = await gh.send(action, wj, { body: JSON.stringify(payload) });
+      assert.equal(res.status, 422, JSON.stringify(res.body));
+      assert.match(res.body.error.field, field);
+      assert.equal((await jobs()).filter((j) => j.externalId === String(wj.id)).length, 0, 'no job');
+      assert.ok((await events()).some((e) => e.kind === 'github' && e.subject === `delivery:${res.delivery}` && /refused workflow_job/.test(e.reason)), 'recorded');
+      gh.jobs.delete(wj.id);
+      return res;
+    };
+    const evil = await refused(gh.queueJob('acme/widgets/../../../orgs/evil-org', ['self-hosted', 'linux']), 'queued', /^repository\.full_name$/);
+    assert.match(evil.body.error.message, /owner\/name/);
+    for (const repo of ['acme/..', 'acme/widgets?x=1', 'acme/wid%2fgets', '-acme/widgets', 'acme'])
+      await refused(gh.queueJob(repo, ['self-hosted', 'linux']), 'queued', /^repository\.full_name$/);
+    await refused(gh.queueJob(REPO, ['self-hosted', 'linux']), 'queued', /^organization\.login$/, (p) => (p.organization.login = '../orgs/evil-org'));
+    await refused(gh.queueJob(REPO, ['self-hosted', ...Array.from({ length: 10_000 }, (_, i) => `l${i}`)]), 'queued', /^workflow_job\.labels$/);
+    await refused(gh.queueJob(REPO, ['self-hosted', 'x'.repeat(129)]), 'queued', /^workflow_job\.labels\[1\]$/);
+    await refused(gh.queueJob(REPO, ['self-hosted', 'li\u0000nux']), 'queued', /^workflow_job\.labels\[1\]$/);
+    const running = gh.queueJob(REPO, ['self-hosted', 'linux']);
+    running.runnerName = 'runyard-\ud800';
+    await refused(running, 'in_progress', /^workflow_job\.runner_name$/);
+    const calls = gh.requests.slice(before);
+    assert.deepEqual(calls.filter((r) => /evil-org|\.\./.test(r.path)), [], 'GitHub was never called outside the repository');
+    assert.deepEqual(calls.filter((r) => r.path.endsWith('/generate-jitconfig')), [], 'no runner registered for any of them');
+    // 64 labels, the API's own limit, are still fine (unroutable here, so 422 for that reason)
+    const many = gh.queueJob(REPO, ['self-hosted', ...Array.from({ length: 63 }, (_, i) => `l${i}`)]);
+    const ok = await gh.send('queued', many);
+    assert.equal(ok.status, 422);
+    assert.match(ok.body.error.message, /no pool serves labels/);
+    gh.jobs.delete(many.id);
+  });
+
+  test('the GitHub client refuses a path that climbs out of its resource, whatever built it', async () => {
+    const client = githubSource(ts.server.ctx).client;
+    const before = gh.requests.length;
+    await assert.rejects(client.request('GET', '/repos/acme/widgets/../../../orgs/evil-org/actions/runners', undefined, { repo: REPO }), /not a plain name/);
+    await assert.rejects(client.request('GET', '/repos/acme/wid%2e%2e/actions/runners', undefined, { repo: REPO }), /not a plain name/);
+    assert.equal(gh.requests.slice(before).filter((r) => /evil-org|%2e/i.test(r.path)).length, 0);
+  });
+
   test('GitHub API errors: 502 and recorded; reconcile later queues the missed job', async () => {
     const wj = gh.queueJob(REPO, ['self-hosted', 'linux', 'class:medium']);
     gh.fail({ method: 'POST', path: /generate-jitconfig$/, status: 500, times: 4 });

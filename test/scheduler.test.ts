@@ -77,6 +77,40 @@ describe('warm pool', () => {
   });
 });
 
+describe('scheduled warm pool', () => {
+  let t: TestServer;
+  // Monday 2026-01-05, 07:59 in Berlin (UTC+1): a minute before the window opens
+  const clock = new ManualClock(Date.parse('2026-01-05T06:59:00Z'));
+  before(async () => {
+    t = await startTestServer({
+      clock,
+      loops: false,
+      config: {
+        scheduler: { offlineAfter: '24h', stuckAfter: '24h' },
+        pools: [{ name: 'local', maxRunners: 4, idleTimeout: '5m', minIdleSchedule: { timeZone: 'Europe/Berlin', windows: [{ days: 'mon-fri', from: '08:00', to: '19:00', minIdle: 2 }] } }],
+      },
+    });
+    await t.server.leader.check();
+  });
+  after(() => t.close());
+
+  test('weekdays 08:00–19:00 Europe/Berlin keep two warm; before and after, none', async () => {
+    await t.server.maintenance.tick();
+    await t.server.scheduler.idle();
+    assert.equal((await live(t)).length, 0, '07:59: nothing warm yet');
+    clock.advance(2 * 60_000);
+    await t.server.maintenance.tick();
+    await waitFor('two idle runners at 08:01', async () => (await live(t)).filter((r) => r.state === 'idle').length === 2, 30_000);
+    clock.advance(5 * 3_600_000); // 13:01: idle for hours, past idleTimeout, but the window keeps them
+    await t.server.maintenance.tick();
+    await t.server.scheduler.idle();
+    assert.equal((await live(t)).filter((r) => r.state === 'idle').length, 2, '13:01: still two warm');
+    clock.advance(6 * 3_600_000); // 19:01: the window has closed
+    await t.server.maintenance.tick();
+    await waitFor('warm runners scaled down after 19:00', async () => (await live(t)).length === 0, 30_000);
+  });
+});
+
 describe('burst on a capped pool', () => {
   let t: TestServer;
   before(async () => {

@@ -49,8 +49,12 @@ onParentMessage(async (m) => {
       stopWork = true;
       break;
     case 'keepalive':
-      keepalive(m.intervalMs);
+      keepalive(m.intervalMs, m.connections);
       toParent({ type: 'keepalive-started' });
+      break;
+    case 'keepalive-stats':
+      toParent({ type: 'keepalive-stats', count: keepaliveLat.length, errors: keepaliveErrors, latency: latencySummary(keepaliveLat.splice(0)) });
+      keepaliveErrors = 0;
       break;
   }
 });
@@ -61,16 +65,23 @@ toParent({ type: 'ready' });
  * every 30 s by default), so runners stay online while they are used for other measurements.
  */
 let keepaliveTimer: NodeJS.Timeout | undefined;
-function keepalive(intervalMs: number) {
+/** each keepalive heartbeat's latency (ms) and failures since the last keepalive-stats */
+const keepaliveLat: number[] = [];
+let keepaliveErrors = 0;
+function keepalive(intervalMs: number, connections = 8) {
   clearInterval(keepaliveTimer);
-  const client = new HttpClient(base, undefined, 8);
+  const client = new HttpClient(base, undefined, connections);
   let k = 0;
   const tickMs = 50;
   keepaliveTimer = setInterval(() => {
     const perTick = Math.ceil((sims.length * tickMs) / intervalMs);
     for (let i = 0; i < perTick && sims.length; i++) {
       const s = sims[k++ % sims.length]!;
-      client.request('POST', `/api/v1/runners/${s.id}/heartbeat`, { version: 'bench', jobs: [] }, s.credential).catch(() => {});
+      const t = performance.now();
+      client
+        .request('POST', `/api/v1/runners/${s.id}/heartbeat`, { version: 'bench', jobs: [] }, s.credential)
+        .then((r) => (r.status === 200 ? keepaliveLat.push(performance.now() - t) : keepaliveErrors++))
+        .catch(() => keepaliveErrors++);
     }
   }, tickMs);
   keepaliveTimer.unref();
@@ -220,6 +231,7 @@ async function work(m: { runners: number; slots: number; jobs: number; progressE
   let firstError = '';
   let nextProgress = m.progressEvery;
   const t0 = performance.now();
+  const claims: number[] = [];
   const check = (r: { status: number; body: any }, what: string) => {
     if (r.status >= 300) {
       errors++;
@@ -229,7 +241,9 @@ async function work(m: { runners: number; slots: number; jobs: number; progressE
   await Promise.all(
     sims.slice(0, m.runners).map(async (s) => {
       while (!stopWork && done < m.jobs) {
+        const tc = performance.now();
         const r = await client.request('POST', `/api/v1/runners/${s.id}/claim`, { max: m.slots, waitMs: 1000 }, s.credential);
+        if (r.status === 200 && r.body.jobs?.length) claims.push(performance.now() - tc); // a claim that got work (not a long poll's wait)
         check(r, 'claim');
         if (r.status !== 200) {
           await new Promise((res) => setTimeout(res, 100));
@@ -253,5 +267,5 @@ async function work(m: { runners: number; slots: number; jobs: number; progressE
     }),
   );
   client.close();
-  return { done, errors, firstError, perS: done / ((performance.now() - t0) / 1000) };
+  return { done, errors, firstError, perS: done / ((performance.now() - t0) / 1000), claimLatency: latencySummary(claims) };
 }

@@ -1,14 +1,19 @@
 /*
  * The runner agent. It reads top to bottom:
  *
- *   lock state dir ─▶ identity ─▶ register ─▶ control channel + heartbeats ─▶ setup ─▶ distribution
- *     ─▶ claim loop (long poll; one request in flight) ─▶ run jobs ─▶ stop ─▶ deregister ─▶ exit
+ *   lock state dir ─▶ identity ─▶ kill a predecessor's jobs ─▶ register ─▶ control channel + heartbeats
+ *     ─▶ setup ─▶ distribution ─▶ claim loop (long poll; one request in flight) ─▶ run jobs ─▶ stop
+ *     ─▶ deregister ─▶ exit
  *
- * Claiming happens only while registered, prepared, connected, enabled, not stopping and with a
- * free slot. How it stops:
+ * Claiming happens only while registered, prepared, connected, enabled, holding the lease, not
+ * stopping and with a free slot. The lease (lease.ts) is renewed by answered heartbeats; when it
+ * runs out the agent stops its jobs without reporting them (the server requeues them later), and
+ * a lease guard process (lease-guard.ts) does the same if the agent itself is frozen. How it stops:
  *
  *   drain (operator, SIGTERM, ephemeral) ─ claim nothing more, finish jobs, deregister, exit 0
  *       └─ SIGTERM again / grace period over ─ kill jobs (reported "agent shutting down")
+ *   pause (close({ keepIdentity }): Ctrl-C of a hand-started agent) ─ like drain, but the runner
+ *       goes offline instead of deregistering and keeps its UUID and key for the next start
  *   delete ─ kill jobs now, report nothing, remove state and job dirs, exit 0
  *   gone (410) ─ the server terminated us: kill jobs, report nothing, exit 0
  *   unauthorized (401) ─ credential revoked (another agent took this id?): kill jobs, exit 1
@@ -16,20 +21,23 @@
  */
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { systemClock, sleep as realSleep, type Clock } from '../lib/clock.js';
+import { monotonicClock, systemClock, sleep as realSleep, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { VERSION } from '../version.js';
 import { Backoff, type Sleep } from './backoff.js';
 import { ControlChannel, type ControlEventName } from './control-channel.js';
 import { Distribution } from './distribution.js';
-import { HttpError, RegistrationRefusedError, RunnerGoneError, SetupFailedError, StateDirLockedError } from './errors.js';
+import { HttpError, NetworkError, RegistrationRefusedError, RunnerGoneError, SetupFailedError, StateDirLockedError } from './errors.js';
 import { JobExecution, type ExecutionSummary, type KillReason } from './executor.js';
+import { Lease } from './lease.js';
+import { LeaseGuard } from './lease-guard.js';
 import { HealthServer } from './health-server.js';
 import { HeartbeatLoop } from './heartbeat.js';
 import { forgetIdentity, loadOrCreateIdentity, type Identity } from './identity.js';
 import { registerWithRetry } from './registration.js';
 import { RunnerClient, type ClaimedJob, type HeartbeatResponse, type RunnerConfig } from './runner-client.js';
 import { runSetup } from './setup.js';
+import { ServerList } from './server-list.js';
 import { StateDir } from './state-dir.js';
 import { Wakeup } from './wakeup.js';
 import { Workspace } from './workspace.js';
@@ -48,11 +56,14 @@ export interface AgentOptions {
   id?: string;
   /** Serve /livez and /readyz on this port (0: any free port); undefined: no health server. */
   healthPort?: number;
+  /** Default 127.0.0.1: the probes tell anyone who asks what the runner is doing. */
   healthHost?: string;
   /** SIGTERM → SIGKILL grace for jobs, and how long a SIGTERM drain waits before killing jobs. */
   gracePeriodMs?: number;
   log: Logger;
   clock?: Clock;
+  /** The lease's clock: monotonic, shared with the lease guard process. */
+  monotonic?: Clock;
   sleep?: Sleep;
   /** For artifact downloads (the protocol's JSON calls and control channel use node:http). */
   fetch?: typeof fetch;
@@ -86,10 +97,12 @@ const MAX_UNSEEN_CLAIMS = 64;
 
 /** How long one claim long-poll may wait on the server. */
 const CLAIM_WAIT_MS = 20_000;
+const SHUTDOWN = 'agent shutting down';
 const PRIORITY: Record<StopKind, number> = { drain: 1, unauthorized: 2, gone: 3, delete: 4 };
 
 export class Agent extends EventEmitter<AgentEvents> {
   private readonly clock: Clock;
+  private readonly mono: Clock;
   private readonly sleep: Sleep;
   private log: Logger;
   private readonly client: RunnerClient;
@@ -106,11 +119,16 @@ export class Agent extends EventEmitter<AgentEvents> {
   private distribution: Distribution | undefined;
   private control: ControlChannel | undefined;
   private heartbeat: HeartbeatLoop | undefined;
+  private lease: Lease | undefined;
+  private guard: LeaseGuard | undefined;
+  private servers: ServerList | undefined;
 
   private registered = false;
   private prepared = false;
   private enabled = true;
   private stop: { kind: StopKind; reason: string } | undefined;
+  /** A drain that ends offline with the identity kept, instead of deregistered. */
+  private keepIdentity = false;
   /** Aborted when the agent starts stopping: registration, setup and downloads give up. */
   private readonly halt = new AbortController();
   private forced = false;
@@ -133,6 +151,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   constructor(private readonly opts: AgentOptions) {
     super();
     this.clock = opts.clock ?? systemClock;
+    this.mono = opts.monotonic ?? monotonicClock;
     this.sleep = opts.sleep ?? realSleep;
     this.log = opts.log;
     this.client = new RunnerClient(opts.server.replace(/\/+$/, ''), opts.fetch);
@@ -163,11 +182,13 @@ export class Agent extends EventEmitter<AgentEvents> {
   /**
    * Graceful stop (first SIGTERM): claim nothing more, let running jobs finish, deregister.
    * Jobs still running after the grace period are killed. A second call kills them at once.
+   * `keepIdentity`: go offline rather than deregister, so the next start is the same runner.
    */
-  async close(): Promise<AgentExit> {
+  async close(opts: { keepIdentity?: boolean } = {}): Promise<AgentExit> {
     if (this.stop) this.forceStop();
     else {
-      this.requestStop('drain', 'agent shutting down');
+      this.keepIdentity = !!opts.keepIdentity;
+      this.requestStop('drain', SHUTDOWN);
       void this.sleep(this.graceMs, this.over.signal).then(() => {
         if (!this.over.signal.aborted) this.forceStop();
       });
@@ -195,6 +216,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       exit = this.halt.signal.aborted && !isFatal(err) ? await this.finish() : await this.fail(err as Error);
     }
     this.over.abort();
+    this.lease?.close();
+    this.guard?.close();
     this.client.close();
     await this.health?.close();
     this.workspace.unlock();
@@ -207,22 +230,29 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private async boot(): Promise<void> {
     const { opts } = this;
-    this.stateDir.lock();
+    const stalePid = this.stateDir.lock();
     const { identity, created } = loadOrCreateIdentity(this.stateDir.identityFile, opts.id);
     this.identity = identity;
     this.name = opts.name ?? `${hostname()}-${identity.id.slice(0, 8)}`;
     this.log = this.log.child({ runnerId: identity.id });
+    if (stalePid) this.log.warn({ pid: stalePid, stateDir: this.stateDir.path }, 'state dir lock of an agent that is gone (killed?) taken over');
     this.log.info({ server: this.client.server, name: this.name, stateDir: this.stateDir.path, workDir: this.workspace.root, newIdentity: created, version: VERSION }, 'agent starting');
     if (this.health) {
-      const port = await this.health.listen(opts.healthPort!, opts.healthHost ?? '0.0.0.0');
-      this.log.info({ port }, 'health server listening');
+      const host = opts.healthHost ?? '127.0.0.1';
+      const port = await this.health.listen(opts.healthPort!, host);
+      this.log.info({ port, host }, 'health server listening');
       this.emit('health-listening', port);
     }
+
+    // Before registering: registration requeues what this runner id held, so jobs a killed
+    // predecessor left running on this work dir must be gone before anyone else can take them.
+    const { killedGroups } = this.workspace.prepare();
+    if (killedGroups) this.log.warn({ killedGroups }, 'killed jobs left running by a previous agent on this work dir');
 
     const reg = await registerWithRetry(
       opts.registrationToken,
       { id: identity.id, name: this.name, version: VERSION, publicKey: identity.publicKey, labels: opts.labels ?? [] },
-      { client: this.client, backoff: new Backoff({ baseMs: 500, maxMs: 15_000 }), sleep: this.sleep, log: this.log, signal: this.halt.signal },
+      { client: this.client, backoff: new Backoff({ baseMs: 500, maxMs: 15_000 }), sleep: this.sleep, log: this.log, signal: this.halt.signal, now: () => this.mono.now() },
     );
     this.client.credential = reg.sealedCredential ? openSealed(identity.privateKey, reg.sealedCredential).credential : reg.credential;
     this.config = reg.config;
@@ -230,10 +260,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.log = this.log.child({ pool: reg.config.pool });
     this.log.info({ slots: reg.config.maxJobsPerRunner, ephemeral: reg.config.ephemeral, setup: reg.config.setup.length, distribution: reg.config.distribution?.name ?? null }, 'registered');
     this.emit('registered', { runnerId: identity.id, name: this.name, config: reg.config });
+    this.holdLease(reg.config, reg.sentAt);
+    // Moving to another server well inside the lease keeps the jobs running through a failover.
+    const failoverMs = Math.max(500, Math.min(10_000, Math.floor((reg.config.leaseMs ?? 2 * reg.config.heartbeatIntervalMs) / 3)));
+    this.servers = new ServerList(this.client.server, failoverMs, this.mono);
+    this.learnServers(reg.config.servers);
     this.connect(reg.config);
-
-    const { killedGroups } = this.workspace.prepare();
-    if (killedGroups) this.log.warn({ killedGroups }, 'killed jobs left running by a previous agent on this work dir');
     await runSetup(reg.config.setup, {
       runnerId: identity.id,
       cwd: this.workspace.setupDir,
@@ -259,11 +291,30 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     if (this.halt.signal.aborted) return;
     this.prepared = true;
+    this.guard?.start();
     this.log.info('ready for jobs');
     this.readyResolvers?.ok();
     this.readyResolvers = undefined;
     this.emit('ready');
     this.reconsider();
+  }
+
+  /** The lease the registration granted; servers without leases grant none (never expires). */
+  private holdLease(config: RunnerConfig, grantedAt: number): void {
+    if (!config.leaseMs) return void this.log.warn('the server grants no lease: jobs of a runner that loses contact may run twice');
+    const lease = (this.lease = new Lease(config.leaseMs, this.mono, this.sleep, grantedAt));
+    this.guard = new LeaseGuard({ killGraceMs: config.leaseKillGraceMs ?? 1000, log: this.log });
+    this.guard.renew(lease.deadline);
+    lease.on('expired', () => {
+      this.log.warn({ leaseMs: lease.leaseMs, jobs: this.jobs.size }, 'lease expired: no heartbeat answered in time; stopping jobs, not claiming');
+      for (const j of this.jobs.values()) j.kill('expired');
+      this.reconsider();
+    });
+    lease.on('renewed', () => {
+      this.log.info('lease renewed');
+      this.reconsider();
+    });
+    void lease.run();
   }
 
   /** Opens the control channel and starts heartbeats; both outlive reconnects. */
@@ -295,18 +346,45 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.heartbeat = new HeartbeatLoop({
       send: async (signal) => {
         const abandoned = [...this.abandonedClaims];
+        const sentAt = this.mono.now();
         const r = await this.client.heartbeat(id, { version: VERSION, jobs: [...this.jobs.values()].map((j) => ({ id: j.id, attempt: j.attempt })), ...(abandoned.length ? { abandoned } : {}) }, signal);
         for (const seq of abandoned) this.abandonedClaims.delete(seq);
+        if (this.lease) {
+          this.lease.renew(sentAt);
+          this.guard?.renew(this.lease.deadline);
+        }
         return r;
       },
       intervalMs: config.heartbeatIntervalMs,
       sleep: this.sleep,
       log: this.log,
-      onResponse: (r) => this.onHeartbeat(r),
+      onResponse: (r) => {
+        this.servers?.reachable();
+        this.learnServers(r.servers);
+        this.onHeartbeat(r);
+      },
+      onFailure: (err) => {
+        if (!(err instanceof NetworkError)) return void this.servers?.reachable();
+        const next = this.servers?.unreachable();
+        if (next) this.switchServer(next, err.message);
+      },
       onGone: () => this.requestStop('gone', 'the server terminated this runner'),
       onUnauthorized: () => this.requestStop('unauthorized', 'the runner credential was revoked (did another agent register with this id?)'),
     });
     this.heartbeat.start();
+  }
+
+  private learnServers(urls: string[] | undefined): void {
+    if (this.servers?.update(urls)) this.log.info({ servers: this.servers.known }, 'servers known');
+  }
+
+  /** The current server stopped answering: everything goes to another one from now on. */
+  private switchServer(url: string, reason: string): void {
+    const from = this.client.server;
+    this.log.warn({ from, to: url, reason }, 'server unreachable; switching to another server');
+    this.client.use(url);
+    this.control?.reconnect();
+    this.reconsider();
   }
 
   private onControl(name: ControlEventName, data: any): void {
@@ -366,6 +444,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private canClaim(): boolean {
     const c = this.config;
     if (!c || !this.registered || !this.prepared || !this.enabled || this.stop || !this.control?.connected) return false;
+    if (this.lease && !this.lease.check()) return false;
     if (c.ephemeral && this.jobsTaken >= 1) return false;
     return true;
   }
@@ -400,6 +479,13 @@ export class Agent extends EventEmitter<AgentEvents> {
       try {
         const r = await this.client.claim(id, { max: this.freeSlots(), waitMs: CLAIM_WAIT_MS, ...(seq !== undefined ? { seq } : {}) }, abort.signal);
         backoff.reset();
+        // First thing on an answer (it may have been read late, by an agent that was frozen): jobs
+        // claimed under a lease that has run out are not started; the server takes them back.
+        if (r.jobs.length && this.lease && !this.lease.check()) {
+          this.log.warn({ jobs: r.jobs.map((j) => j.id) }, 'claim answered after the lease ran out; not starting its jobs');
+          if (seq !== undefined) this.unseenClaim(seq);
+          continue;
+        }
         for (const job of r.jobs) this.startJob(job);
         if (r.stop) this.requestStop('gone', 'the server terminated this runner');
       } catch (err) {
@@ -434,6 +520,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private startJob(job: ClaimedJob): void {
     const key = `${job.id}:${job.attempt}`;
     const log = this.log.child({ jobId: job.id, attempt: job.attempt });
+    const lease = this.lease;
+    const epoch = lease?.epoch ?? 0;
     const exec = new JobExecution(job, {
       client: this.client,
       workspace: this.workspace,
@@ -447,6 +535,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       log,
       baseEnv: this.jobBaseEnv,
       onStarted: () => this.emit('job-started', { jobId: job.id, attempt: job.attempt }),
+      leaseHolds: () => !lease || lease.holds(epoch),
+      leaseKillGraceMs: this.config!.leaseKillGraceMs ?? 1000,
+      guard: this.guard,
     });
     this.jobs.set(key, exec);
     this.jobsTaken++;
@@ -474,6 +565,8 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Starts stopping; a stronger kind (delete > gone > unauthorized > drain) overrides a weaker one. */
   private requestStop(kind: StopKind, reason: string): void {
+    // a drain the server or the job asked for (operator, ephemeral) ends the runner for good
+    if (kind === 'drain' && reason !== SHUTDOWN) this.keepIdentity = false;
     if (this.stop && PRIORITY[this.stop.kind] >= PRIORITY[kind]) return;
     this.stop = { kind, reason };
     this.log.info({ kind, reason, runningJobs: this.jobs.size }, kind === 'drain' ? 'draining: finishing running jobs, claiming nothing more' : 'stopping');
@@ -503,7 +596,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       case 'unauthorized':
         return { code: 1, reason: stop.reason };
       case 'drain':
-        if (this.registered) await this.deregister();
+        if (this.registered && this.keepIdentity) await this.goOffline();
+        else if (this.registered) await this.deregister();
         return { code: 0, reason: stop.reason };
     }
   }
@@ -532,6 +626,16 @@ export class Agent extends EventEmitter<AgentEvents> {
         }
         await this.sleep(backoff.next());
       }
+    }
+  }
+
+  /** A clean stop that keeps the identity: the server shows the runner offline now, not after the heartbeat timeout. */
+  private async goOffline(): Promise<void> {
+    try {
+      await this.client.goOffline(this.identity!.id, AbortSignal.timeout(Math.max(2000, Math.min(this.graceMs, 10_000))));
+      this.log.info({ stateDir: this.stateDir.path }, 'stopped; the runner is offline and keeps its identity for the next start');
+    } catch (err) {
+      this.log.warn({ reason: (err as Error).message }, 'could not tell the server; it marks the runner offline when heartbeats stop');
     }
   }
 

@@ -38,6 +38,8 @@ export interface ControlChannelDeps {
 
 export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   private readonly stop = new AbortController();
+  /** Aborted to drop the connection (or the wait before the next) and connect again now. */
+  private kick = new AbortController();
   private loop: Promise<void> | undefined;
   private isConnected = false;
 
@@ -58,9 +60,18 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     await this.loop;
   }
 
+  /** Connects again at once (the agent moved to another server). */
+  reconnect(): void {
+    this.kick.abort();
+  }
+
   private async run(): Promise<void> {
     const { backoff, sleep, log } = this.deps;
     while (!this.stop.signal.aborted) {
+      if (this.kick.signal.aborted) {
+        this.kick = new AbortController();
+        backoff.reset();
+      }
       const outcome = await this.connectOnce();
       if (this.isConnected) {
         this.isConnected = false;
@@ -69,7 +80,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
       if (outcome.final || this.stop.signal.aborted) return;
       const delayMs = backoff.next();
       log.warn({ reason: outcome.reason, delayMs, attempt: backoff.failures }, 'control channel down; reconnecting');
-      await sleep(delayMs, this.stop.signal);
+      await sleep(delayMs, AbortSignal.any([this.stop.signal, this.kick.signal]));
     }
   }
 
@@ -79,6 +90,8 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     const conn = new AbortController();
     const onStop = () => conn.abort();
     this.stop.signal.addEventListener('abort', onStop, { once: true });
+    const kick = this.kick.signal;
+    kick.addEventListener('abort', onStop, { once: true });
     const watchdog = new PingWatchdog(3 * pingIntervalMs, clock, sleep);
     let expired = false;
     const watching = watchdog.run(conn.signal).then((r) => {
@@ -129,6 +142,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
       return { reason: e.code ?? e.cause?.code ?? e.message };
     } finally {
       this.stop.signal.removeEventListener('abort', onStop);
+      kick.removeEventListener('abort', onStop);
       conn.abort();
       await watching;
     }

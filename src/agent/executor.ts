@@ -1,10 +1,16 @@
 /*
  * One job attempt, from claim to reported result:
  *
- *   prepare ─▶ spawn ─▶ running ─▶ exited ─▶ flush logs ─▶ remove dir ─▶ report result
- *   (dir, secrets,       │  cancel / timeout / shutdown: SIGTERM to the group,
- *    distribution)       │  SIGKILL after the grace period; reported as such
- *                        │  lost claim / runner deleted: SIGKILL now, nothing more is reported
+ *   prepare ─▶ start ─▶ spawn ─▶ running ─▶ exited ─▶ flush logs ─▶ remove dir ─▶ report result
+ *   (dir, secrets,  (the server      │  cancel / timeout / shutdown: SIGTERM to the group,
+ *    distribution)   confirms the    │  SIGKILL after the grace period; reported as such
+ *                    claim; 409:     │  lost claim / runner deleted: SIGKILL now, nothing more is reported
+ *                    dropped)        │  lease ran out: SIGTERM, SIGKILL after the lease grace, nothing reported
+ *
+ * Nothing is spawned unless the server has just confirmed the claim (`start`) and the runner's
+ * lease holds right then: a claim answer read late (an agent frozen mid-poll) cannot start a job
+ * that has moved to another runner. A job whose process exited while the lease did not hold is
+ * not reported either; the server requeues it.
  *
  * A failure while preparing (refused archive, undecryptable secrets) fails the job without
  * running anything. The result is retried until the server accepts or refuses it, so a server
@@ -23,14 +29,15 @@ import { Masker } from './masker.js';
 import { ProcessGroup, buildScript, type ExitStatus } from './process-group.js';
 import type { ClaimedJob, JobResultBody, RunnerClient } from './runner-client.js';
 import type { JobDir, Workspace } from './workspace.js';
+import { jsonProblem } from '../lib/validation.js';
 
-export type KillReason = 'cancelled' | 'timed_out' | 'shutdown' | 'lost' | 'deleted';
+export type KillReason = 'cancelled' | 'timed_out' | 'shutdown' | 'lost' | 'deleted' | 'expired';
 
 export interface ExecutionSummary {
   jobId: number;
   attempt: number;
   exitCode: number | null;
-  outcome: 'succeeded' | 'failed' | 'cancelled' | 'timed_out' | 'lost' | 'abandoned';
+  outcome: 'succeeded' | 'failed' | 'cancelled' | 'timed_out' | 'lost' | 'abandoned' | 'expired';
   error: string | null;
   durationMs: number;
   /** Whether the server accepted the result. */
@@ -53,6 +60,12 @@ export interface ExecutionDeps {
   /** The environment jobs start from (the allowlisted part of the agent's; RUNYARD_* removed). */
   baseEnv: NodeJS.ProcessEnv;
   onStarted: () => void;
+  /** Whether the runner's lease has held since this job was claimed (read the clock afresh). */
+  leaseHolds: () => boolean;
+  /** SIGTERM-to-SIGKILL grace when the lease runs out. */
+  leaseKillGraceMs: number;
+  /** Told each job's process group, so the lease is enforced even if the agent is frozen. */
+  guard?: { readonly marker: string; add(pgid: number): void; remove(pgid: number): void };
 }
 
 const MAX_OUTPUT_BYTES = 512 * 1024;
@@ -81,6 +94,15 @@ export class JobExecution {
 
   /** Stops the job. Cancel, timeout and shutdown are reported; lost and deleted are not. */
   kill(reason: KillReason): void {
+    if (reason === 'expired') {
+      // Not reported (the server requeues the job), but stopped gently: its claim may be fine.
+      if (this.abandon.signal.aborted || this.exited) return;
+      this.killReason = reason;
+      this.abandon.abort();
+      this.streamer?.abandon();
+      if (this.group) this.terminating ??= this.group.terminate(this.deps.leaseKillGraceMs, this.deps.clock, this.deps.sleep);
+      return;
+    }
     const silent = reason === 'lost' || reason === 'deleted';
     if (silent) {
       if (this.abandon.signal.aborted) return;
@@ -123,15 +145,19 @@ export class JobExecution {
         const { entries } = await this.deps.distribution.extractInto(dir.workdir, this.abandon.signal);
         this.streamer.push('s', `runyard: extracted distribution ${this.deps.distribution.info.name} (${entries} entries)`);
       }
+      if (!this.killReason) await this.confirmStart();
       if (!this.killReason) {
         spawnedAt = clock.now();
         status = await this.execute(dir, secrets, masker);
         exitedAt = clock.now();
       }
     } catch (err) {
-      failure = masker.mask((err as Error).message);
-      log.warn({ reason: failure }, 'job could not be started');
-      this.streamer?.push('s', `runyard: ${failure}`);
+      if (err instanceof LeaseLost) this.kill('expired');
+      else {
+        failure = masker.mask((err as Error).message);
+        log.warn({ reason: failure }, 'job could not be started');
+        this.streamer?.push('s', `runyard: ${failure}`);
+      }
     }
 
     const body = this.result(status, failure, dir, masker, exitedAt - spawnedAt);
@@ -158,7 +184,7 @@ export class JobExecution {
         log.warn({ dir: dir.root, reason: (err as Error).message }, 'could not remove job dir');
       }
     }
-    if (this.abandon.signal.aborted) summary.outcome = this.killReason === 'lost' ? 'lost' : 'abandoned';
+    if (this.abandon.signal.aborted) summary.outcome = this.killReason === 'lost' ? 'lost' : this.killReason === 'expired' ? 'expired' : 'abandoned';
     else summary.reported = await this.report(body);
     return summary;
   }
@@ -179,9 +205,16 @@ export class JobExecution {
       RUNYARD_OUTPUT: dir.outputPath,
       RUNYARD_WORKDIR: dir.workdir,
       RUNYARD_SETUP_DIR: this.deps.workspace.setupDir,
+      // the lease guard finds the job's processes by it, even those that left the job's group
+      ...(this.deps.guard ? { RUNYARD_LEASE_ID: this.deps.guard.marker } : {}),
     });
+    // Checked right before and right after the spawn, synchronously: an agent frozen in between
+    // kills the job the moment it runs again, before it reads anything else.
+    if (!this.deps.leaseHolds()) throw new LeaseLost();
     const group = ProcessGroup.spawn(buildScript(this.job.commands), { cwd: dir.workdir, env });
     this.group = group;
+    if (group.pid) this.deps.guard?.add(group.pid);
+    if (!this.deps.leaseHolds()) this.kill('expired');
     if (group.pid) this.deps.workspace.recordGroup(dir, group.pid);
     const streamer = this.streamer!;
     const out = new LineSplitter((l) => streamer.push('o', l), masker);
@@ -193,10 +226,10 @@ export class JobExecution {
     this.pressure = (paused) => pipes.forEach((p) => (paused ? p.pause() : p.resume()));
     log.info({ pid: group.pid }, 'job started');
     this.deps.onStarted();
-    void this.markStarted();
 
     // A kill that arrived while the job was being prepared.
     if (this.killReason === 'lost' || this.killReason === 'deleted') group.kill();
+    else if (this.killReason === 'expired') this.terminating ??= group.terminate(this.deps.leaseKillGraceMs, clock, sleep);
     else if (this.killReason) this.terminating ??= group.terminate(graceMs, clock, sleep);
 
     const timer = new AbortController();
@@ -204,6 +237,9 @@ export class JobExecution {
       if (!timer.signal.aborted) this.kill('timed_out');
     });
     const status = await group.exited;
+    // Exited while the lease did not hold (the guard may have stopped it while we were frozen):
+    // not a result to report; the server hands the job out again.
+    if (!this.deps.leaseHolds()) this.kill('expired');
     this.exited = true;
     timer.abort();
     // Whatever the job left running in its group goes with it.
@@ -213,6 +249,7 @@ export class JobExecution {
     await Promise.race([drained, sleep(STDIO_DRAIN_MS, stdioTimer.signal)]);
     stdioTimer.abort();
     for (const p of pipes) p.destroy();
+    if (group.pid) this.deps.guard?.remove(group.pid);
     out.end();
     err.end();
     log.info({ exitCode: status.code, signal: status.signal }, 'job process exited');
@@ -235,10 +272,15 @@ export class JobExecution {
     });
   }
 
-  /** claimed → running on the server; best effort, it only matters for what users see. */
-  private async markStarted(): Promise<void> {
+  /**
+   * claimed → running on the server, before anything is spawned: the fence that keeps a stale
+   * claim from starting. Retried while the server cannot be reached and the lease holds; 409
+   * (another runner holds the job now, or it is over) drops the job unreported.
+   */
+  private async confirmStart(): Promise<void> {
     const backoff = reportBackoff();
-    while (!this.exited && !this.abandon.signal.aborted) {
+    while (!this.killReason) {
+      if (!this.deps.leaseHolds()) return this.kill('expired');
       try {
         const r = await this.deps.client.startJob(this.id, this.attempt, this.abandon.signal);
         if (r.cancel) this.kill('cancelled');
@@ -246,14 +288,16 @@ export class JobExecution {
       } catch (err) {
         if (this.abandon.signal.aborted) return;
         if (err instanceof HttpError && err.status === 409) {
-          if (!this.exited) {
-            this.deps.log.warn('start refused: claim lost; killing the job');
-            this.kill('lost');
-          }
-          return;
+          this.deps.log.warn({ reason: err.message }, 'start refused: this runner no longer holds the claim; dropping the job');
+          return this.kill('lost');
         }
-        if (!isRetryable(err)) return void this.deps.log.warn({ reason: (err as Error).message }, 'start not recorded');
-        await this.deps.sleep(backoff.next(), this.abandon.signal);
+        if (!isRetryable(err)) {
+          this.deps.log.warn({ status: (err as HttpError).status, reason: (err as Error).message }, 'start refused; dropping the job');
+          return this.kill('lost');
+        }
+        const delayMs = backoff.next();
+        if (backoff.failures === 1) this.deps.log.warn({ delayMs, reason: (err as Error).message }, 'start not confirmed; retrying');
+        await this.deps.sleep(delayMs, this.abandon.signal);
       }
     }
   }
@@ -308,6 +352,13 @@ export class JobExecution {
   }
 }
 
+/** The lease ran out between the checks before a spawn. */
+class LeaseLost extends Error {
+  constructor() {
+    super('the runner lease ran out before the job could start');
+  }
+}
+
 /** setTimeout fires at once for delays over 2^31-1 ms (24.8 days); longer timeouts sleep in steps. */
 async function sleepLong(sleep: Sleep, ms: number, signal: AbortSignal): Promise<void> {
   for (let left = ms; left > 0 && !signal.aborted; left -= 2 ** 31 - 1) await sleep(Math.min(left, 2 ** 31 - 1), signal);
@@ -338,11 +389,15 @@ function readOutput(file: string): { value?: unknown; error?: string } {
   if (size > MAX_OUTPUT_BYTES) return { error: `RUNYARD_OUTPUT is ${size} bytes; the limit is ${MAX_OUTPUT_BYTES}` };
   const text = readFileSync(file, 'utf8');
   if (!text.trim()) return {};
+  let value: unknown;
   try {
-    return { value: JSON.parse(text) };
+    value = JSON.parse(text);
   } catch (err) {
     return { error: `RUNYARD_OUTPUT is not valid JSON: ${(err as Error).message}` };
   }
+  // the server's own rule for output; walking a deeper value (masking) would overflow the stack
+  const problem = jsonProblem(value, { strings: false });
+  return problem ? { error: `RUNYARD_OUTPUT ${problem.message}` } : { value };
 }
 
 function describe(r: JobResultBody): string {

@@ -1,10 +1,11 @@
 /**
  * Heartbeats: every interval, tell the server which jobs this runner holds; it answers with jobs
- * to cancel and jobs whose claim was lost. A failed beat is logged and the next one tried on
- * schedule (the server tolerates a minute of silence); 401/410 end the loop.
+ * to cancel and jobs whose claim was lost, and each answer renews the runner's lease. A failed
+ * beat is logged and tried again soon (backing off up to the interval), so one lost request
+ * does not cost the lease; 401/410 end the loop.
  */
 import type { Logger } from '../lib/logger.js';
-import type { Sleep } from './backoff.js';
+import { Backoff, type Sleep } from './backoff.js';
 import { HttpError } from './errors.js';
 import type { HeartbeatResponse } from './runner-client.js';
 
@@ -14,6 +15,8 @@ export interface HeartbeatDeps {
   sleep: Sleep;
   log: Logger;
   onResponse: (r: HeartbeatResponse) => void;
+  /** Any other failure (the server did not answer, or answered with an error). */
+  onFailure?: (err: Error) => void;
   /** 410: the runner was terminated. */
   onGone: () => void;
   /** 401: the credential was revoked. */
@@ -24,8 +27,11 @@ export class HeartbeatLoop {
   private readonly stop = new AbortController();
   private loop: Promise<void> | undefined;
   private failures = 0;
+  private readonly retry: Backoff;
 
-  constructor(private readonly deps: HeartbeatDeps) {}
+  constructor(private readonly deps: HeartbeatDeps) {
+    this.retry = new Backoff({ baseMs: Math.min(250, deps.intervalMs), maxMs: deps.intervalMs });
+  }
 
   start(): void {
     this.loop ??= this.run();
@@ -39,20 +45,24 @@ export class HeartbeatLoop {
   private async run(): Promise<void> {
     const { send, intervalMs, sleep, log } = this.deps;
     while (!this.stop.signal.aborted) {
+      let delayMs = intervalMs;
       try {
         const r = await send(this.stop.signal);
         if (this.failures > 0) log.info({ failures: this.failures }, 'heartbeats resumed');
         this.failures = 0;
+        this.retry.reset();
         this.deps.onResponse(r);
       } catch (err) {
         if (this.stop.signal.aborted) return;
         if (err instanceof HttpError && err.status === 410) return this.deps.onGone();
         if (err instanceof HttpError && err.status === 401) return this.deps.onUnauthorized();
         this.failures++;
+        this.deps.onFailure?.(err as Error);
         // the first failure and then every tenth: a long outage must not flood the log
         if (this.failures === 1 || this.failures % 10 === 0) log.warn({ failures: this.failures, reason: (err as Error).message }, 'heartbeat failed');
+        delayMs = this.retry.next();
       }
-      await sleep(intervalMs, this.stop.signal);
+      await sleep(delayMs, this.stop.signal);
     }
   }
 }

@@ -19,16 +19,20 @@ export interface RegistrationDeps {
   sleep: Sleep;
   log: Logger;
   signal: AbortSignal;
+  /** The clock `sentAt` is read from (the lease's). */
+  now?: () => number;
 }
 
-export async function registerWithRetry(token: string, body: RegisterRequest, deps: RegistrationDeps): Promise<RegisterResponse> {
+/** The answer, and when the request that got it was sent (the runner's lease counts from then). */
+export async function registerWithRetry(token: string, body: RegisterRequest, deps: RegistrationDeps): Promise<RegisterResponse & { sentAt: number }> {
   const { client, backoff, sleep, log, signal } = deps;
   for (;;) {
     if (signal.aborted) throw new Error('registration cancelled: the agent is stopping');
     try {
+      const sentAt = deps.now?.() ?? 0;
       const res = await client.register(token, body, signal);
       backoff.reset();
-      return res;
+      return { ...res, sentAt };
     } catch (err) {
       if (signal.aborted) throw new Error('registration cancelled: the agent is stopping');
       if (err instanceof HttpError && err.status === 410) throw new RunnerGoneError(`runner ${body.id} was terminated on the server (${err.message}); this identity cannot be used again: start the agent again to register as a new runner (with a new --id if you pass one)`);

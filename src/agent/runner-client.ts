@@ -20,6 +20,12 @@ export interface RunnerConfig {
   distribution: { digest: string; name: string; size: number } | null;
   /** The server takes numbered claims and heartbeats listing the unseen ones (absent: older server). */
   claimSeq?: boolean;
+  /** The runner's lease on its jobs, renewed by answered heartbeats (absent: older server, no lease). */
+  leaseMs?: number;
+  /** SIGTERM-to-SIGKILL grace for jobs whose lease ran out. */
+  leaseKillGraceMs?: number;
+  /** The live control planes' URLs (absent: older server). */
+  servers?: string[];
 }
 
 export interface RegisterRequest {
@@ -56,6 +62,7 @@ export interface HeartbeatResponse {
   state: string;
   cancel: number[];
   lost: number[];
+  servers?: string[];
 }
 
 export interface LogLine {
@@ -87,16 +94,33 @@ export class RunnerClient {
   /** The runner credential, set after registration. */
   credential: string | undefined;
   /** JSON calls (the hot path: claim, start, logs, result, heartbeat) reuse keep-alive sockets. */
-  private readonly transport: typeof http | typeof https;
-  private readonly agent: http.Agent;
+  private transport!: typeof http | typeof https;
+  private agent!: http.Agent;
+  private base!: string;
 
   constructor(
-    readonly server: string,
+    server: string,
     private readonly fetchImpl: typeof fetch = fetch,
   ) {
-    this.transport = new URL(server).protocol === 'https:' ? https : http;
+    this.use(server);
+  }
+
+  /** The server calls go to now. */
+  get server(): string {
+    return this.base;
+  }
+
+  /**
+   * Sends every later call to another server (failover to another control plane on the same
+   * database: the credential stays valid). Calls in flight finish or fail where they are.
+   */
+  use(server: string): void {
+    const old = this.agent;
+    this.base = server.replace(/\/+$/, '');
+    this.transport = new URL(this.base).protocol === 'https:' ? https : http;
     // Idle sockets close before a server or proxy would close them under a request.
     this.agent = new this.transport.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS });
+    old?.destroy();
   }
 
   /** Closes idle keep-alive sockets (they never keep the process alive). */
@@ -118,6 +142,11 @@ export class RunnerClient {
 
   deregister(runnerId: string, signal?: AbortSignal): Promise<unknown> {
     return this.json('POST', `/api/v1/runners/${runnerId}/deregister`, {}, { signal, timeoutMs: 10_000 });
+  }
+
+  /** The agent stops for now and keeps its identity (see POST /runners/{id}/offline). */
+  goOffline(runnerId: string, signal?: AbortSignal): Promise<unknown> {
+    return this.json('POST', `/api/v1/runners/${runnerId}/offline`, {}, { signal, timeoutMs: 10_000 });
   }
 
   startJob(jobId: number, attempt: number, signal?: AbortSignal): Promise<{ state: string; cancel: boolean }> {

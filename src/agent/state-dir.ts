@@ -2,8 +2,9 @@
  * The agent's state dir: its identity, the distribution cache and a lock file. The agent only
  * ever deletes what it created there, so pointing --state-dir at a shared folder is not fatal.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { acquirePidLock, LockHeldError, releasePidLock } from '../lib/pid-lock.js';
 import { StateDirLockedError } from './errors.js';
 
 const LOCK = 'agent.lock';
@@ -24,11 +25,15 @@ export class StateDir {
     return join(this.path, 'dist');
   }
 
-  /** Creates the dir (mode 700) and takes the lock; a second agent on the same dir is refused. */
-  lock(): void {
+  /**
+   * Creates the dir (mode 700) and takes the lock; a second agent on the same dir is refused.
+   * Returns the pid of a dead agent whose lock was left behind (kill -9) and taken over.
+   */
+  lock(): number | undefined {
     mkdirSync(this.path, { recursive: true, mode: 0o700 });
-    lockDir(this.path, 'state dir', '--state-dir');
+    const stale = lockDir(this.path, 'state dir', '--state-dir');
     this.locked = true;
+    return stale;
   }
 
   unlock(): void {
@@ -46,28 +51,21 @@ export class StateDir {
   }
 }
 
-/** Takes `dir`'s lock file for this process; refused while another live agent holds it. */
-export function lockDir(dir: string, what: string, option: string): void {
-  const file = join(dir, LOCK);
-  for (let i = 0; i < 2; i++) {
-    try {
-      writeFileSync(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const pid = Number(readFileSync(file, 'utf8').trim());
-      if (pid && pid !== process.pid && isAlive(pid)) {
-        throw new StateDirLockedError(`${what} ${dir} is in use by another agent (pid ${pid}); give each agent its own ${option}`);
-      }
-      if (pid === process.pid) return;
-      rmSync(file, { force: true }); // stale lock of a dead agent
-    }
+/**
+ * Takes `dir`'s lock file for this process; refused while another live agent holds it. Returns
+ * the pid of a dead agent whose stale lock was taken over (the caller warns), else undefined.
+ */
+export function lockDir(dir: string, what: string, option: string): number | undefined {
+  try {
+    return acquirePidLock(join(dir, LOCK))?.pid;
+  } catch (err) {
+    if (err instanceof LockHeldError) throw new StateDirLockedError(`${what} ${dir} is in use by another agent (pid ${err.holder.pid}); give each agent its own ${option}`);
+    throw new StateDirLockedError(`cannot lock ${what} ${dir}: ${(err as Error).message}`);
   }
-  throw new StateDirLockedError(`cannot lock ${what} ${dir}`);
 }
 
 export function unlockDir(dir: string): void {
-  rmSync(join(dir, LOCK), { force: true });
+  releasePidLock(join(dir, LOCK));
 }
 
 export function removeIfEmpty(dir: string): void {
@@ -75,14 +73,5 @@ export function removeIfEmpty(dir: string): void {
     if (existsSync(dir) && readdirSync(dir).length === 0) rmdirSync(dir);
   } catch {
     // someone else's files appeared: leave the dir
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

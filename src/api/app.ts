@@ -2,6 +2,7 @@ import { Hono } from 'hono';
 import type { ApiContext } from './context.js';
 import { Authenticator, actorOf, requireAdmin } from './auth.js';
 import { ForbiddenError, UnauthorizedError } from '../lib/errors.js';
+import { StoreUnavailableError, storeError } from '../store/store-errors.js';
 import { bodyLimit, errorBody, toErrorResponse, type Env } from './http.js';
 import { jobsRouter } from './jobs.js';
 import { runnerJobRouter, runnerProtocolRouter } from './runner-protocol.js';
@@ -36,9 +37,11 @@ export function createApp(ctx: ApiContext) {
   app.get('/healthz', async (c) => {
     try {
       await ctx.db.query('select 1');
-      return c.json({ status: 'ok', version: ctx.version, store: ctx.db.kind });
-    } catch {
-      return c.json({ status: 'unavailable', store: ctx.db.kind }, 503);
+      return c.json({ status: 'ok', version: ctx.version, store: ctx.db.kind, checks: { store: 'up' } });
+    } catch (err) {
+      c.header('Retry-After', '2');
+      const why = storeError(err);
+      return c.json({ status: 'unavailable', version: ctx.version, store: ctx.db.kind, checks: { store: 'down' }, message: why instanceof StoreUnavailableError ? why.message : 'the store (database) is unavailable' }, 503);
     }
   });
 

@@ -3,7 +3,8 @@ import { Hono } from 'hono';
 import { z } from 'zod';
 import type { ApiContext } from './context.js';
 import { requireAdmin } from './auth.js';
-import { query, type Env } from './http.js';
+import { query, validate, type Env } from './http.js';
+import { safeString } from '../lib/validation.js';
 import type { Queryable } from '../store/db.js';
 import { GoneError, InvalidError, NotFoundError, TooLargeError } from '../lib/errors.js';
 import { recordEvents } from '../store/queries/events.js';
@@ -24,7 +25,18 @@ export async function artifactInfo(q: Queryable, ref: string): Promise<ArtifactI
   return row ? { digest: row.digest, name: row.name, size: row.size, createdAt: row.created_at } : null;
 }
 
-const ARCHIVE_NAME = /^[A-Za-z0-9._-]{1,200}\.(zip|tar\.gz|tgz|tar)$/;
+/** Stores an archive under its sha256 digest (the newest upload of a name wins lookups by name). */
+export async function storeArtifact(q: Queryable, now: number, name: string, body: Buffer, actor: string): Promise<{ digest: string; name: string; size: number }> {
+  const digest = 'sha256:' + createHash('sha256').update(body).digest('hex');
+  await q.query(
+    'insert into artifacts (digest, name, size, content, created_at) values ($1, $2, $3, $4, $5) on conflict (digest) do update set name = excluded.name, created_at = excluded.created_at',
+    [digest, name, body.length, body, new Date(now)],
+  );
+  await recordEvents(q, now, [{ kind: 'pool', subject: `artifact:${name}`, reason: 'artifact pushed', actor, data: { digest, size: body.length } }]);
+  return { digest, name, size: body.length };
+}
+
+export const ARCHIVE_NAME = /^[A-Za-z0-9._-]{1,200}\.(zip|tar\.gz|tgz|tar)$/;
 
 export function artifactsRouter(ctx: ApiContext) {
   const app = new Hono<Env>();
@@ -38,14 +50,7 @@ export function artifactsRouter(ctx: ApiContext) {
     const body = Buffer.from(await c.req.arrayBuffer());
     if (body.length > max) throw new TooLargeError(`artifact exceeds the limit of ${max} bytes`, 'body');
     if (body.length === 0) throw new InvalidError('artifact body is empty', 'body');
-    const digest = 'sha256:' + createHash('sha256').update(body).digest('hex');
-    const now = ctx.clock.now();
-    await ctx.db.query(
-      'insert into artifacts (digest, name, size, content, created_at) values ($1, $2, $3, $4, $5) on conflict (digest) do update set name = excluded.name, created_at = excluded.created_at',
-      [digest, name, body.length, body, new Date(now)],
-    );
-    await recordEvents(ctx.db, now, [{ kind: 'pool', subject: `artifact:${name}`, reason: 'artifact pushed', actor: 'admin', data: { digest, size: body.length } }]);
-    return c.json({ artifact: { digest, name, size: body.length } }, 201);
+    return c.json({ artifact: await storeArtifact(ctx.db, ctx.clock.now(), name, body, 'admin') }, 201);
   });
 
   app.get('/', async (c) => {
@@ -63,6 +68,7 @@ export function artifactsRouter(ctx: ApiContext) {
     } catch {
       throw new InvalidError('artifact reference is not a valid URL-encoded string', 'ref');
     }
+    validate(safeString({ min: 1, max: 300 }), ref, 'ref');
     const info = await artifactInfo(ctx.db, ref);
     if (!info) throw new NotFoundError(`artifact ${ref} not found`);
     if (p.kind !== 'admin') {

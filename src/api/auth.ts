@@ -65,7 +65,7 @@ export class Authenticator {
       const header = c.req.header('authorization') ?? '';
       const m = /^Bearer\s+(\S+)$/i.exec(header);
       // Refusals are audited where every error is answered (src/api/app.ts).
-      if (!m) throw new UnauthorizedError('missing bearer token: send Authorization: Bearer <token> (see `runyard tokens create`)');
+      if (!m) throw new UnauthorizedError('missing bearer token: send Authorization: Bearer <token> (the admin token printed by `runyard up` and saved in its data dir as admin-token)');
       const principal = await this.resolve(m[1]!);
       if (!principal) throw new UnauthorizedError('invalid, revoked or expired token');
       c.set('principal', principal);

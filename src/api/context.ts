@@ -7,6 +7,7 @@ import type { HeartbeatBuffer } from './heartbeats.js';
 import type { Metrics } from './metrics.js';
 import type { RefusalAudit } from './refusal-audit.js';
 import type { EventEmitter } from 'node:events';
+import type { Provider } from '../providers/provider.js';
 
 /** What the HTTP layer needs from the server; built once in server.ts. */
 export interface ApiContext {
@@ -25,4 +26,8 @@ export interface ApiContext {
   /** in-process notifications: 'jobs' (pool, count), 'logs' (jobId), 'job-state' (jobId), 'runners' (why: 'load' when only busy/idle changed) */
   bus: EventEmitter;
   version: string;
+  /** the server's providers by name (filled at start); pools and jobs for others are refused */
+  providers?: ReadonlyMap<string, Provider>;
+  /** URLs of the live control planes on this database, this one first (runners fail over to them). */
+  servers?: () => string[];
 }

@@ -4,6 +4,7 @@ import type { ApiContext } from './context.js';
 import { requireAdmin } from './auth.js';
 import { query, type Env } from './http.js';
 import { listEvents } from '../store/queries/events.js';
+import { INT8_MAX, intQuery, safeString } from '../lib/validation.js';
 
 export function eventsRouter(ctx: ApiContext) {
   const app = new Hono<Env>();
@@ -13,9 +14,9 @@ export function eventsRouter(ctx: ApiContext) {
       c,
       z.object({
         kind: z.enum(['job', 'runner', 'pool', 'token', 'auth', 'scheduler', 'github']).optional(),
-        subject: z.string().max(200).optional(),
-        before: z.coerce.number().int().positive().optional(),
-        after: z.coerce.number().int().min(0).optional(),
+        subject: safeString({ max: 200 }).optional(),
+        before: intQuery(1, INT8_MAX).optional(),
+        after: intQuery(0, INT8_MAX).optional(),
         limit: z.coerce.number().int().min(1).max(1000).default(100),
       }),
     );

@@ -2,6 +2,7 @@ import type { Db } from '../store/db.js';
 import { flushHeartbeats, heartbeatViews, type HeartbeatView } from '../store/queries/runners.js';
 import type { Logger } from '../lib/logger.js';
 import { BatchLoader } from '../lib/batch-loader.js';
+import { StoreUnavailableError } from '../store/store-errors.js';
 
 /**
  * Heartbeats are coalesced both ways: what they answer from (the runner's state and the jobs the
@@ -47,7 +48,7 @@ export class HeartbeatBuffer {
       } catch (err) {
         // keep the newest beat of each runner for the next flush
         for (const b of beats) if (!this.pending.has(b.id)) this.pending.set(b.id, b);
-        this.log.warn({ err, count: beats.length }, 'heartbeat flush failed');
+        this.log.warn(err instanceof StoreUnavailableError ? { reason: err.message, count: beats.length } : { err, count: beats.length }, 'heartbeat flush failed');
       }
     });
     return this.flushing;

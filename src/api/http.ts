@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { InvalidError, RunyardError, TooLargeError } from '../lib/errors.js';
 import { formatPath } from '../config/load.js';
 import type { ApiContext } from './context.js';
+import { StoreUnavailableError, storeError } from '../store/store-errors.js';
 import type { Principal } from './auth.js';
 
 export type Env = { Variables: { principal: Principal } };
@@ -11,9 +12,30 @@ export function errorBody(code: string, message: string, field?: string) {
   return { error: { code, message, ...(field ? { field } : {}) } };
 }
 
+const storeWarnings = { at: 0, refused: 0 };
+
 /** Maps typed errors to statuses; anything else is a 500 with no stack or detail leaked. */
 export function toErrorResponse(err: unknown, c: Context, log: ApiContext['log']) {
+  err = storeError(err);
+  if (err instanceof StoreUnavailableError) {
+    // expected during a database restart: a warning now and then (not one per request), and the
+    // client is told when to retry
+    const now = Date.now();
+    storeWarnings.refused++;
+    if (now - storeWarnings.at > 5000) {
+      log.warn({ path: c.req.path, reason: err.message, refused: storeWarnings.refused }, 'store unavailable: answering 503');
+      storeWarnings.at = now;
+      storeWarnings.refused = 0;
+    }
+    c.header('Retry-After', String(err.retryAfter));
+  }
   if (err instanceof RunyardError) return c.json(errorBody(err.code, err.message, err.field), err.status as any);
+  // A value the schemas let through but PostgreSQL cannot store (SQLSTATE class 22, data
+  // exception: out of range, bad character) is the caller's input, not a server fault.
+  if (typeof (err as any)?.code === 'string' && /^22[0-9A-Z]{3}$/.test((err as any).code) && typeof (err as any).severity === 'string') {
+    log.warn({ path: c.req.path, code: (err as any).code, reason: (err as Error).message }, 'request value refused by the store');
+    return c.json(errorBody('invalid', `a value in the request cannot be stored: ${(err as Error).message}`, 'body'), 400);
+  }
   const status = (err as any)?.status ?? (err as any)?.getResponse?.()?.status;
   if (status === 413) return c.json(errorBody('too_large', 'request body too large'), 413);
   log.error({ err, path: c.req.path }, 'unhandled error in request');

@@ -4,46 +4,43 @@ import { z } from 'zod';
 import type { ApiContext } from './context.js';
 import { actorOf, requireAdmin } from './auth.js';
 import { parseId, query, readJson, type Env } from './http.js';
-import { duration, slug, type ClassSize } from '../config/schema.js';
+import { slug, type ClassSize } from '../config/schema.js';
+import { INT8_MAX, boundedInt, duration, envMap, intQuery, jsonValue, labels, safeString } from '../lib/validation.js';
 import { resolveJobImage } from '../providers/container/dynamic-images.js';
 import { cancelJob, enqueue, getJob, listJobs, readLogs, retryJob, FINAL_STATES, type Job, type JobSpec, type JobState } from '../queue/jobs.js';
 import { getPool, listPools, type Pool } from '../store/queries/pools.js';
 import { listEvents } from '../store/queries/events.js';
 import { encryptAtRest } from '../lib/sealed.js';
-import { UnprocessableError } from '../lib/errors.js';
+import { NotFoundError, UnprocessableError } from '../lib/errors.js';
 import { waitForAny } from './waiters.js';
+import { StoreUnavailableError } from '../store/store-errors.js';
+import { distributionProblem, providerProblem } from './pool-checks.js';
 
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
 const KEEPALIVE_MS = 15_000;
 const JOB_STATES = ['queued', 'claimed', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out'] as const;
+const command = safeString({ min: 1, max: 100_000 });
 
 export const jobSpecSchema = z
   .strictObject({
     pool: slug.optional(),
-    commands: z.array(z.string().min(1).max(100_000)).min(1).max(100).optional(),
-    command: z.string().min(1).max(100_000).optional(),
-    payload: z.unknown().optional(),
-    env: z.record(envName, z.string().max(65_536)).optional(),
-    secrets: z.record(envName, z.string().max(65_536)).optional(),
-    labels: z.array(z.string().min(1).max(128)).max(64).optional(),
-    image: z.string().min(1).max(512).optional(),
+    commands: z.array(command).min(1).max(100).optional(),
+    command: command.optional(),
+    payload: jsonValue().optional(),
+    env: envMap.optional(),
+    secrets: envMap.optional(),
+    labels: labels.optional(),
+    image: safeString({ min: 1, max: 512 }).optional(),
     /** what the job needs: refused when no class size offers it, or the pool's class is smaller */
     cpu: z.number().positive().max(1024).optional(),
-    memoryMb: z.number().int().positive().max(4_194_304).optional(),
-    idempotencyKey: z.string().min(1).max(200).optional(),
-    maxAttempts: z.number().int().min(1).max(100).optional(),
+    memoryMb: boundedInt(1, 4_194_304).optional(),
+    idempotencyKey: safeString({ min: 1, max: 200 }).optional(),
+    maxAttempts: boundedInt(1, 100).optional(),
     retryOnFailure: z.boolean().optional(),
-    timeout: duration.optional(),
+    timeout: duration({ positive: true }).optional(),
   })
   .superRefine((s, ctx) => {
     if (!s.commands && !s.command) ctx.addIssue({ code: 'custom', path: ['commands'], message: 'give commands (an array of shell commands) or command' });
     if (s.commands && s.command) ctx.addIssue({ code: 'custom', path: ['command'], message: 'give either commands or command, not both' });
-    if (s.timeout !== undefined && s.timeout <= 0) ctx.addIssue({ code: 'custom', path: ['timeout'], message: 'must be positive' });
-    // PostgreSQL text and jsonb cannot hold NUL characters: refuse them here, naming the field.
-    for (const [key, value] of Object.entries(s)) {
-      if (value !== undefined && JSON.stringify(value).includes('\\u0000')) ctx.addIssue({ code: 'custom', path: [key], message: 'must not contain NUL (\\u0000) characters' });
-    }
-    if (s.payload !== undefined && JSON.stringify(s.payload).length > 512 * 1024) ctx.addIssue({ code: 'custom', path: ['payload'], message: 'payload exceeds 512 KiB' });
   });
 export type JobSpecInput = z.output<typeof jobSpecSchema>;
 
@@ -72,8 +69,12 @@ export async function prepareSpecs(ctx: ApiContext, inputs: JobSpecInput[], sour
       name = defaultPool;
     }
     if (!pools.has(name)) {
-      const pool = await getPool(ctx.db, name).catch(() => undefined);
+      // only "not found" is an unknown pool: a store outage stays a 503
+      const pool = await getPool(ctx.db, name).catch((err) => (err instanceof NotFoundError ? undefined : Promise.reject(err)));
       if (!pool) throw new UnprocessableError(`unknown pool ${JSON.stringify(name)}; see \`runyard pools list\``, poolField);
+      // a job its pool can never run is refused, not left waiting (checked once per pool)
+      const cannot = providerProblem(ctx.providers, pool.config) ?? (await distributionProblem(ctx.db, pool.config));
+      if (cannot) throw new UnprocessableError(cannot, poolField);
       pools.set(name, pool);
     }
     const pool = pools.get(name)!;
@@ -119,6 +120,13 @@ function checkResources(classSizes: Record<string, ClassSize>, pool: Pool, s: Jo
     );
 }
 
+/** Why a queued job waits (its pool's runners cannot be started), or null. */
+async function waitingReasonOf(ctx: ApiContext, job: Job): Promise<string | null> {
+  if (job.state !== 'queued') return null;
+  const [row] = await ctx.db.query<{ waiting_reason: string | null }>('select waiting_reason from pools where name = $1', [job.pool]);
+  return row?.waiting_reason ?? null;
+}
+
 export async function submitJobs(ctx: ApiContext, specs: JobSpec[], actor: string) {
   const results = await enqueue(ctx.db, ctx.clock.now(), specs, actor);
   const perPool = new Map<string, number>();
@@ -161,7 +169,7 @@ export function jobsRouter(ctx: ApiContext) {
         pool: slug.optional(),
         runner: z.uuid().optional(),
         limit: z.coerce.number().int().min(1).max(1000).default(50),
-        before: z.coerce.number().int().positive().optional(),
+        before: intQuery(1, INT8_MAX).optional(),
       }),
     );
     const jobs = await listJobs(ctx.db, { state: q.state as JobState[] | undefined, pool: q.pool, runnerId: q.runner, before: q.before, limit: q.limit });
@@ -170,7 +178,10 @@ export function jobsRouter(ctx: ApiContext) {
 
   app.get('/:id', async (c) => {
     requireAdmin(c.var.principal);
-    return c.json({ job: publicJob(await getJob(ctx.db, parseId(c))) });
+    const job = await getJob(ctx.db, parseId(c));
+    // only on a queued job whose pool cannot start runners: why it waits
+    const waitingReason = await waitingReasonOf(ctx, job);
+    return c.json({ job: { ...publicJob(job), ...(waitingReason ? { waitingReason } : {}) } });
   });
 
   app.get('/:id/events', async (c) => {
@@ -203,7 +214,8 @@ export function jobsRouter(ctx: ApiContext) {
   app.get('/:id/logs', async (c) => {
     requireAdmin(c.var.principal);
     const id = parseId(c);
-    const q = query(c, z.object({ after: z.coerce.number().int().min(0).default(0), follow: z.enum(['0', '1', 'true', 'false']).optional(), limit: z.coerce.number().int().min(1).max(5000).default(1000) }));
+    // after is a log sequence number (int4): a larger one is a 400, not a database error
+    const q = query(c, z.object({ after: intQuery(0).default(0), follow: z.enum(['0', '1', 'true', 'false']).optional(), limit: z.coerce.number().int().min(1).max(5000).default(1000) }));
     await getJob(ctx.db, id);
     if (q.follow !== '1' && q.follow !== 'true') {
       const batches = await readLogs(ctx.db, id, q.after, q.limit);
@@ -220,10 +232,20 @@ export function jobsRouter(ctx: ApiContext) {
       stream.onAbort(() => abort.abort());
       let after = q.after;
       let lastWrite = Date.now();
+      let lastWaiting: string | null = null;
       while (!abort.signal.aborted) {
         // read the state before the logs: a job seen finished has no logs still to come
-        const job = await getJob(ctx.db, id);
-        const batches = await readLogs(ctx.db, id, after, 500);
+        let job: Job;
+        let batches: Awaited<ReturnType<typeof readLogs>>;
+        try {
+          job = await getJob(ctx.db, id);
+          batches = await readLogs(ctx.db, id, after, 500);
+        } catch (err) {
+          // a database restart does not cut a follower off: it waits and reads on
+          if (!(err instanceof StoreUnavailableError)) throw err;
+          await waitForAny(ctx.bus, [], 1000, abort.signal);
+          continue;
+        }
         for (const b of batches) {
           await stream.writeSSE({ event: 'log', id: String(b.seq), data: JSON.stringify({ seq: b.seq, lines: b.lines }) });
           after = b.seq;
@@ -233,6 +255,13 @@ export function jobsRouter(ctx: ApiContext) {
         if (FINAL_STATES.includes(job.state)) {
           await stream.writeSSE({ event: 'end', data: JSON.stringify({ state: job.state, exitCode: job.exitCode, error: job.error }) });
           break;
+        }
+        // why a queued job waits, once and again whenever it changes
+        const waiting = await waitingReasonOf(ctx, job);
+        if (waiting !== lastWaiting) {
+          if (waiting) await stream.writeSSE({ event: 'waiting', data: JSON.stringify({ reason: waiting }) });
+          lastWaiting = waiting;
+          lastWrite = Date.now();
         }
         // A comment line now and then keeps proxies and idle timeouts from cutting a quiet job's stream.
         if (Date.now() - lastWrite > KEEPALIVE_MS) {

@@ -61,6 +61,7 @@ export class Metrics {
   });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'runyard_process_' });
+    // prom-client's names already start with process_ / nodejs_: runyard_process_cpu_user_seconds_total
+    collectDefaultMetrics({ register: this.registry, prefix: 'runyard_' });
   }
 }

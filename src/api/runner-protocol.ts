@@ -16,52 +16,53 @@ import { getPool, type Pool } from '../store/queries/pools.js';
 import { ResultBatcher } from './result-batcher.js';
 import { createToken, findTokenBySecret, revokeRunnerTokens, spendToken } from '../store/queries/tokens.js';
 import { decryptAtRest, isValidPublicKey, sealTo } from '../lib/sealed.js';
-import { ConflictError, ForbiddenError, GoneError, NotFoundError, UnauthorizedError } from '../lib/errors.js';
+import { ConflictError, ForbiddenError, GoneError, NotFoundError, UnauthorizedError, UnprocessableError } from '../lib/errors.js';
 import { artifactInfo } from './artifacts.js';
 import { ClaimLedger } from './claim-ledger.js';
 import { terminateRunner } from '../queue/terminate-runner.js';
 import { sseFrame, type ControlSend } from './control-hub.js';
+import { INT4_MAX, INT8_MAX, MAX_EPOCH_MS, boundedInt, jsonValue, labels, safeString } from '../lib/validation.js';
+import { leaseTiming } from '../config/lease.js';
 
 export { GoneError };
 
 const registerSchema = z.strictObject({
   id: z.uuid(),
-  name: z.string().min(1).max(200),
-  version: z.string().min(1).max(100),
-  publicKey: z.string().min(1).max(1000),
-  labels: z.array(z.string().min(1).max(128)).max(64).default([]),
+  name: safeString({ min: 1, max: 200 }),
+  version: safeString({ min: 1, max: 100 }),
+  publicKey: safeString({ min: 1, max: 1000 }).refine(isValidPublicKey, 'must be a base64 DER (SPKI) X25519 public key'),
+  labels: labels.default([]),
 });
 
 const heartbeatSchema = z.strictObject({
-  version: z.string().min(1).max(100),
-  jobs: z.array(z.strictObject({ id: z.number().int().positive(), attempt: z.number().int().positive().max(2_147_483_647) })).max(1000).default([]),
+  version: safeString({ min: 1, max: 100 }),
+  jobs: z.array(z.strictObject({ id: boundedInt(1, INT8_MAX), attempt: boundedInt(1) })).max(1000).default([]),
   /** Claim requests (their `seq`) the runner gave up on before an answer: see ClaimLedger. */
-  abandoned: z.array(z.number().int().nonnegative().max(2_147_483_647)).max(1000).default([]),
+  abandoned: z.array(boundedInt(0)).max(1000).default([]),
 });
 
 const claimSchema = z.strictObject({
   max: z.number().int().min(1).max(256).default(1),
   waitMs: z.number().int().min(0).max(60_000).default(20_000),
   /** The runner's number for this claim request, so it can report it abandoned. */
-  seq: z.number().int().nonnegative().max(2_147_483_647).optional(),
+  seq: boundedInt(0).optional(),
 });
 
-const INT32 = 2_147_483_647;
-const fenceSchema = { attempt: z.number().int().positive().max(INT32) };
+const fenceSchema = { attempt: boundedInt(1) };
 const logSchema = z.strictObject({
   ...fenceSchema,
   seq: z.number().int().positive().max(1_000_000_000),
   lines: z
-    .array(z.strictObject({ t: z.number().int().nonnegative(), s: z.enum(['o', 'e', 's']), m: z.string().max(65_536) }))
+    .array(z.strictObject({ t: boundedInt(0, MAX_EPOCH_MS), s: z.enum(['o', 'e', 's']), m: safeString({ max: 65_536 }) }))
     .max(10_000),
 });
 const resultSchema = z.strictObject({
   ...fenceSchema,
-  exitCode: z.number().int().min(-INT32).max(INT32).nullable(),
-  output: z.unknown().optional(),
-  error: z.string().max(10_000).nullable().optional(),
+  exitCode: boundedInt(-INT4_MAX).nullable(),
+  output: jsonValue().optional(),
+  error: safeString({ max: 10_000 }).nullable().optional(),
   outcome: z.enum(['cancelled', 'timed_out']).optional(),
-  durationMs: z.number().int().nonnegative().optional(),
+  durationMs: boundedInt(0, INT8_MAX).optional(),
 });
 
 /** Control events a runner has not read, beyond which its channel is closed. */
@@ -71,6 +72,7 @@ const MAX_UNREAD_CONTROL_BYTES = 1 << 20;
 const LOST_CLAIM_MS = 30_000;
 
 export function runnerConfig(ctx: ApiContext, pool: Pool, runner: Runner) {
+  const lease = leaseTiming(ctx.config);
   return {
     pool: pool.name,
     maxJobsPerRunner: runner.slots,
@@ -83,6 +85,12 @@ export function runnerConfig(ctx: ApiContext, pool: Pool, runner: Runner) {
     env: pool.config.env,
     /** This server takes `seq` on claims and `abandoned` on heartbeats (older ones refuse them). */
     claimSeq: true,
+    // The runner's hold on its jobs: it stops them when no heartbeat was answered for leaseMs
+    // (SIGTERM, SIGKILL after leaseKillGraceMs); this server requeues them only later.
+    leaseMs: lease.leaseMs,
+    leaseKillGraceMs: lease.killGraceMs,
+    /** Every live control plane on this database: where the runner goes if this one stops answering. */
+    servers: ctx.servers?.() ?? [],
   };
 }
 
@@ -102,7 +110,6 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     }
     if (principal.kind !== 'registration') throw new ForbiddenError(`registration needs a registration token; a ${principal.kind} token was given`);
     const body = await readJson(c, registerSchema);
-    if (!isValidPublicKey(body.publicKey)) throw new ForbiddenError('publicKey must be a base64 DER (SPKI) X25519 public key', 'publicKey');
     const id = body.id.toLowerCase();
     if (principal.runnerId && principal.runnerId !== id) throw new ForbiddenError('this registration token belongs to another runner', 'id');
     const now = ctx.clock.now();
@@ -138,6 +145,8 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       await revokeRunnerTokens(tx, now, id);
       const { secret } = await createToken(tx, now, { kind: 'runner', pool: pool.name, runnerId: id, description: `credential of ${body.name}` });
       const distribution = pool.config.distribution ? await artifactInfo(tx, pool.config.distribution) : null;
+      // never a runner without its pool's distribution: its jobs would run without their files
+      if (pool.config.distribution && !distribution) throw new UnprocessableError(`distribution ${pool.config.distribution} of pool ${pool.name} is not in the artifact store`, 'distribution');
       // Only the key's holder can read the credential of a runner that already had this key: a
       // token and a public key alone must not be enough to act as a registered runner.
       return { runner, from, pool, secret, distribution, lost, firstKey: !existing?.publicKey };
@@ -240,7 +249,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       ctx.bus.emit('runners');
       state = (await getRunner(ctx.db, id)).state;
     }
-    return c.json({ state, cancel, lost });
+    return c.json({ state, cancel, lost, servers: ctx.servers?.() ?? [] });
   });
 
   app.post('/:id/claim', async (c) => {
@@ -269,6 +278,21 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       // The periodic re-check covers jobs enqueued through another server.
       await ctx.hub.park(pool, gen, abort.signal, Math.min(left, 2000));
     }
+  });
+
+  // An agent stopped by Ctrl-C keeps its identity: offline now (not after the heartbeat timeout,
+  // so no phantom idle capacity), registered again with the same id on its next start.
+  app.post('/:id/offline', async (c) => {
+    const id = parseUuid(c);
+    requireRunner(c.var.principal, id);
+    const now = ctx.clock.now();
+    const lost = await ctx.db.transaction(async (tx) => {
+      const went = await transitionRunner(tx, now, id, 'offline', 'agent stopped; it keeps its identity', { from: ['idle', 'busy', 'draining', 'disabled'], actor: id });
+      return went ? recoverJobs(tx, now, await activeJobIdsOfRunner(tx, id), 'runner stopped', { runnerId: id }) : [];
+    });
+    ctx.bus.emit('runners');
+    if (lost.length) ctx.bus.emit('jobs', c.var.principal.pool, lost.length);
+    return c.json({ ok: true });
   });
 
   app.post('/:id/deregister', async (c) => {

@@ -37,6 +37,8 @@ export interface PoolStats {
   runners: Record<string, number>;
   /** slots of idle and busy runners not taken by a claimed or running job */
   freeSlots: number;
+  /** why its queued jobs wait: no runner could be started (see the pool's waitingReason) */
+  waitingReason: string | null;
 }
 
 export function statsRouter(ctx: ApiContext) {
@@ -88,6 +90,7 @@ export function statsRouter(ctx: ApiContext) {
           avgWaitMs: null,
           runners: {},
           freeSlots: 0,
+          waitingReason: pools.find((x) => x.name === name)?.waitingReason ?? null,
         };
         byPool.set(name, p);
       }

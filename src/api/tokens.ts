@@ -2,10 +2,11 @@ import { Hono } from 'hono';
 import { z } from 'zod';
 import type { ApiContext } from './context.js';
 import { actorOf, requireAdmin, type Authenticator } from './auth.js';
-import { readJson, query, type Env } from './http.js';
+import { readJson, query, validate, type Env } from './http.js';
 import { createToken, listTokens, revokeToken } from '../store/queries/tokens.js';
 import { getPool } from '../store/queries/pools.js';
-import { duration, slug } from '../config/schema.js';
+import { slug } from '../config/schema.js';
+import { MAX_OFFSET_MS, duration, safeString } from '../lib/validation.js';
 import { NotFoundError, UnprocessableError } from '../lib/errors.js';
 import { recordEvents } from '../store/queries/events.js';
 
@@ -14,11 +15,11 @@ export function tokensRouter(ctx: ApiContext, auth: Authenticator) {
 
   app.post('/', async (c) => {
     requireAdmin(c.var.principal);
-    // expiresIn 0 would otherwise read as "no expiry"
-    const expiresIn = duration.refine((ms) => ms > 0, 'must be positive');
-    const body = await readJson(c, z.strictObject({ pool: slug, description: z.string().max(500).optional(), expiresIn: expiresIn.optional() }));
-    await getPool(ctx.db, body.pool).catch(() => {
-      throw new UnprocessableError(`unknown pool ${body.pool}`, 'pool');
+    // expiresIn 0 would otherwise read as "no expiry"; now + expiresIn must be a valid timestamp
+    const expiresIn = duration({ positive: true, max: MAX_OFFSET_MS });
+    const body = await readJson(c, z.strictObject({ pool: slug, description: safeString({ max: 500 }).optional(), expiresIn: expiresIn.optional() }));
+    await getPool(ctx.db, body.pool).catch((err) => {
+      throw err instanceof NotFoundError ? new UnprocessableError(`unknown pool ${body.pool}`, 'pool') : err;
     });
     const now = ctx.clock.now();
     const { token, secret } = await createToken(ctx.db, now, {
@@ -40,7 +41,8 @@ export function tokensRouter(ctx: ApiContext, auth: Authenticator) {
   app.delete('/:id', async (c) => {
     requireAdmin(c.var.principal);
     const now = ctx.clock.now();
-    const t = await revokeToken(ctx.db, now, c.req.param('id'));
+    const id = validate(safeString({ min: 1, max: 100 }), c.req.param('id'), 'id');
+    const t = await revokeToken(ctx.db, now, id);
     if (!t) throw new NotFoundError(`token ${c.req.param('id')} not found`);
     await recordEvents(ctx.db, now, [{ kind: 'token', subject: t.id, reason: 'revoked', actor: actorOf(c.var.principal) }]);
     auth.invalidate();

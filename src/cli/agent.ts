@@ -6,6 +6,7 @@ import { isUuid } from '../agent/identity.js';
 import { parseDuration } from '../lib/duration.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { CliError, resolveConnection } from './client.js';
+import { durationMsArg } from './output.js';
 
 /** `runyard agent`: a runner, for hosts the control plane does not start itself. */
 export function registerAgent(program: Command): void {
@@ -20,7 +21,7 @@ export function registerAgent(program: Command): void {
     .option('--labels <a,b>', 'comma-separated labels this runner advertises (env RUNYARD_RUNNER_LABELS)')
     .option('--id <uuid>', 'use this runner id instead of the one kept in the state dir (env RUNYARD_RUNNER_ID; set by providers)')
     .option('--health-port <port>', 'serve GET /livez and /readyz on this port, 0 for any free port (env RUNYARD_HEALTH_PORT; default: off)')
-    .option('--health-host <host>', 'address the health server binds (env RUNYARD_HEALTH_HOST; default 0.0.0.0)')
+    .option('--health-host <host>', 'address the health server binds (env RUNYARD_HEALTH_HOST; default 127.0.0.1, 0.0.0.0 for probes from other hosts)')
     .option('--pass-env <names>', 'comma-separated names from the agent\'s environment that jobs also get, NAME or PREFIX* (env RUNYARD_PASS_ENV; default: only PATH, HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_*, TZ, TMPDIR)')
     .option('--grace-period <duration>', 'SIGTERM-to-SIGKILL grace for cancelled/timed-out jobs, and how long a SIGTERM waits for running jobs (env RUNYARD_GRACE_PERIOD; default 10s)')
     .addHelpText(
@@ -32,8 +33,13 @@ RUNYARD_WORKDIR and RUNYARD_SETUP_DIR, plus the pool's and job's env and decrypt
 the agent's own environment only PATH, HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_*, TZ,
 TMPDIR and what --pass-env names (never RUNYARD_*).
 
-Signals: SIGTERM/SIGINT drain (finish running jobs, deregister, exit 0); a second one, or the
-grace period running out, kills the jobs. Logs are JSON lines on stderr (RUNYARD_LOG_LEVEL).`,
+Signals: SIGTERM/SIGINT (Ctrl-C) drain: finish running jobs, then exit 0. The runner goes
+offline and keeps its UUID and key in the state dir, so the next start is the same runner
+(with --id, as providers start it, it deregisters instead). A second signal, or the grace period
+running out, kills the jobs. \`runyard runners drain ID\` and ephemeral runners deregister
+for good; \`runyard runners delete ID\` also removes the state dir.
+Logs: readable lines when stderr is a terminal, JSON lines otherwise (RUNYARD_LOG_LEVEL,
+RUNYARD_LOG_FORMAT=json|pretty).`,
     )
     .action(async (_opts, cmd: Command) => {
       const opts = resolveAgentOptions(cmd.optsWithGlobals(), process.env);
@@ -46,7 +52,8 @@ grace period running out, kills the jobs. Logs are JSON lines on stderr (RUNYARD
       const onSignal = (sig: NodeJS.Signals) => {
         signals++;
         log.info({ signal: sig, count: signals }, signals === 1 ? 'signal received: draining' : 'signal received again: killing jobs');
-        if (signals === 1) void agent.close();
+        // a hand-started agent keeps its identity across Ctrl-C; provider-started ones (--id) deregister
+        if (signals === 1) void agent.close({ keepIdentity: opts.id === undefined });
         else agent.forceStop();
       };
       process.on('SIGTERM', onSignal);
@@ -89,9 +96,11 @@ export function resolveAgentOptions(flags: Raw, env: NodeJS.ProcessEnv): Omit<Ag
     if (!Number.isInteger(healthPort) || healthPort < 0 || healthPort > 65535) throw new CliError(`error: --health-port must be a port number (0-65535), got ${JSON.stringify(portText)}`, 2);
   }
 
-  const graceText = pick('gracePeriod', 'RUNYARD_GRACE_PERIOD') ?? '10s';
-  const gracePeriodMs = parseDuration(graceText);
-  if (gracePeriodMs === undefined) throw new CliError(`error: --grace-period must be a duration such as 10s, 1m or 500ms, got ${JSON.stringify(graceText)}`, 2);
+  // the flag needs a unit like every CLI duration; the env var keeps the config's forms (ms)
+  const graceFlag = flags.gracePeriod;
+  const graceText = graceFlag ?? (env.RUNYARD_GRACE_PERIOD || '10s');
+  const gracePeriodMs = graceFlag !== undefined ? durationMsArg(graceFlag, '--grace-period', 0) : parseDuration(graceText);
+  if (gracePeriodMs === undefined) throw new CliError(`error: RUNYARD_GRACE_PERIOD must be a duration such as 10s, 1m or 500ms, got ${JSON.stringify(graceText)}`, 2);
 
   const passText = pick('passEnv', 'RUNYARD_PASS_ENV');
   const passEnv = passText ? passText.split(',').map((n) => n.trim()).filter(Boolean) : [];

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 /** A CLI error with its exit code: 2 for bad input, 1 for everything else. */
 export class CliError extends Error {
@@ -12,7 +12,7 @@ export class CliError extends Error {
 
 /** What to try next after an API error the user can act on. */
 function hintFor(status: number): string {
-  if (status === 401) return '\nhint: pass --token or set RUNYARD_TOKEN (the admin token printed by `runyard up`)';
+  if (status === 401) return '\nhint: pass --token or set RUNYARD_TOKEN to the admin token printed by `runyard up` (saved in .runyard/admin-token where it runs; run the CLI there or below it and it is found)';
   if (status === 403) return '\nhint: this needs the admin token (printed by `runyard up`), not a registration or runner token';
   return '';
 }
@@ -23,10 +23,23 @@ export interface ClientOptions {
   dataDir?: string;
 }
 
-/** Where `runyard up` leaves its address and admin token for the CLI on the same machine. */
+/**
+ * Where `runyard up` leaves its address and admin token for the CLI on the same machine: the
+ * data dir when named, else the nearest `.runyard` from here up (the CLI works in any
+ * subdirectory of where `up` runs), then ~/.runyard.
+ */
 export function localServerFiles(dataDir?: string): string[] {
-  const dirs = [dataDir ?? process.env.RUNYARD_DATA_DIR ?? '.runyard', join(homedir(), '.runyard')];
-  return dirs.map((d) => resolve(d));
+  const named = dataDir ?? process.env.RUNYARD_DATA_DIR;
+  const dirs = named ? [resolve(named)] : nearestDataDir(process.cwd());
+  return [...dirs, resolve(homedir(), '.runyard')];
+}
+
+function nearestDataDir(from: string): string[] {
+  for (let dir = resolve(from); ; dir = dirname(dir)) {
+    const d = join(dir, '.runyard');
+    if (existsSync(join(d, 'server.json')) || existsSync(join(d, 'admin-token'))) return [d];
+    if (dirname(dir) === dir) return [];
+  }
 }
 
 export function resolveConnection(opts: ClientOptions): { server: string; token: string | undefined } {

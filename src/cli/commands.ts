@@ -6,6 +6,7 @@ import { registerClassSizes } from './class-sizes.js';
 import { registerTokens } from './tokens.js';
 import { registerArtifacts } from './artifacts.js';
 import { registerEvents } from './events.js';
+import { registerImage } from './image.js';
 
 /** Client commands (jobs, runners, pools, tokens, …) talking to the server over HTTP. */
 export function registerCommands(program: Command): void {
@@ -16,4 +17,5 @@ export function registerCommands(program: Command): void {
   registerTokens(program);
   registerArtifacts(program);
   registerEvents(program);
+  registerImage(program);
 }

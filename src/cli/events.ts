@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { ageShort, bad, change, clientOf, parsePositiveInt, printJson, printTable, truncate } from './output.js';
 
-const KINDS = ['job', 'runner', 'pool', 'token', 'auth', 'scheduler'] as const;
+// the kinds GET /api/v1/events takes (src/api/events.ts)
+const KINDS = ['job', 'runner', 'pool', 'token', 'auth', 'scheduler', 'github'] as const;
 
 export function registerEvents(program: Command): void {
   program

@@ -45,12 +45,15 @@ interface SubmitOptions {
 }
 
 export function registerJobs(program: Command): void {
-  const jobs = program.command('jobs').description('submit, list, inspect and cancel jobs');
+  // positional: lets `submit` hand every word after the command's first to the command
+  const jobs = program.command('jobs').description('submit, list, inspect and cancel jobs').enablePositionalOptions();
 
   jobs
     .command('submit')
-    .description('submit a job; everything after -- is its shell command')
-    .argument('[command...]', 'the shell command, after -- (one argument is used as is; several are joined with spaces)')
+    .description('submit a job; its shell command comes last: everything from its first word (or after --) belongs to it')
+    .argument('[command...]', 'the shell command (one argument is used as is; several are joined with spaces, quoting those that contain spaces)')
+    // `jobs submit --wait ls -la`: options stop at the command's first word, so -la is ls's
+    .passThroughOptions()
     .option('-p, --pool <pool>', 'pool to run on (default: local, or the only pool)')
     .option('-c, --cmd <command>', 'a shell command; repeat for several commands run in order (instead of -- CMD)', collect)
     .option('--payload <file.json>', 'JSON payload, handed to the job as the file $RUNYARD_PAYLOAD ("-" reads stdin)')
@@ -60,13 +63,13 @@ export function registerJobs(program: Command): void {
     .option('--image <image>', "base image to run on (container pools that allow dynamic images; default: the pool's image)")
     .option('--cpu <n>', 'CPUs the job needs; refused at submit when no class size (or not the pool\'s class) offers them')
     .option('--memory-mb <n>', 'memory in MB the job needs; refused at submit like --cpu')
-    .option('--timeout <duration>', "job time limit, e.g. 10m (default: the pool's jobTimeout)")
+    .option('--timeout <duration>', "job time limit with a unit: 90s, 10m, 1h, 1h30m (a bare number is refused; default: the pool's jobTimeout)")
     .option('--max-attempts <n>', 'attempts when its runner is lost (default 3)')
     .option('--retry-on-failure', 'also retry when the command exits non-zero')
     .option('--idempotency-key <key>', 'submitting the same key again returns the existing job')
     .option('-w, --wait', "follow the logs and exit with the job's exit code")
     .option('--json', 'print the job as JSON (with --wait: logs go to stderr and the finished job is printed)')
-    .addHelpText('after', '\nExamples:\n  runyard jobs submit -- make test\n  runyard jobs submit --pool ci --env CI=1 --wait -- "npm ci && npm test"\n  runyard jobs submit -c "make build" -c "make test" --payload params.json')
+    .addHelpText('after', '\nExamples:\n  runyard jobs submit -- make test\n  runyard jobs submit --wait ls -la           (options end at the first word of the command)\n  runyard jobs submit --pool ci --env CI=1 --wait -- "npm ci && npm test"\n  runyard jobs submit -c "make build" -c "make test" --payload params.json')
     .action(async (args: string[], opts: SubmitOptions, cmd: Command) => {
       const spec = buildSpec(args, opts);
       const client = clientOf(cmd);
@@ -133,6 +136,7 @@ export function registerJobs(program: Command): void {
         ['runner', job.runnerId],
         ['exit code', job.exitCode],
         ['error', job.error],
+        ['waiting', job.waitingReason],
         ['cancel', job.cancelRequested && !['cancelled', 'succeeded', 'failed', 'timed_out'].includes(job.state) ? 'requested' : undefined],
         ['timeout', formatMs(job.timeoutMs)],
         ['env', Object.keys(job.env ?? {}).join(', ')],
@@ -170,6 +174,7 @@ export function registerJobs(program: Command): void {
           followLogs(client, id, {
             onLine: opts.json ? (l) => process.stdout.write(JSON.stringify(l) + '\n') : (l) => writeLine(l),
             onReconnect: (after, why) => process.stderr.write(`[runyard] log stream interrupted (${why}); resuming after line batch ${after}\n`),
+            onWaiting: printWaiting,
           }),
           NOT_FOUND_HINT,
         );
@@ -290,6 +295,7 @@ async function waitForJob(client: ApiClient, id: number, json: boolean): Promise
       // With --json, stdout carries only the final job, so every log line goes to stderr.
       onLine: json ? (l) => writeLine(l, { stdout: process.stderr, stderr: process.stderr }) : (l) => writeLine(l),
       onReconnect: (after, why) => process.stderr.write(`[runyard] log stream interrupted (${why}); resuming after line batch ${after}\n`),
+      onWaiting: printWaiting,
     });
     if (json) printJson(await client.request('GET', `/api/v1/jobs/${id}`));
     finish(id, end);
@@ -297,6 +303,8 @@ async function waitForJob(client: ApiClient, id: number, json: boolean): Promise
     process.off('SIGINT', onSigint);
   }
 }
+
+const printWaiting = (reason: string) => process.stderr.write(`[runyard] waiting: ${reason}\n`);
 
 /** Exit with the job's code; a note on stderr says why when it is not 0. */
 function finish(id: number, end: JobEnd): void {

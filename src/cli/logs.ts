@@ -44,8 +44,10 @@ export interface FollowOptions {
   /** Resume after this seq (0: from the start). */
   after?: number;
   onLine: (l: LogLine) => void;
-  /** Called when the stream dropped and is being re-opened (for a note on stderr). */
+  /** Called when the stream dropped and is being re-opened (for a note on stderr): once per interruption, not per retry. */
   onReconnect?: (after: number, why: string) => void;
+  /** Why the queued job waits (no runner can be started): once, and again when it changes. */
+  onWaiting?: (reason: string) => void;
   /** Give up when the server stays unreachable this long (default 5 minutes). */
   giveUpAfterMs?: number;
   sleep?: (ms: number) => Promise<unknown>;
@@ -64,11 +66,15 @@ export async function followLogs(client: ApiClient, jobId: number, opts: FollowO
   let after = opts.after ?? 0;
   let backoff = 100;
   let troubleSince: number | undefined;
+  /** The current interruption was announced; a line (or the end) getting through clears it. */
+  let announced = false;
+  let lastWaiting: string | undefined;
 
   const retryOrThrow = async (why: string, err?: CliError) => {
     troubleSince ??= now();
     if (now() - troubleSince > giveUpAfter) throw err ?? new CliError(`error: lost the log stream of job ${jobId} and could not resume it for ${Math.round(giveUpAfter / 1000)}s (${why})`);
-    opts.onReconnect?.(after, why);
+    if (!announced) opts.onReconnect?.(after, why);
+    announced = true;
     await sleep(backoff);
     backoff = Math.min(backoff * 2, 5000);
   };
@@ -101,6 +107,12 @@ export async function followLogs(client: ApiClient, jobId: number, opts: FollowO
           for (const l of batch.lines) opts.onLine({ seq: batch.seq, ...l });
           after = batch.seq;
           backoff = 100;
+          announced = false;
+        } else if (ev.event === 'waiting') {
+          const { reason } = parseData<{ reason: string }>(ev.data);
+          // a reconnect replays the current reason: print it only when it is new
+          if (reason !== lastWaiting) opts.onWaiting?.(reason);
+          lastWaiting = reason;
         } else if (ev.event === 'end') {
           end = parseData<JobEnd>(ev.data);
         }

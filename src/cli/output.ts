@@ -41,11 +41,24 @@ export function parsePositiveInt(raw: string | undefined, what: string, max = Nu
   return Number(raw);
 }
 
+export const DURATION_FORMS = '30s, 10m, 1h, 1h30m or 250ms';
+
+/**
+ * A duration flag. A bare number is refused: the API reads it as milliseconds, which is never
+ * what `--timeout 5` meant; the API and the config keep their forms.
+ */
 export function parseDurationArg(raw: string | undefined, what: string): string | undefined {
   if (raw === undefined) return undefined;
-  const ms = parseDuration(raw);
-  if (ms === undefined || ms <= 0) throw bad(`${what} must be a duration like 30s, 10m, 1h or 1h30m, got ${JSON.stringify(raw)}`);
+  durationMsArg(raw, what);
   return raw;
+}
+
+/** A duration flag in milliseconds; exit 2 naming the flag and the forms when it is not one. */
+export function durationMsArg(raw: string, what: string, min = 1): number {
+  if (/^\s*\d+(\.\d+)?\s*$/.test(raw)) throw bad(`${what} needs a unit: ${raw.trim()} alone is ambiguous; write e.g. ${raw.trim()}s or ${raw.trim()}m (forms: ${DURATION_FORMS})`);
+  const ms = parseDuration(raw);
+  if (ms === undefined || ms < min) throw bad(`${what} must be a duration like ${DURATION_FORMS}, got ${JSON.stringify(raw)}`);
+  return ms;
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;

@@ -57,6 +57,19 @@ export function registerPools(program: Command): void {
     });
 
   pools
+    .command('delete')
+    .description('delete a pool that has no live runner and no unfinished job (refused otherwise, naming what is left)')
+    .argument('<name>', 'pool name')
+    .option('--json', 'print the deleted pool as JSON')
+    .action(async (name: string, opts: { json?: boolean }, cmd: Command) => {
+      parsePoolName(name, 'pool name');
+      const r = await hint404(clientOf(cmd).request<{ pool: any; inConfig: boolean }>('DELETE', `/api/v1/pools/${name}`), 'list pools with `runyard pools list`');
+      if (opts.json) return printJson(r);
+      process.stdout.write(`pool ${name} deleted\n`);
+      if (r.inConfig) process.stderr.write(`note: pool ${name} is in the server's runyard.yaml; remove it there too, or it comes back at the next start\n`);
+    });
+
+  pools
     .command('apply')
     .description('create or replace pools from a YAML file (one pool, a list of pools, or {pools: [...]})')
     .requiredOption('-f, --file <file.yaml>', 'YAML (or JSON) file; "-" reads stdin')

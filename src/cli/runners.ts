@@ -10,7 +10,23 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const shortId = (id: string) => id.slice(0, 8);
 
 export function registerRunners(program: Command): void {
-  const runners = program.command('runners').description('list and manage runners (a runner is named by its ID, a unique ID prefix, or its name)');
+  const runners = program
+    .command('runners')
+    .description('list and manage runners (a runner is named by its ID, a unique ID prefix, or its name)')
+    .addHelpText(
+      'after',
+      `
+Stopping a runner, from gentlest to hardest:
+  disable    takes no new jobs; stays alive and registered (enable undoes it)
+  drain      takes no new jobs, finishes the running ones, then deregisters and exits; the
+             scheduler starts a replacement if the pool needs one
+  terminate  drain, and also ends at once a runner that never registered or is offline (the
+             provider stops what it started)
+  delete     at once: running jobs are killed and go back to the queue; the agent removes its
+             state and job dirs
+All of them end the runner for good except disable; a drained, terminated or deleted runner
+registers as a new runner when its agent starts again.`,
+    );
 
   runners
     .command('list')
@@ -79,14 +95,14 @@ export function registerRunners(program: Command): void {
         if (opts.json) return printJson(r);
         process.stdout.write(`runner ${r.runner.name} (${shortId(id)}) ${done}; now ${r.runner.state}\n`);
       });
-  action('terminate', 'stop a runner after its running jobs finish', 'will stop after its running jobs');
-  action('drain', 'let a runner finish its jobs and take no new ones (it is then replaced)', 'is draining');
-  action('disable', 'stop a runner taking jobs; it stays alive', 'is disabled');
+  action('terminate', 'end a runner: like drain, and a runner that never registered or is offline ends at once', 'will stop after its running jobs');
+  action('drain', 'let a runner finish its running jobs, take no new ones, then deregister and exit (it is replaced if its pool needs it)', 'is draining');
+  action('disable', 'stop a runner taking new jobs; it stays alive and registered (undo with enable)', 'is disabled');
   action('enable', 'let a disabled runner take jobs again', 'is enabled');
 
   runners
     .command('delete')
-    .description('stop a runner at once; its jobs go back to the queue and it removes its state')
+    .description('stop a runner at once: its running jobs are killed and go back to the queue; its agent removes its state and job dirs')
     .argument('<runner>', 'runner ID, unique ID prefix, or name')
     .option('--json', 'print the runner as JSON')
     .action(async (ref: string, opts: { json?: boolean }, cmd: Command) => {

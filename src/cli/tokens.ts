@@ -29,11 +29,16 @@ export function registerTokens(program: Command): void {
     .command('list')
     .description('list admin and registration tokens (never their secrets)')
     .option('-p, --pool <pool>', 'only tokens of this pool')
+    .option('-a, --all', 'also the launch tokens the server made for runners it started itself')
     .option('--json', 'print the API response as JSON')
-    .action(async (opts: { pool?: string; json?: boolean }, cmd: Command) => {
+    .action(async (opts: { pool?: string; all?: boolean; json?: boolean }, cmd: Command) => {
       const q = parsePoolName(opts.pool, '--pool') ? `?pool=${opts.pool}` : '';
       const r = await clientOf(cmd).request<{ tokens: any[] }>('GET', `/api/v1/tokens${q}`);
+      // A registration token bound to one runner is a launch token: the scheduler's, not yours.
+      const hidden = opts.all ? 0 : r.tokens.filter(isLaunchToken).length;
+      if (!opts.all) r.tokens = r.tokens.filter((t) => !isLaunchToken(t));
       if (opts.json) return printJson(r);
+      if (hidden) process.stderr.write(`(${hidden} launch token${hidden === 1 ? '' : 's'} of runners the server started not shown; --all lists them)\n`);
       const now = Date.now();
       printTable(
         ['ID', 'KIND', 'POOL', 'STATUS', 'CREATED', 'EXPIRES', 'DESCRIPTION'],
@@ -54,6 +59,8 @@ export function registerTokens(program: Command): void {
       process.stdout.write(`token ${id} revoked\n`);
     });
 }
+
+const isLaunchToken = (t: { kind: string; runnerId?: string | null }) => t.kind === 'registration' && !!t.runnerId;
 
 function status(t: { revokedAt: string | null; expiresAt: string | null }, now: number): string {
   if (t.revokedAt) return 'revoked';

@@ -1,5 +1,31 @@
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { dirname, resolve } from 'node:path';
 import { CliError } from './client.js';
+import { portIsFree } from '../lib/port-check.js';
+
+/** The port is taken: say by whom when it is the runyard of this data dir. */
+function portError(config: { host: string; port: number; dataDir: string }, other?: Error): CliError {
+  if (other) return new CliError(`error: cannot listen on ${config.host}:${config.port}: ${other.message}`, 1);
+  let holder = '';
+  try {
+    const s = JSON.parse(readFileSync(resolve(config.dataDir, 'server.json'), 'utf8'));
+    if (new URL(s.url).port === String(config.port) && isRunning(s.pid)) holder = ` by runyard (pid ${s.pid}, ${s.url})`;
+  } catch {
+    // no server.json here: some other program
+  }
+  return new CliError(`error: port ${config.port} on ${config.host} is already in use${holder}; pick another with --port (nothing was created)`, 1);
+}
+
+function isRunning(pid: unknown): boolean {
+  if (typeof pid !== 'number') return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 export function registerUp(program: Command) {
   program
@@ -24,13 +50,21 @@ export function registerUp(program: Command) {
         if (err instanceof ConfigError) throw new CliError(err.message + '\nfix the listed fields and start again', 2);
         throw err;
       }
+      // Before anything is created: a taken port must not leave a fresh store and token behind.
+      const free = await portIsFree(config.host, config.port);
+      if (free !== true) throw portError(config, free === false ? undefined : free);
       const { RunyardServer } = await import('../server.js');
-      const server = new RunyardServer({ config });
+      const { DataDirInUseError } = await import('../store/store-lock.js');
+      const { UnprocessableError } = await import('../lib/errors.js');
+      const server = new RunyardServer({ config, configDir: opts.config ? dirname(resolve(opts.config)) : undefined });
       try {
         await server.start();
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
-        if (e.code === 'EADDRINUSE') throw new CliError(`error: port ${config.port} is already in use; pick another with --port`, 1);
+        if (e.code === 'EADDRINUSE') throw portError(config);
+        if (err instanceof DataDirInUseError) throw new CliError(`error: ${err.message}`, 1);
+        // a config pool naming what cannot be (a distribution that is nowhere): like a bad field
+        if (err instanceof UnprocessableError) throw new CliError(`error: ${err.message}${err.field ? ` (field: ${err.field})` : ''}\nfix it and start again`, 2);
         throw err;
       }
       process.stdout.write(`runyard is up at ${server.url} (store: ${server.db.kind}, pools: ${config.pools.map((p) => p.name).join(', ')})\n`);

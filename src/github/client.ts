@@ -91,6 +91,9 @@ export class GithubClient {
   }
 
   private async send(method: string, path: string, body: unknown, authorization: string, maxWaitMs?: number): Promise<any> {
+    // Paths are built from webhook and stored values: none may climb out of the resource it names.
+    if (path.split('?')[0]!.split('/').some((seg) => seg === '.' || seg === '..' || /[%\\#]/.test(seg)))
+      throw new GithubApiError(`refused to call GitHub at ${JSON.stringify(path.slice(0, 200))}: a path segment is not a plain name`, 400);
     const s = this.settings();
     const maxWait = Math.min(maxWaitMs ?? s.maxRateLimitWait, s.maxRateLimitWait);
     for (let attempt = 1; ; attempt++) {

@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import { z } from 'zod';
 import type { ApiContext } from '../api/context.js';
 import { bodyLimit, errorBody } from '../api/http.js';
 import { recordEvents } from '../store/queries/events.js';
@@ -7,6 +8,25 @@ import { GithubApiError } from './client.js';
 import { githubSettings } from './settings.js';
 import { githubSource, type WorkflowJobInfo } from './service.js';
 import { verifySignature } from './signature.js';
+import { formatPath } from '../config/load.js';
+import { INT8_MAX, boundedInt, githubLogin, githubRepo, labels, safeString } from '../lib/validation.js';
+
+const text = (max: number) => safeString({ max }).nullish();
+const account = z.object({ login: githubLogin.optional() });
+/** The parts of a workflow_job webhook runyard uses, by the rules the API applies to the same values. */
+const workflowJobPayload = z.object({
+  workflow_job: z.object({
+    id: boundedInt(1, INT8_MAX),
+    run_id: boundedInt(1, INT8_MAX).nullish(),
+    labels,
+    runner_name: text(200),
+    status: text(64),
+    conclusion: text(64),
+  }),
+  repository: z.object({ full_name: githubRepo, owner: account.nullish() }),
+  organization: account.nullish(),
+  installation: z.object({ id: boundedInt(1, INT8_MAX) }).nullish(),
+});
 
 /** GitHub's own cap on webhook payloads is 25 MB; workflow_job payloads are a few KB. */
 const MAX_WEBHOOK_BYTES = 1_048_576;
@@ -53,12 +73,21 @@ export function githubWebhookRouter(ctx: ApiContext) {
       return c.json(errorBody('invalid', 'body is not JSON', 'body'), 400);
     }
     const wj = payload?.workflow_job;
-    const repo = payload?.repository?.full_name;
-    if (!wj || !Number.isSafeInteger(wj.id) || typeof repo !== 'string' || !Array.isArray(wj.labels))
+    if (!wj || !Number.isSafeInteger(wj.id) || typeof payload?.repository?.full_name !== 'string' || !Array.isArray(wj.labels))
       return c.json(errorBody('invalid', 'workflow_job payload needs workflow_job.id, workflow_job.labels and repository.full_name', 'workflow_job'), 400);
     const action = String(payload.action ?? '');
     if (!['queued', 'in_progress', 'completed'].includes(action)) return c.json({ ignored: true, reason: `action ${action} is not handled` }, 202);
-
+    // Signed is not the same as sane: the repository names GitHub API paths, labels become a job's.
+    const checked = workflowJobPayload.safeParse(payload);
+    if (!checked.success) {
+      const issue = checked.error.issues[0]!;
+      const field = formatPath(issue.path);
+      const reason = `refused workflow_job ${wj.id}: ${field}: ${issue.message}`;
+      ctx.log.warn({ delivery, field }, 'GitHub webhook refused');
+      await githubSource(ctx).record(`delivery:${delivery || '-'}`, reason, { field, outcome: 'refused' });
+      return c.json(errorBody('unprocessable', reason, field), 422);
+    }
+    const p = checked.data;
     const subject = `delivery:${delivery}`;
     if (delivery) {
       if (inFlight.has(delivery)) return c.json({ duplicate: true, delivery }, 200);
@@ -67,15 +96,15 @@ export function githubWebhookRouter(ctx: ApiContext) {
       inFlight.add(delivery);
     }
     const info: WorkflowJobInfo = {
-      id: wj.id,
-      runId: Number.isSafeInteger(wj.run_id) ? wj.run_id : null,
-      labels: wj.labels.map(String),
-      runnerName: wj.runner_name ? String(wj.runner_name) : null,
-      status: wj.status ?? null,
-      conclusion: wj.conclusion ?? null,
-      repo,
-      org: payload.organization?.login ?? payload.repository?.owner?.login ?? null,
-      installationId: Number.isSafeInteger(payload.installation?.id) ? payload.installation.id : null,
+      id: p.workflow_job.id,
+      runId: p.workflow_job.run_id ?? null,
+      labels: p.workflow_job.labels,
+      runnerName: p.workflow_job.runner_name || null,
+      status: p.workflow_job.status ?? null,
+      conclusion: p.workflow_job.conclusion ?? null,
+      repo: p.repository.full_name,
+      org: p.organization?.login ?? p.repository.owner?.login ?? null,
+      installationId: p.installation?.id ?? null,
     };
     const source = githubSource(ctx);
     const done = async (outcome: string) => {

@@ -3,6 +3,11 @@ export interface Clock {
   now(): number;
 }
 export const systemClock: Clock = { now: () => Date.now() };
+/**
+ * CLOCK_MONOTONIC in milliseconds: never steps with the wall clock, keeps counting while the
+ * process is stopped (SIGSTOP), and is the same for every process on the machine.
+ */
+export const monotonicClock: Clock = { now: () => Number(process.hrtime.bigint() / 1000n) / 1000 };
 
 /** A clock tests move by hand. */
 export class ManualClock implements Clock {

@@ -4,6 +4,7 @@
  */
 import type { PoolConfig } from '../config/schema.js';
 import type { RunnerState } from '../store/queries/runners.js';
+import { scheduledMinIdle } from '../config/min-idle-schedule.js';
 
 export interface RunnerView {
   id: string;
@@ -83,7 +84,13 @@ export function decidePool(p: PoolView, now: number): Action[] {
     }
   }
 
-  const live = p.runners.filter((r) => r.state !== 'terminated');
+  const live: RunnerView[] = [];
+  const liveImages = new Set<string>();
+  for (const r of p.runners)
+    if (r.state !== 'terminated') {
+      live.push(r);
+      if (r.image !== null) liveImages.add(r.image);
+    }
   // The cap counts every live runner, even one being drained: it is a hard limit on compute.
   let headroom = Math.max(0, c.maxRunners - live.length);
   const backoff = startBackoff(p.startFailures.count);
@@ -93,13 +100,15 @@ export function decidePool(p: PoolView, now: number): Action[] {
   // own image comes first and alone keeps minIdle warm; dynamic ones follow, most queued first.
   const dynamic = Object.entries(p.queuedByImage ?? {}).filter(([, n]) => n > 0);
   const dynamicQueued = dynamic.reduce((n, [, q]) => n + q, 0);
-  const lanes: { image: string | null; queued: number; minIdle: number }[] = [{ image: null, queued: Math.max(0, p.queued - dynamicQueued), minIdle: Math.max(c.minIdle, c.ec2?.warmPool.running ?? 0) }];
-  const laneImages = new Set([...dynamic.map(([i]) => i), ...live.map((r) => r.image).filter((i): i is string => i !== null)]);
+  const warm = Math.max(scheduledMinIdle(c.minIdle, c.minIdleSchedule, now), c.ec2?.warmPool.running ?? 0);
+  const lanes: { image: string | null; queued: number; minIdle: number }[] = [{ image: null, queued: Math.max(0, p.queued - dynamicQueued), minIdle: warm }];
+  const laneImages = new Set([...dynamic.map(([i]) => i), ...liveImages]);
   for (const image of [...laneImages].sort((a, b) => (p.queuedByImage?.[b] ?? 0) - (p.queuedByImage?.[a] ?? 0) || a.localeCompare(b)))
     lanes.push({ image, queued: p.queuedByImage?.[image] ?? 0, minIdle: 0 });
 
   for (const lane of lanes) {
-    const mine = live.filter((r) => r.image === lane.image);
+    // the pool image's lane is every live runner when no runner carries a dynamic image
+    const mine = liveImages.size === 0 && lane.image === null ? live : live.filter((r) => r.image === lane.image);
     const plan = decideLane(c, lane, mine, gone, now, headroom, backingOff);
     headroom -= plan.start;
     if (plan.start > 0) actions.push({ kind: 'start', pool, count: plan.start, reason: plan.reason, ...(lane.image !== null ? { image: lane.image } : {}) });
@@ -118,20 +127,34 @@ function decideLane(
   headroom: number,
   backingOff: boolean,
 ): { start: number; reason: string; idleOut: RunnerView[] } {
-  // Runners that can take work: registered (idle/busy) or on their way (starting), current config.
-  const usable = live.filter((r) => !gone.has(r.id) && (r.state === 'idle' || r.state === 'busy' || r.state === 'starting'));
+  // One pass over the runners (this runs on every scheduler pass, for fleets of thousands).
+  // Usable: registered (idle/busy) or on their way (starting), not being stopped.
   const slotsPer = c.ephemeral ? 1 : c.maxJobsPerRunner;
-  const freeSlots = (r: RunnerView) => (r.ephemeral || c.ephemeral ? (r.jobsStarted === 0 && r.activeJobs === 0 ? 1 : 0) : Math.max(0, r.slots - r.activeJobs));
-  const free = usable.reduce((n, r) => n + freeSlots(r), 0);
+  let free = 0;
+  let idleCount = 0;
+  let busyFree = 0;
+  let starting = 0;
+  let expired = 0;
+  const idleRegistered: RunnerView[] = [];
+  for (const r of live) {
+    if (gone.has(r.id) || (r.state !== 'idle' && r.state !== 'busy' && r.state !== 'starting')) continue;
+    const slots = r.ephemeral || c.ephemeral ? (r.jobsStarted === 0 && r.activeJobs === 0 ? 1 : 0) : Math.max(0, r.slots - r.activeJobs);
+    free += slots;
+    if (r.activeJobs > 0) busyFree += slots;
+    else if (slots > 0) idleCount++;
+    if (r.state === 'starting') starting++;
+    else if (r.state === 'idle' && r.activeJobs === 0 && r.idleSince !== null && managed(r)) {
+      idleRegistered.push(r);
+      if (now - r.idleSince >= c.idleTimeout) expired++;
+    }
+  }
   const shortfall = Math.max(0, lane.queued - free);
   const forDemand = Math.ceil(shortfall / slotsPer);
 
   // Warm runners: idle ones not needed for the queue. Queued work lands on busy runners' free
   // slots first, then on idle runners.
-  const idle = usable.filter((r) => r.activeJobs === 0 && freeSlots(r) > 0);
-  const busyFree = usable.filter((r) => r.activeJobs > 0).reduce((n, r) => n + freeSlots(r), 0);
-  const idleTaken = Math.min(idle.length, Math.ceil(Math.max(0, lane.queued - busyFree) / slotsPer));
-  const idleLeft = idle.length - idleTaken;
+  const idleTaken = Math.min(idleCount, Math.ceil(Math.max(0, lane.queued - busyFree) / slotsPer));
+  const idleLeft = idleCount - idleTaken;
   const forWarm = Math.max(0, lane.minIdle - idleLeft);
 
   let start = Math.min(forDemand + forWarm, headroom);
@@ -141,11 +164,9 @@ function decideLane(
 
   // Scale down: idle past idleTimeout, above minIdle, and only when nothing of this image waits.
   const idleOut: RunnerView[] = [];
-  if (lane.queued === 0) {
-    const idleRegistered = usable
-      .filter((r) => r.state === 'idle' && r.activeJobs === 0 && r.idleSince !== null && managed(r))
-      .sort((a, b) => b.idleSince! - a.idleSince!); // most recently idle first: those are kept warm
-    const keep = Math.max(0, lane.minIdle - usable.filter((r) => r.state === 'starting').length);
+  if (lane.queued === 0 && expired > 0) {
+    idleRegistered.sort((a, b) => b.idleSince! - a.idleSince!); // most recently idle first: those are kept warm
+    const keep = Math.max(0, lane.minIdle - starting);
     for (const r of idleRegistered.slice(keep)) if (now - r.idleSince! >= c.idleTimeout) idleOut.push(r);
   }
   return { start, reason, idleOut };

@@ -1,6 +1,7 @@
 import type { ApiContext } from '../api/context.js';
 import { expireTimedOutJobs, findStuckJobs, recoverJobs, activeJobIdsOfRunner } from '../queue/jobs.js';
 import { findSilentRunners, transitionRunner } from '../store/queries/runners.js';
+import { StoreUnavailableError } from '../store/store-errors.js';
 
 /** How long past its timeout a job may run before the server records it timed out itself. */
 const TIMEOUT_GRACE_MS = 30_000;
@@ -78,7 +79,8 @@ export class Maintenance {
         try {
           await step.run(this.ctx.clock.now());
         } catch (err) {
-          this.ctx.log.error({ err, step: step.name }, 'maintenance step failed');
+          if (err instanceof StoreUnavailableError) this.ctx.log.warn({ step: step.name, reason: err.message }, 'maintenance step skipped: store unavailable');
+          else this.ctx.log.error({ err, step: step.name }, 'maintenance step failed');
         }
       }
     });

@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { ApiContext } from '../api/context.js';
 import type { Provider } from '../providers/provider.js';
 import { decide, type Action, type PoolView, type RunnerView } from './decide.js';
-import { listPools } from '../store/queries/pools.js';
+import { listPools, setWaitingReason } from '../store/queries/pools.js';
+import { providerHint } from '../api/pool-checks.js';
+import { artifactInfo } from '../api/artifacts.js';
 import { insertStartingRunner, setProviderRef, transitionRunner, findRunner } from '../store/queries/runners.js';
 import { createToken } from '../store/queries/tokens.js';
 import { terminateRunner } from '../queue/terminate-runner.js';
@@ -10,6 +12,7 @@ import { recordEvents } from '../store/queries/events.js';
 import { sleep } from '../lib/clock.js';
 import { appendQueuedLogs, failQueuedJobs, queuedJobIds } from '../queue/waiting.js';
 import { baseAllowed } from '../providers/container/dynamic-images.js';
+import { StoreUnavailableError } from '../store/store-errors.js';
 
 /** How often build progress is written to the waiting jobs' logs. */
 const PROGRESS_FLUSH_MS = 500;
@@ -90,7 +93,8 @@ export class Scheduler {
         try {
           await this.pass(this.ctx.clock.now());
         } catch (err) {
-          this.ctx.log.error({ err }, 'scheduler pass failed');
+          if (err instanceof StoreUnavailableError) this.ctx.log.warn({ reason: err.message }, 'scheduler pass skipped: store unavailable');
+          else this.ctx.log.error({ err }, 'scheduler pass failed');
         }
       }
       this.passing = undefined;
@@ -197,17 +201,20 @@ export class Scheduler {
     if (!provider) {
       if (!this.warned.has(v.config.name)) {
         this.warned.add(v.config.name);
-        await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'scheduler', subject: v.config.name, reason: `no ${v.config.provider} provider is available on this server; jobs wait`, actor: 'scheduler' }]);
         this.ctx.log.warn({ pool: v.config.name, provider: v.config.provider }, 'pool provider not available');
       }
+      await this.setWaiting(v.config.name, `no ${v.config.provider} provider is available on this server (${providerHint(v.config.provider)})`);
       return;
     }
+    if (v.config.distribution && !(await artifactInfo(this.ctx.db, v.config.distribution))) return this.failForDistribution(v);
     const classSize = v.config.class ? this.ctx.classSizes[v.config.class] : undefined;
     let dynamic: { image: string; base: string } | undefined;
     if (image !== undefined) {
       dynamic = this.dynamicImage(v, provider, image);
       if (!dynamic) return; // being prepared: its end wakes the scheduler
     }
+    let startedCount = 0;
+    let failure: string | undefined;
     await Promise.all(
       Array.from({ length: count }, async () => {
         const now = this.ctx.clock.now();
@@ -241,7 +248,9 @@ export class Scheduler {
           });
           this.ctx.metrics.runnerCreate.observe({ provider: provider.name }, (performance.now() - started) / 1000);
           await setProviderRef(this.ctx.db, id, ref);
+          startedCount++;
         } catch (err) {
+          failure = (err as Error).message;
           if (image !== undefined) this.images.delete(imageKey(v, image)); // the image may be gone: look again next time
           this.ctx.metrics.providerErrors.inc({ provider: provider.name, op: 'create' });
           this.recordFailure(v.config.name, this.ctx.clock.now());
@@ -252,6 +261,33 @@ export class Scheduler {
         }
       }),
     );
+    // what may recover (engine down, image missing) is shown on the waiting jobs until a start works
+    if (startedCount) await this.setWaiting(v.config.name, null);
+    else if (failure) await this.setWaiting(v.config.name, `runners cannot be started: ${failure}; runyard keeps trying, with backoff`);
+  }
+
+  /** Records why a pool's jobs wait (null: they no longer do); an event when it changes, so the dashboard hears of it. */
+  private async setWaiting(pool: string, reason: string | null): Promise<void> {
+    try {
+      if (!(await setWaitingReason(this.ctx.db, pool, reason))) return;
+      await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'scheduler', subject: pool, reason: reason ? `jobs wait: ${reason}` : 'runners start again', actor: 'scheduler' }]);
+    } catch (err) {
+      this.ctx.log.warn({ err, pool }, 'could not record why jobs wait');
+    }
+  }
+
+  /** The pool's distribution is gone from the store: its waiting jobs fail with the reason, no runner starts. */
+  private async failForDistribution(v: PoolView): Promise<void> {
+    const pool = v.config.name;
+    const reason = `distribution ${v.config.distribution} of pool ${pool} is no longer in the artifact store; push it again (\`runyard artifacts push\`) or change the pool, then retry the job`;
+    const now = this.ctx.clock.now();
+    const failed: number[] = [];
+    for (const image of [null, ...Object.keys(v.queuedByImage ?? {})] as (string | null)[]) failed.push(...(await failQueuedJobs(this.ctx.db, now, pool, image, reason, 'scheduler')));
+    for (const id of failed) this.ctx.bus.emit(`job:${id}`);
+    if (!failed.length) return;
+    this.ctx.metrics.jobOutcomes.inc({ pool, state: 'failed' }, failed.length);
+    await recordEvents(this.ctx.db, now, [{ kind: 'scheduler', subject: pool, reason: `${reason}; ${failed.length} waiting job(s) failed`, actor: 'scheduler' }]);
+    this.ctx.log.error({ pool, distribution: v.config.distribution, failed: failed.length }, 'distribution missing; waiting jobs failed');
   }
 
   /**
@@ -468,7 +504,9 @@ export class Scheduler {
     for (const provider of local) {
       const owned = await provider.list().catch(() => []);
       for (const r of owned) await this.markTerminated(r.runnerId, 'control plane shut down').catch(() => {});
-      await Promise.all(owned.map((r) => provider.terminate(r.runnerId, { graceMs: 0 }).catch(() => {})));
+      // A short grace: idle agents exit at SIGTERM within moments; only one that really does not
+      // stop is killed (and warned about).
+      await Promise.all(owned.map((r) => provider.terminate(r.runnerId, { graceMs: SHUTDOWN_GRACE_MS }).catch(() => {})));
     }
   }
 
@@ -478,6 +516,9 @@ export class Scheduler {
     await Promise.allSettled([...this.stopping.values()]);
   }
 }
+
+/** How long runners get to exit at SIGTERM when the control plane shuts down. */
+const SHUTDOWN_GRACE_MS = 3000;
 
 /** Ready runner images are known per pool, per runner image (a pool change builds anew) and per base. */
 const imageKey = (v: PoolView, base: string) => `${v.config.name}\n${v.config.image ?? ''}\n${base}`;

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import pg from 'pg';
 import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
+import { StoreUnavailableError, storeError } from './store-errors.js';
 
 /**
  * SQL text, or a named statement: on PostgreSQL it is parsed and planned once per connection and
@@ -35,10 +36,13 @@ export function withTransaction<T>(db: Db, fn: (tx: Queryable) => Promise<T>): P
   return db.transaction(fn);
 }
 
-export async function openPostgres(url: string, opts: { max?: number } = {}): Promise<Db> {
+export async function openPostgres(url: string, opts: { max?: number; connectionTimeoutMs?: number } = {}): Promise<Db> {
   const pool = new pg.Pool({
     connectionString: url,
     max: opts.max ?? 10,
+    // A server that black-holes connections must not hold requests for minutes: they get a 503.
+    connectionTimeoutMillis: opts.connectionTimeoutMs ?? 10_000,
+    keepAlive: true,
     types: {
       getTypeParser: ((oid: number, format?: string) =>
         oid === INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format as any)) as any,
@@ -46,55 +50,95 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
   });
   // An idle client that errors (server restart) must not crash the process.
   pool.on('error', () => {});
-  const q = async (c: pg.Pool | pg.PoolClient, sql: Statement, params?: unknown[]) =>
-    (await (typeof sql === 'string' ? c.query(sql, params as any[]) : c.query({ name: sql.name, text: sql.text, values: params as any[] }))).rows;
+  // Every client has an error listener from the moment it connects to its end, so no error is
+  // ever unhandled: not while it is checked out (pg-pool listens only while a client is idle),
+  // and not in the gap before a checkout's caller resumes (PostgreSQL shutting down sends
+  // ReadyForQuery and FATAL 57P01 in one packet, parsed in one go). A broken client fails its
+  // next statement with StoreUnavailableError and is destroyed on release.
+  const broken = new WeakMap<pg.ClientBase, unknown>();
+  pool.on('connect', (client) =>
+    client.on('error', (err) => {
+      if (!broken.has(client)) broken.set(client, err);
+    }),
+  );
+  const q = async (c: pg.Pool | pg.PoolClient, sql: Statement, params?: unknown[]) => {
+    try {
+      return (await (typeof sql === 'string' ? c.query(sql, params as any[]) : c.query({ name: sql.name, text: sql.text, values: params as any[] }))).rows;
+    } catch (err) {
+      throw storeError(err);
+    }
+  };
   await q(pool, 'select 1');
   return {
     kind: 'postgres',
     query: (sql, params) => q(pool, sql, params) as Promise<any[]>,
     exec: async (sql) => {
-      await pool.query(sql);
+      await q(pool, sql);
     },
     async transaction(fn) {
-      const client = await pool.connect();
+      const lease = await checkout(pool);
       try {
-        await client.query('begin');
-        const result = await fn({ query: (sql, params) => q(client, sql, params) as Promise<any[]> });
-        await client.query('commit');
+        await lease.query('begin');
+        const result = await fn({ query: (sql, params) => lease.query(sql, params) as Promise<any[]> });
+        await lease.query('commit');
         return result;
       } catch (err) {
-        await client.query('rollback').catch(() => {});
-        throw err;
+        if (!lease.broken) await lease.query('rollback').catch(() => {});
+        throw storeError(err);
       } finally {
-        client.release();
+        lease.release();
       }
     },
     async withSession(fn) {
-      const client = await pool.connect();
-      let broken = false;
+      const lease = await checkout(pool);
+      let failed = false;
       try {
-        return await fn({ query: (sql, params) => q(client, sql, params) as Promise<any[]> });
+        return await fn({ query: (sql, params) => lease.query(sql, params) as Promise<any[]> });
       } catch (err) {
-        broken = true;
-        throw err;
+        failed = true;
+        throw storeError(err);
       } finally {
-        client.release(broken);
+        // session state (locks, settings) may be left behind by a failure: do not reuse it
+        lease.release(failed);
       }
     },
     async openSession() {
-      const client = await pool.connect();
+      const lease = await checkout(pool);
       let released = false;
-      client.on('error', () => {});
       return {
-        query: (sql: Statement, params?: unknown[]) => q(client, sql, params) as Promise<any[]>,
+        query: (sql: Statement, params?: unknown[]) => lease.query(sql, params) as Promise<any[]>,
         release: () => {
-          if (!released) client.release(true);
+          if (!released) lease.release(true);
           released = true;
         },
       };
     },
     close: () => pool.end(),
   };
+
+  /** A client checked out of the pool, failing fast once its connection is known broken. */
+  async function checkout(p: pg.Pool) {
+    let client: pg.PoolClient;
+    try {
+      client = await p.connect();
+    } catch (err) {
+      throw storeError(err);
+    }
+    return {
+      get broken() {
+        return broken.get(client);
+      },
+      query(sql: Statement, params?: unknown[]) {
+        const dead = broken.get(client);
+        if (dead) return Promise.reject(new StoreUnavailableError(dead));
+        return q(client, sql, params);
+      },
+      release(destroy = false) {
+        const dead = broken.get(client);
+        client.release(dead instanceof Error ? dead : destroy);
+      },
+    };
+  }
 }
 
 const PARSERS = { [pgliteTypes.INT8]: (v: string) => Number(v) };
@@ -123,13 +167,15 @@ export async function openPglite(dataDir: string | undefined): Promise<Db> {
 
 async function wrapPglite(db: PGlite): Promise<Db> {
   await db.waitReady;
+  // A closed (or closing) PGlite is a store that is down, as a lost PostgreSQL is.
+  const mapped = <T>(p: Promise<T>) => p.catch((err) => Promise.reject(storeError(err)));
   const handle: Db = {
     kind: 'pglite',
-    query: async (sql, params) => (await db.query<any>(textOf(sql), params)).rows,
+    query: async (sql, params) => (await mapped(db.query<any>(textOf(sql), params))).rows,
     exec: async (sql) => {
-      await db.exec(sql);
+      await mapped(db.exec(sql));
     },
-    transaction: (fn) => db.transaction((tx) => fn({ query: async (sql, params) => (await tx.query<any>(textOf(sql), params)).rows })),
+    transaction: (fn) => mapped(db.transaction((tx) => fn({ query: async (sql, params) => (await tx.query<any>(textOf(sql), params)).rows }))),
     // PGlite has a single connection: the whole database is one session.
     withSession: (fn) => fn(handle),
     openSession: async () => ({ query: handle.query, release: () => {} }),

@@ -27,7 +27,7 @@ import * as login from './pages/login.js';
  * @typedef {{
  *   api: typeof api,
  *   navigate(hash: string, opts?: {replace?: boolean}): void,
- *   toast(message: string, kind?: 'error' | 'success' | 'info'): void,
+ *   toast(message: string, kind?: 'error' | 'success' | 'info'): {dismiss(): void},
  *   confirm: typeof confirmDialog,
  *   signedIn(next?: string): void,
  *   setTitle(title: string): void,
@@ -137,7 +137,11 @@ function render(userNavigated) {
 
 // ---- notifications ---------------------------------------------------------------------------
 
-/** @param {string} message @param {'error' | 'success' | 'info'} [kind] */
+/**
+ * A notice in the corner; returns a handle to take it down early (a "Cancelling…" note once the
+ * job has ended must not stay over the page).
+ * @param {string} message @param {'error' | 'success' | 'info'} [kind]
+ */
 function toast(message, kind = 'info') {
   const close = h('button', { type: 'button', class: 'toast-close', 'aria-label': 'Dismiss' }, '×');
   const el = h('div', { class: `toast toast-${kind}`, role: kind === 'error' ? 'alert' : 'status', 'data-testid': `toast-${kind}` }, h('span', { class: 'toast-text' }, message), close);
@@ -146,6 +150,7 @@ function toast(message, kind = 'info') {
   toasts.append(el);
   setTimeout(remove, kind === 'error' ? 20_000 : 6000);
   while (toasts.children.length > 4) toasts.firstElementChild?.remove();
+  return { dismiss: remove };
 }
 
 /** @param {'connecting' | 'live' | 'reconnecting' | 'off'} state @param {string} [detail] */

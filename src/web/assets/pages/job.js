@@ -9,7 +9,7 @@ import { timeEl, duration, toMs, absolute } from '../lib/format.js';
 import { ApiError } from '../lib/api.js';
 import { LogView } from '../lib/logview.js';
 import { pageHeader, staleNotice } from '../lib/page.js';
-import { ACTIVE, RETRYABLE, cancelJob, retryJob, jobDuration } from './jobs.js';
+import { ACTIVE, RETRYABLE, cancelJob, retryJob, jobDuration, jobSettled } from './jobs.js';
 
 /** @param {HTMLElement} root @param {import('../app.js').Route} route @param {import('../app.js').App} app */
 export function mount(root, route, app) {
@@ -117,6 +117,8 @@ export function mount(root, route, app) {
                 view.append(data.lines);
                 after = lastSeq = data.seq;
                 lineCount.textContent = `${view.length.toLocaleString('en-US')} ${view.length === 1 ? 'line' : 'lines'}`;
+              } else if (event === 'waiting') {
+                refresh(); // the reason is on the job: show it
               } else if (event === 'end') {
                 logsEnded = true;
                 setLogStatus(data);
@@ -171,6 +173,7 @@ export function mount(root, route, app) {
   function render(j, events) {
     top.removeAttribute('aria-busy');
     logCard.hidden = false;
+    if (!ACTIVE.includes(j.state)) jobSettled(j.id);
     const cmd = (j.commands ?? []).join(' && ');
     const actions = [];
     if (ACTIVE.includes(j.state))
@@ -206,6 +209,7 @@ export function mount(root, route, app) {
         metric('Submitted', timeEl(j.createdAt)),
         metric('Duration', jobDuration(j)),
       ),
+      j.state === 'queued' && j.waitingReason ? h('div', { class: 'callout callout-warn', role: 'status', 'data-testid': 'job-waiting' }, h('strong', null, 'Waiting: '), j.waitingReason) : null,
       j.error && j.error.replace(/\W/g, '').toLowerCase() !== j.state.replace('_', '')
         ? j.state === 'cancelled'
           ? h('div', { class: 'callout', role: 'note' }, h('strong', null, 'Cancelled: '), j.error)

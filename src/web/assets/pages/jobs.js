@@ -222,6 +222,15 @@ export function jobDuration(j) {
   return '—';
 }
 
+/** "Cancelling…" notes by job: taken down when the job is seen finished (see jobSettled). */
+const cancelling = new Map();
+
+/** The job has ended: a note that it is being cancelled is no longer true. @param {number} id */
+export function jobSettled(id) {
+  cancelling.get(id)?.dismiss();
+  cancelling.delete(id);
+}
+
 /**
  * Cancel with confirmation; the API's refusal (409 when the job already finished) is shown.
  * @param {import('../app.js').App} app @param {any} j @param {HTMLButtonElement} button @param {() => void} after
@@ -238,7 +247,8 @@ export async function cancelJob(app, j, button, after) {
   button.disabled = true;
   try {
     const r = await app.api.post(`jobs/${j.id}/cancel`);
-    app.toast(r.job.state === 'cancelled' ? `Job #${j.id} cancelled.` : `Cancelling job #${j.id}: its runner was told to stop it.`, 'success');
+    if (r.job.state === 'cancelled') app.toast(`Job #${j.id} cancelled.`, 'success');
+    else cancelling.set(j.id, app.toast(`Cancelling job #${j.id}: its runner was told to stop it.`, 'success'));
   } catch (err) {
     app.toast(`Could not cancel job #${j.id}: ${errorText(err)}`, 'error');
     button.disabled = false;

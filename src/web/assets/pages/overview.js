@@ -69,7 +69,13 @@ export function mount(root, _route, app) {
                 h(
                   'tr',
                   null,
-                  h('th', { scope: 'row' }, h('a', { href: `#/jobs?pool=${encodeURIComponent(p.name)}`, 'data-key': `pool-${p.name}` }, p.name)),
+                  h(
+                    'th',
+                    { scope: 'row' },
+                    h('a', { href: `#/jobs?pool=${encodeURIComponent(p.name)}`, 'data-key': `pool-${p.name}` }, p.name),
+                    // why its jobs wait, when no runner could be started for them
+                    p.queued && p.waitingReason ? h('div', { class: 'waiting-reason', 'data-testid': `waiting-${p.name}` }, p.waitingReason) : null,
+                  ),
                   h('td', { class: 'num' }, count(p.queued)),
                   h('td', { class: 'num' }, p.oldestWaitMs === null ? '—' : duration(p.oldestWaitMs)),
                   h('td', { class: 'num' }, p.avgWaitMs === null ? '—' : duration(p.avgWaitMs)),
