@@ -33,6 +33,7 @@ const SECTIONS: { id: string; title: string; flags?: string[] }[] = [
   { id: 'sse', title: '5. Control channels (SSE)', flags: ['--expose-gc', '--max-old-space-size=4096'] },
   { id: 'coldstart', title: '6. Scale from zero' },
   { id: 'container-coldstart', title: '6b. Scale from zero (container provider)' },
+  { id: 'kubernetes', title: '6c. Kubernetes provider (fake API server, pods on podman)' },
   { id: 'memory', title: '7. Memory' },
   { id: 'ec2', title: '8. EC2 warm pool (fake EC2)' },
   { id: 'ecs', title: '9. ECS provider (fake ECS endpoint)' },

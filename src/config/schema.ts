@@ -53,8 +53,8 @@ export const poolSchema = z
       ctx.addIssue({ code: 'custom', path: ['image'], message: `provider ${p.provider} needs an image` });
     if (p.provider === 'ecs' && !p.ecs) ctx.addIssue({ code: 'custom', path: ['ecs'], message: 'provider ecs needs an ecs block (cluster, subnets, …)' });
     for (const issue of ec2PoolIssues(p)) ctx.addIssue({ code: 'custom', ...issue });
-    if (p.dynamicImages !== false && p.provider !== 'container')
-      ctx.addIssue({ code: 'custom', path: ['dynamicImages'], message: `dynamic images need the container provider, not ${p.provider}` });
+    if (p.dynamicImages !== false && p.provider !== 'container' && p.provider !== 'kubernetes')
+      ctx.addIssue({ code: 'custom', path: ['dynamicImages'], message: `dynamic images need the container or kubernetes provider, not ${p.provider}` });
   });
 export type PoolInput = z.input<typeof poolSchema>;
 export type PoolConfig = z.output<typeof poolSchema>;

@@ -474,6 +474,9 @@ export class Scheduler {
       const early = r && !this.stopping.has(runnerId) && r.jobsStarted === 0 && (!r.registeredAt || now - r.registeredAt.getTime() < EARLY_EXIT_MS);
       if (r && (r.state === 'starting' || early)) this.recordFailure(r.pool, now);
       if (r && r.state !== 'terminated') await this.markTerminated(runnerId, `runner process ${detail}${r.state === 'starting' ? ' before registering' : ''}`);
+      // a failed start (a pod stuck on its image, say) is explained to the jobs waiting for it
+      if (r?.state === 'starting')
+        for (const id of await appendQueuedLogs(this.ctx.db, now, await queuedJobIds(this.ctx.db, r.pool, r.image), [`runner ${r.name} failed to start: ${detail}; runyard tries again`])) this.ctx.bus.emit(`log:${id}`);
     } catch (err) {
       this.ctx.log.error({ err, runnerId }, 'could not record runner exit');
     }

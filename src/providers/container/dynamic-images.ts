@@ -43,8 +43,8 @@ export function baseAllowed(setting: DynamicSetting, base: string): boolean {
 export function resolveJobImage(pool: PoolConfig, requested: string | undefined | null, field = 'image'): string | null {
   if (requested === undefined || requested === null || requested === pool.image) return null;
   if (!IMAGE_REF.test(requested)) throw new UnprocessableError(`image ${JSON.stringify(requested)} is not an image reference like debian:12 or registry.example/ci/node:20`, field);
-  if (pool.provider !== 'container')
-    throw new UnprocessableError(`pool ${pool.name} runs ${pool.provider} runners, which cannot take a job's own image; use a container pool with dynamicImages`, field);
+  if (pool.provider !== 'container' && pool.provider !== 'kubernetes')
+    throw new UnprocessableError(`pool ${pool.name} runs ${pool.provider} runners, which cannot take a job's own image; use a kubernetes or container pool with dynamicImages`, field);
   const setting = pool.dynamicImages as DynamicSetting;
   if (!setting) throw new UnprocessableError(`pool ${pool.name} does not allow dynamic images (set dynamicImages: true, or a list of allowed bases)`, field);
   if (!baseAllowed(setting, requested))

@@ -1,8 +1,24 @@
 import type { Config } from '../../config/schema.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Provider } from '../provider.js';
+import { connectionKey, type Connection } from './kube-client.js';
+import { KubernetesProvider } from './kubernetes-provider.js';
+import { kubernetesFieldsOf } from './pool-config.js';
 
-/** The kubernetes providers this server runs, from its pools (none until a pool names provider kubernetes). */
-export function kubernetesProvidersFor(_config: Pick<Config, 'pools'>, _env: NodeJS.ProcessEnv, _log: Logger, _instanceId: string): Provider[] {
-  return [];
+/**
+ * The kubernetes provider this server runs, from its pools (none until a pool names provider
+ * kubernetes). One provider, named `kubernetes`, holds a client per distinct cluster connection
+ * (kubeconfig and context; the first pool's qps and burst set its rate limit) and one watch per
+ * connection and namespace.
+ */
+export function kubernetesProvidersFor(config: Pick<Config, 'pools'> & Partial<Pick<Config, 'scheduler'>>, env: NodeJS.ProcessEnv, log: Logger, instanceId: string): Provider[] {
+  const pools = config.pools.filter((p) => p.provider === 'kubernetes');
+  if (!pools.length) return [];
+  const targets = new Map<string, { connection: Connection; namespace: string }>();
+  for (const p of pools) {
+    const k = kubernetesFieldsOf(p);
+    const key = `${connectionKey(k)}|${k.namespace}`;
+    if (!targets.has(key)) targets.set(key, { connection: { kubeconfig: k.kubeconfig, context: k.context, qps: k.qps, burst: k.burst }, namespace: k.namespace });
+  }
+  return [new KubernetesProvider({ instanceId, log: log.child({ provider: 'kubernetes' }), targets: [...targets.values()], stopGraceMs: config.scheduler?.stopGrace ?? 30_000, env })];
 }

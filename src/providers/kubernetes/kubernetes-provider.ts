@@ -1,0 +1,282 @@
+import { createHash } from 'node:crypto';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { ImageRequest, LaunchSpec, Provider, ProviderRunner } from '../provider.js';
+import type { Logger } from '../../lib/logger.js';
+import { LABEL_INSTANCE, LABEL_OWNER, LABEL_POOL, LABEL_RUNNER } from '../container/container-provider.js';
+import { KubeClient, connectionKey, type Connection } from './kube-client.js';
+import { KubeApiError, isConflict, isNotFound } from './kube-errors.js';
+import { PodWatch, type PodEvent } from './pod-watch.js';
+import { judgePod, unschedulableAfter } from './pod-state.js';
+import { buildPod, buildSecret, podName } from './pod-spec.js';
+import { kubernetesFieldsOf } from './pool-config.js';
+
+export interface KubernetesProviderOptions {
+  instanceId: string;
+  log: Logger;
+  /** The cluster connections and namespaces of the configured pools: watched from the start (adoption). */
+  targets: { connection: Connection; namespace: string }[];
+  /** terminationGracePeriodSeconds of every pod: the control plane's stop grace. */
+  stopGraceMs: number;
+  /** How long a transient waiting reason (CreateContainerConfigError) may last before it is stuck (default 10 s). */
+  settleMs?: number;
+  now?: () => number;
+  env?: NodeJS.ProcessEnv;
+  /** Makes the client of a connection (tests inject their own sleep or logging). */
+  client?: (c: Connection) => KubeClient;
+}
+
+interface Tracked {
+  runnerId: string;
+  pool: string;
+  conn: string;
+  namespace: string;
+  pod: string;
+  startTimeoutMs: number;
+  /** the exit was reported: nothing more is said about this runner */
+  reported: boolean;
+  timer?: NodeJS.Timeout;
+  gone: Promise<void>;
+  markGone: () => void;
+}
+
+/** How long terminate waits for the pod to be gone beyond its grace. */
+const DELETE_SLACK_MS = 30_000;
+
+/**
+ * Runners as Pods through the Kubernetes API. One label-filtered list+watch per cluster
+ * connection and namespace feeds a cache that list() and describe() read (no API call per ask);
+ * pods that end, get stuck or vanish are reported through onExit with the reason, and ended or
+ * stuck ones are deleted so nothing is left behind. A restarted control plane finds its pods by
+ * label (instance, owner) in the first list: adoption.
+ */
+export class KubernetesProvider implements Provider {
+  readonly name = 'kubernetes';
+  readonly owner: string;
+  private clients = new Map<string, KubeClient>();
+  private watches = new Map<string, PodWatch>();
+  private runners = new Map<string, Tracked>();
+  private listeners: ((runnerId: string, detail: string) => void)[] = [];
+  private closed = false;
+  private readonly now: () => number;
+  private readonly selector: string;
+
+  constructor(private opts: KubernetesProviderOptions) {
+    this.now = opts.now ?? Date.now;
+    for (const t of opts.targets) this.clientFor(t.connection);
+    // the clusters this server talks to: several servers on the same ones judge the same runners
+    const servers = [...new Set([...this.clients.values()].map((c) => c.server))].sort();
+    this.owner = createHash('sha256').update(servers.join('\n') || 'kubernetes').digest('hex').slice(0, 12);
+    this.selector = `${LABEL_INSTANCE}=${opts.instanceId},${LABEL_OWNER}=${this.owner}`;
+    for (const t of opts.targets) this.watchFor(connectionKey(t.connection), t.namespace);
+  }
+
+  private clientFor(c: Connection): KubeClient {
+    const key = connectionKey(c);
+    let client = this.clients.get(key);
+    if (!client) {
+      client = this.opts.client?.(c) ?? new KubeClient(c, this.opts.log, this.opts.env);
+      this.clients.set(key, client);
+    }
+    return client;
+  }
+
+  private watchFor(conn: string, namespace: string): PodWatch {
+    const key = `${conn}|${namespace}`;
+    let w = this.watches.get(key);
+    if (!w) {
+      w = new PodWatch(this.clients.get(conn)!, namespace, this.selector, (type, pod) => this.onPod(conn, namespace, type, pod), this.opts.log);
+      this.watches.set(key, w);
+      if (!this.closed) w.start();
+    }
+    return w;
+  }
+
+  /** API calls made so far, by operation, over every connection. */
+  apiCalls(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const c of this.clients.values()) for (const [op, n] of c.calls) out[op] = (out[op] ?? 0) + n;
+    return out;
+  }
+
+  onExit(listener: (runnerId: string, detail: string) => void): void {
+    this.listeners.push(listener);
+  }
+
+  private track(runnerId: string, pool: string, conn: string, namespace: string, startTimeoutMs: number): Tracked {
+    let t = this.runners.get(runnerId);
+    if (!t) {
+      let markGone = () => {};
+      const gone = new Promise<void>((ok) => (markGone = ok));
+      t = { runnerId, pool, conn, namespace, pod: podName(runnerId), startTimeoutMs, reported: false, gone, markGone };
+      this.runners.set(runnerId, t);
+    }
+    return t;
+  }
+
+  /** Every change of a runner pod: report what ended or got stuck, delete it, and forget it when gone. */
+  private onPod(conn: string, namespace: string, type: PodEvent, pod: V1Pod) {
+    const labels = pod.metadata?.labels ?? {};
+    const runnerId = labels[LABEL_RUNNER];
+    if (!runnerId || this.closed) return;
+    const t = this.track(runnerId, labels[LABEL_POOL] ?? '', conn, namespace, this.runners.get(runnerId)?.startTimeoutMs ?? 60_000);
+    if (type === 'DELETED') {
+      clearTimeout(t.timer);
+      const verdict = judgePod(pod, this.now(), { startTimeoutMs: t.startTimeoutMs, settleMs: this.opts.settleMs ?? 10_000 });
+      this.report(t, verdict.kind === 'terminating' || verdict.kind === 'ended' ? verdict.detail : `pod ${t.pod} was deleted`);
+      this.runners.delete(runnerId);
+      t.markGone();
+      return;
+    }
+    const verdict = judgePod(pod, this.now(), { startTimeoutMs: t.startTimeoutMs, settleMs: this.opts.settleMs ?? 10_000 });
+    if (verdict.kind === 'ended' || verdict.kind === 'stuck') {
+      clearTimeout(t.timer);
+      if (verdict.kind === 'stuck') this.opts.log.warn({ runnerId, pod: t.pod, namespace, reason: verdict.reason }, 'runner pod stuck; deleting it');
+      this.report(t, verdict.detail);
+      void this.deletePod(t, 0).catch((err) => this.opts.log.warn({ err, runnerId }, 'could not delete an ended runner pod'));
+    } else if (verdict.kind === 'starting' && !t.timer && this.dueAt(pod, t) > this.now()) {
+      // look again when the start timeout passes (an unschedulable pod gets no event by then)
+      t.timer = setTimeout(() => {
+        t.timer = undefined;
+        const cur = this.watches.get(`${conn}|${namespace}`)?.pods.get(t.pod);
+        if (cur && this.runners.get(runnerId) === t) this.onPod(conn, namespace, 'MODIFIED', cur);
+      }, this.dueAt(pod, t) - this.now() + 50);
+      t.timer.unref?.();
+    } else if (verdict.kind === 'running') {
+      clearTimeout(t.timer);
+      t.timer = undefined;
+    }
+  }
+
+  /** When a pending pod is judged again: where an unschedulable one counts as stuck. */
+  private dueAt(pod: V1Pod, t: Tracked): number {
+    const created = new Date(pod.metadata?.creationTimestamp as unknown as string).getTime() || this.now();
+    return created + unschedulableAfter(t.startTimeoutMs);
+  }
+
+  private report(t: Tracked, detail: string) {
+    if (t.reported) return;
+    t.reported = true;
+    this.opts.log.info({ runnerId: t.runnerId, pod: t.pod, namespace: t.namespace, detail }, 'runner pod ended');
+    for (const l of this.listeners) l(t.runnerId, detail);
+  }
+
+  private async deletePod(t: Tracked, graceSeconds: number) {
+    const client = this.clients.get(t.conn)!;
+    try {
+      await client.call('delete pod', `delete pod ${t.namespace}/${t.pod}`, () =>
+        client.api.deleteNamespacedPod({ name: t.pod, namespace: t.namespace, gracePeriodSeconds: graceSeconds, propagationPolicy: 'Background' }),
+      );
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      // already gone: the watch's DELETED (or the relist) forgets it
+    }
+  }
+
+  async create(spec: LaunchSpec): Promise<{ ref: string }> {
+    if (!spec.pool.image) throw new KubeApiError(`pool ${spec.pool.name} has no image: the kubernetes provider needs one`, 422, 'Invalid', 'image');
+    const k = kubernetesFieldsOf(spec.pool);
+    const client = this.clientFor(k);
+    const conn = connectionKey(k);
+    this.watchFor(conn, k.namespace);
+    const t = this.track(spec.runnerId, spec.pool.name, conn, k.namespace, spec.pool.startTimeout);
+    const pod = buildPod(spec, { owner: this.owner, graceSeconds: Math.ceil(this.opts.stopGraceMs / 1000) });
+    let uid: string;
+    try {
+      const made = await client.call('create pod', `create pod ${k.namespace}/${t.pod}`, () => client.api.createNamespacedPod({ namespace: k.namespace, body: pod }));
+      uid = made.metadata!.uid!;
+    } catch (err) {
+      if (!isConflict(err)) {
+        this.runners.delete(spec.runnerId);
+        throw this.configError(spec, err);
+      }
+      // 409: a retried create; the pod is already there
+      const existing = await client.call('read pod', `read pod ${k.namespace}/${t.pod}`, () => client.api.readNamespacedPod({ name: t.pod, namespace: k.namespace }));
+      uid = existing.metadata!.uid!;
+    }
+    try {
+      await client.call('create secret', `create secret ${k.namespace}/${t.pod}`, () => client.api.createNamespacedSecret({ namespace: k.namespace, body: buildSecret(spec, { uid, owner: this.owner }) }));
+    } catch (err) {
+      if (!isConflict(err)) {
+        await this.deletePod(t, 0).catch(() => {});
+        throw this.configError(spec, err);
+      }
+    }
+    this.opts.log.info({ runnerId: spec.runnerId, pod: t.pod, namespace: k.namespace, image: spec.dynamic?.image ?? spec.pool.image, server: client.server }, 'runner pod created');
+    return { ref: this.ref(k.namespace, t.pod) };
+  }
+
+  /** 422 is the pool's fault: say which field the API named, and which pool to fix. */
+  private configError(spec: LaunchSpec, err: unknown): Error {
+    const e = err as KubeApiError;
+    if (e?.code === 422) return new KubeApiError(`pool ${spec.pool.name}: the kubernetes API rejected its pod${e.field ? ` (field ${e.field})` : ''}; fix the pool's kubernetes block or image: ${e.message}`, 422, 'Invalid', e.field, false, { cause: err });
+    return e;
+  }
+
+  /** No build on Kubernetes: the base runs as it is, with the agent copied in by an init container. */
+  async prepareImage(req: ImageRequest): Promise<{ image: string; built: boolean }> {
+    return { image: req.base, built: false };
+  }
+
+  private ref(namespace: string, pod: string) {
+    return `kubernetes:${namespace}/${pod}@${this.owner}`;
+  }
+
+  /** The runner pods of this instance, from the watch caches (waits for their first list). */
+  async list(): Promise<ProviderRunner[]> {
+    const out: ProviderRunner[] = [];
+    for (const w of this.watches.values()) {
+      await w.synced();
+      for (const pod of w.pods.values()) {
+        const runnerId = pod.metadata?.labels?.[LABEL_RUNNER];
+        if (!runnerId) continue;
+        const t = this.runners.get(runnerId);
+        const phase = pod.status?.phase;
+        const alive = !t?.reported && phase !== 'Succeeded' && phase !== 'Failed';
+        out.push({ runnerId, ref: this.ref(w.namespace, pod.metadata!.name!), pool: pod.metadata?.labels?.[LABEL_POOL] ?? '', alive, startedAt: new Date(pod.metadata?.creationTimestamp as unknown as string).getTime() });
+      }
+    }
+    return out;
+  }
+
+  async describe(runnerId: string): Promise<ProviderRunner | undefined> {
+    return (await this.list()).find((r) => r.runnerId === runnerId);
+  }
+
+  /**
+   * The scheduler has asked the agent to drain through its control channel; this deletes the pod
+   * with the grace (the kubelet sends SIGTERM, then SIGKILL) and waits until it is gone. The
+   * Secret goes with it (ownerReference). "Already gone" is success.
+   */
+  async terminate(runnerId: string, opts: { graceMs: number }): Promise<void> {
+    let t = this.runners.get(runnerId);
+    if (!t) {
+      for (const w of this.watches.values()) {
+        await w.synced();
+        const pod = w.pods.get(podName(runnerId));
+        if (pod) {
+          const [conn] = [...this.watches.entries()].find(([, v]) => v === w)![0].split('|');
+          t = this.track(runnerId, pod.metadata?.labels?.[LABEL_POOL] ?? '', conn!, w.namespace, 60_000);
+        }
+      }
+    }
+    if (!t) return;
+    await this.deletePod(t, Math.max(0, Math.ceil(opts.graceMs / 1000)));
+    const w = this.watches.get(`${t.conn}|${t.namespace}`);
+    if (!w?.pods.has(t.pod)) {
+      // gone before the watch saw it again: nothing will come
+      this.runners.delete(runnerId);
+      t.markGone();
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([t.gone, new Promise<void>((ok) => (timer = setTimeout(ok, opts.graceMs + DELETE_SLACK_MS)))]);
+    clearTimeout(timer);
+  }
+
+  async close(): Promise<void> {
+    // Pods outlive the control plane: a restart adopts them. Only stop watching.
+    this.closed = true;
+    for (const t of this.runners.values()) clearTimeout(t.timer);
+    await Promise.all([...this.watches.values()].map((w) => w.close()));
+  }
+}
