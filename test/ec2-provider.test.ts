@@ -97,6 +97,22 @@ describe('ec2 provider: launch failures and the warm pool, driven directly', () 
     await provider.terminate(s.runnerId, { graceMs: 0 });
   });
 
+  test('a fresh provider finds instances of a pool applied through the API once it learns the store\'s pools', async () => {
+    const s = await spec({});
+    await provider.create(s);
+    // a restarted server whose config names no ec2 pool: before the scheduler's reconcile hands it
+    // the store's pools it cannot know that region and endpoint
+    const fresh = new Ec2Provider({ instanceId: t.server.instanceId, log: silentLogger, pollMs: 300 });
+    try {
+      assert.equal((await fresh.list()).some((r) => r.runnerId === s.runnerId), false);
+      fresh.learnPools([s.pool]);
+      assert.equal((await fresh.list()).find((r) => r.runnerId === s.runnerId)?.alive, true, 'adopted, not lost');
+    } finally {
+      await fresh.close();
+    }
+    await provider.terminate(s.runnerId, { graceMs: 0 });
+  });
+
   test('InsufficientInstanceCapacity moves on to the next subnet, then the next instance type', async () => {
     fake.exhaustCapacity({ type: 't3.micro' });
     fake.exhaustCapacity({ type: 't3a.small', subnet: SUBNET_A });

@@ -63,5 +63,11 @@ export interface Provider {
   terminate(runnerId: string, opts: { graceMs: number }): Promise<void>;
   /** Called when a runner's process or container ends by itself (crash, drained, ephemeral). */
   onExit(listener: (runnerId: string, detail: string) => void): void;
+  /**
+   * Every pool the store holds, before each reconcile: providers that list their runners per
+   * region, cluster or endpoint also look where pools applied through the API (not only those of
+   * the config file) put runners, so those are adopted after a restart instead of lost.
+   */
+  learnPools?(pools: PoolConfig[]): void;
   close(): Promise<void>;
 }

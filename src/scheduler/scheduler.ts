@@ -495,7 +495,9 @@ export class Scheduler {
   private async reconcileNow(): Promise<{ gone: string[]; orphans: string[] }> {
     const gone: string[] = [];
     const orphans: string[] = [];
+    const pools = (await listPools(this.ctx.db)).map((p) => p.config);
     for (const provider of this.providers.values()) {
+      provider.learnPools?.(pools);
       let owned;
       try {
         owned = await provider.list();

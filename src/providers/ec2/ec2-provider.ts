@@ -247,6 +247,10 @@ export class Ec2Provider implements Provider {
   }
 
   /** Live runner instances (pending or running) of this runyard instance; running ones are adopted. */
+  learnPools(pools: PoolConfig[]): void {
+    for (const p of pools) if (p.provider === 'ec2' && p.ec2) this.learn(p);
+  }
+
   async list(): Promise<ProviderRunner[]> {
     const out: ProviderRunner[] = [];
     for (const [key, api] of this.apis) {

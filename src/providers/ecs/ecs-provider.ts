@@ -16,6 +16,7 @@ import {
   type Task,
 } from '@aws-sdk/client-ecs';
 import type { LaunchSpec, Provider, ProviderRunner } from '../provider.js';
+import type { PoolConfig } from '../../config/schema.js';
 import type { Logger } from '../../lib/logger.js';
 import { sleep as realSleep } from '../../lib/clock.js';
 import { EcsApi, EcsApiError } from './ecs-api.js';
@@ -376,6 +377,10 @@ export class EcsProvider implements Provider {
    * A task of ours left without a runner tag (the control plane died between RunTask and
    * TagResource) cannot register: it is stopped.
    */
+  learnPools(pools: PoolConfig[]): void {
+    for (const p of pools) if (p.provider === 'ecs' && p.ecs) this.where(p.ecs);
+  }
+
   async list(): Promise<ProviderRunner[]> {
     // watched tasks that stopped are reported with their stop code first, not as merely "not found"
     await this.poll();
