@@ -179,6 +179,26 @@ describe('ec2 provider: launch failures and the warm pool, driven directly', () 
     assert.equal(fakeState(inst!.id), 'terminated', 'refresh terminated it past maxLifetime');
   });
 
+  test('a start the moment a released instance is stopped takes it, though the release is still waiting; the release lets go of it', async () => {
+    const warm = { warmPool: { stopped: 1 } };
+    const s1 = await spec(warm, { maxLifetime: '1h' });
+    await provider.create(s1);
+    const [inst] = byRunner(s1.runnerId);
+    await waitFor('instance running', () => fakeState(inst!.id) === 'running', 30_000);
+    const released = provider.terminate(s1.runnerId, { graceMs: 5_000 });
+    // sooner than the release's own poll notices the stop
+    await waitFor('instance stopped', () => fakeState(inst!.id) === 'stopped', 30_000, 5);
+    const s2 = await spec(warm, { maxLifetime: '1h' });
+    const runs = fake.count('RunInstances');
+    const { ref } = await provider.create(s2);
+    assert.equal(ref.split(':')[1]!.split('@')[0], inst!.id, 'the stopped instance was taken, not a new one launched');
+    assert.equal(fake.count('RunInstances'), runs, 'no RunInstances');
+    await released;
+    await waitFor('reused instance registered its new runner', async () => (await t.api('GET', `/api/v1/runners/${s2.runnerId}`)).body.runner?.state === 'idle', 40_000, 200);
+    assert.equal(fakeState(inst!.id), 'running', 'the finished release did not stop it again');
+    await provider.terminate(s2.runnerId, { graceMs: 5_000 });
+  });
+
   test('StartInstances without capacity falls back to RunInstances', async () => {
     const warm = { warmPool: { stopped: 1 } };
     const s1 = await spec(warm);

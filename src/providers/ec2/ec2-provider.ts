@@ -86,6 +86,10 @@ export class Ec2Provider implements Provider {
   private claimed = new Set<string>();
   /** instances being released or terminated by this provider */
   private releasing = new Set<string>();
+  /** released instances on their way into the warm pool: a start may take one once it is stopped */
+  private toPool = new Set<string>();
+  /** ... and those a start took while their release still waited: the release lets go of them */
+  private reclaimed = new Set<string>();
   private listeners: ((runnerId: string, detail: string) => void)[] = [];
   private clock: Clock;
   private sleep: (ms: number) => Promise<void>;
@@ -160,8 +164,10 @@ export class Ec2Provider implements Provider {
     const now = this.clock.now();
     if (policy.stopped > 0) {
       const stopped = await api.describe([...this.ownFilters(), { Name: `tag:${TAG.pool}`, Values: [spec.pool.name] }, { Name: 'instance-state-name', Values: ['stopped'] }]);
-      for (const cand of pickWarm(stopped.map((i) => this.poolInstance(i)), policy, new Set([...this.claimed, ...this.releasing]), now)) {
+      const busy = new Set([...this.claimed, ...[...this.releasing].filter((id) => !this.toPool.has(id))]);
+      for (const cand of pickWarm(stopped.map((i) => this.poolInstance(i)), policy, busy, now)) {
         this.claimed.add(cand.id);
+        if (this.releasing.has(cand.id)) this.reclaimed.add(cand.id);
         try {
           // the old runner's token is spent: the next boot reads the new runner's user data
           // EC2 wants this value base64 inside the blob (which the SDK encodes once more)
@@ -303,15 +309,21 @@ export class Ec2Provider implements Provider {
       const d = releaseDecision(this.poolInstance(inst), others.map((o) => this.poolInstance(o)), this.policy(pool), this.clock.now());
       this.opts.log.info({ instance: id, pool, action: d.action, reason: d.reason }, 'runner instance released');
       if (d.action === 'terminate') return await this.terminateInstance(api, id);
+      this.toPool.add(id);
       const state = inst.State?.Name;
       if (state === 'stopped') return;
       if (state !== 'stopping') await api.call('StopInstances', (c) => c.send(new StopInstancesCommand({ InstanceIds: [id] })));
-      if (await this.waitFor(api, id, ['stopped', 'terminated'], graceMs)) return;
+      // a start may take it from the pool the moment it is stopped, before this wait sees it
+      const taken = () => this.reclaimed.has(id);
+      if (await this.waitFor(api, id, ['stopped', 'terminated'], graceMs, taken)) return;
+      if (taken()) return;
       // the agent did not drain within the grace: power off hard
       await api.call('StopInstances', (c) => c.send(new StopInstancesCommand({ InstanceIds: [id], Force: true })));
-      await this.waitFor(api, id, ['stopped', 'terminated'], 60_000);
+      await this.waitFor(api, id, ['stopped', 'terminated'], 60_000, taken);
     } finally {
       this.releasing.delete(id);
+      this.toPool.delete(id);
+      this.reclaimed.delete(id);
     }
   }
 
@@ -325,11 +337,12 @@ export class Ec2Provider implements Provider {
   }
 
   /** Polls one instance until it reaches one of `states`; false after `timeoutMs`. */
-  private async waitFor(api: Ec2Api, id: string, states: string[], timeoutMs: number): Promise<boolean> {
+  /** Polls until the instance is in one of `states` (true), `done()` says to stop (true), or the timeout (false). */
+  private async waitFor(api: Ec2Api, id: string, states: string[], timeoutMs: number, done: () => boolean = () => false): Promise<boolean> {
     const deadline = this.clock.now() + timeoutMs;
     for (;;) {
       const [i] = await api.describe([{ Name: 'instance-id', Values: [id] }]);
-      if (!i || states.includes(i.State?.Name ?? '')) return true;
+      if (done() || !i || states.includes(i.State?.Name ?? '')) return true;
       if (this.clock.now() >= deadline) return false;
       await this.sleep(250);
     }
