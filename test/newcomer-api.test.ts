@@ -51,7 +51,7 @@ describe('newcomer: nothing waits forever without saying why', () => {
     assert.equal(k8s.body.error.field, 'provider');
     assert.match(k8s.body.error.message, /pool k8s uses provider kubernetes, which this server cannot run/);
     // a list: the field names the pool, and nothing of the list is applied
-    const list = await t.api('POST', '/api/v1/pools', { pools: [{ name: 'fine', maxRunners: 0 }, { name: 'tasks', provider: 'ecs', image: 'runyard-runner' }] });
+    const list = await t.api('POST', '/api/v1/pools', { pools: [{ name: 'fine', maxRunners: 0 }, { name: 'tasks', provider: 'ecs', image: 'runyard-runner', ecs: { cluster: 'ci', launchType: 'EC2' } }] });
     assert.equal(list.status, 422);
     assert.equal(list.body.error.field, 'pools[1].provider');
     assert.equal((await t.api('GET', '/api/v1/pools/fine')).status, 404);
