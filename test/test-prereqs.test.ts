@@ -40,7 +40,7 @@ function sandbox(): { dir: string; bin: string; shim: (name: string, body: strin
   return { dir, bin, shim, run, log };
 }
 
-/** A machine of this kind as it comes: no podman, runc, Chromium, AWS CLI v2, PostgreSQL stopped. */
+/** A machine of this kind as it comes: no podman, runc, Chromium, unzip, AWS CLI v2, PostgreSQL stopped. */
 function freshMachine(o: { aptWorks?: boolean; pgStarts?: boolean; pgInstalled?: boolean } = {}) {
   const s = sandbox();
   const { aptWorks = true, pgStarts = true, pgInstalled = true } = o;
@@ -53,7 +53,7 @@ ${aptWorks ? '' : 'exit 100'}
 [ "$1" = install ] || exit 0
 for p in "$@"; do
   case "$p" in
-    podman|runc|chromium) printf '#!${BASH}\\nexit 0\\n' > ${s.bin}/$p; ${CHMOD} +x ${s.bin}/$p ;;
+    podman|runc|chromium|unzip) printf '#!${BASH}\\nexit 0\\n' > ${s.bin}/$p; ${CHMOD} +x ${s.bin}/$p ;;
     postgresql) printf '#!${BASH}\\nD=%s\\n%s\\n' "$D" '${pgCtl.replace(/'/g, "'\\''")}' > ${s.bin}/pg_ctlcluster; ${CHMOD} +x ${s.bin}/pg_ctlcluster ;;
     -*) ;;
     *) echo "$p" >> $D/dpkg ;;
@@ -74,9 +74,9 @@ test('a fresh machine: the missing packages are installed with apt-get and Postg
     const first = s.run();
     assert.equal(first.status, 0, first.stderr);
     assert.match(s.log(), /^apt-get update -qq$/m);
-    assert.match(s.log(), /^apt-get install -y -qq podman runc chromium awscli postgresql$/m);
+    assert.match(s.log(), /^apt-get install -y -qq podman runc chromium unzip awscli postgresql$/m);
     assert.match(s.log(), /^pg_ctlcluster --skip-systemctl-redirect 15 main start$/m);
-    assert.match(first.stderr, /installing podman runc chromium awscli postgresql/);
+    assert.match(first.stderr, /installing podman runc chromium unzip awscli postgresql/);
     assert.match(first.stderr, /starting PostgreSQL 15\/main/);
 
     const calls = s.log();
@@ -95,7 +95,7 @@ test('what cannot be installed or started stops npm test with a message saying w
   try {
     const a = noApt.run();
     assert.equal(a.status, 1);
-    assert.match(a.stderr, /could not install podman runc chromium awscli: install them yourself \(apt-get install -y podman runc chromium awscli\)/);
+    assert.match(a.stderr, /could not install podman runc chromium unzip awscli: install them yourself \(apt-get install -y podman runc chromium unzip awscli\)/);
     const p = noPg.run();
     assert.equal(p.status, 1);
     assert.match(p.stderr, /PostgreSQL 15\/main did not start \(see \/var\/log\/postgresql\/postgresql-15-main\.log\)/);
