@@ -25,7 +25,7 @@ import { monotonicClock, systemClock, sleep as realSleep, type Clock } from '../
 import type { Logger } from '../lib/logger.js';
 import { VERSION } from '../version.js';
 import { Backoff, type Sleep } from './backoff.js';
-import { ControlChannel, type ControlEventName } from './control-channel.js';
+import { ControlChannel } from './control-channel.js';
 import { Distribution } from './distribution.js';
 import { HttpError, NetworkError, RegistrationRefusedError, RunnerGoneError, SetupFailedError, StateDirLockedError } from './errors.js';
 import { JobExecution, type ExecutionSummary, type KillReason } from './executor.js';
@@ -35,7 +35,8 @@ import { HealthServer } from './health-server.js';
 import { HeartbeatLoop } from './heartbeat.js';
 import { forgetIdentity, loadOrCreateIdentity, type Identity } from './identity.js';
 import { registerWithRetry } from './registration.js';
-import { RunnerClient, type ClaimedJob, type HeartbeatResponse, type RunnerConfig } from './runner-client.js';
+import type { ClaimedJob, ControlEventName, HeartbeatResponse, RunnerConfig } from '../protocol/runner.js';
+import { RunnerClient } from './runner-client.js';
 import { runSetup } from './setup.js';
 import { ServerList } from './server-list.js';
 import { StateDir } from './state-dir.js';

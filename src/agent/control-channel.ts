@@ -16,8 +16,7 @@ import type { Logger } from '../lib/logger.js';
 import type { Backoff, Sleep } from './backoff.js';
 import { PingWatchdog } from './ping-watchdog.js';
 import type { ControlResponse } from './runner-client.js';
-
-export type ControlEventName = 'hello' | 'ping' | 'job' | 'cancel' | 'disable' | 'enable' | 'drain' | 'delete';
+import type { ControlEventName } from '../protocol/runner.js';
 
 export interface ControlChannelEvents {
   connected: [];

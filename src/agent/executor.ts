@@ -27,7 +27,8 @@ import { LineSplitter } from './line-splitter.js';
 import { LogStreamer } from './log-streamer.js';
 import { Masker } from './masker.js';
 import { ProcessGroup, buildScript, type ExitStatus } from './process-group.js';
-import type { ClaimedJob, JobResultBody, RunnerClient } from './runner-client.js';
+import type { ClaimedJob, JobResultBody } from '../protocol/runner.js';
+import type { RunnerClient } from './runner-client.js';
 import type { JobDir, Workspace } from './workspace.js';
 import { jsonProblem } from '../lib/validation.js';
 

@@ -7,7 +7,7 @@
 import type { Logger } from '../lib/logger.js';
 import { Backoff, type Sleep } from './backoff.js';
 import { HttpError } from './errors.js';
-import type { HeartbeatResponse } from './runner-client.js';
+import type { HeartbeatResponse } from '../protocol/runner.js';
 
 export interface HeartbeatDeps {
   send: (signal: AbortSignal) => Promise<HeartbeatResponse>;

@@ -15,7 +15,7 @@ import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { Backoff, Sleep } from './backoff.js';
 import { HttpError, isRetryable } from './errors.js';
-import type { LogLine } from './runner-client.js';
+import type { LogLine } from '../protocol/runner.js';
 
 export interface LogStreamerDeps {
   send: (seq: number, lines: LogLine[]) => Promise<{ cancel: boolean }>;

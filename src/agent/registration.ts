@@ -11,7 +11,8 @@
 import type { Logger } from '../lib/logger.js';
 import type { Backoff, Sleep } from './backoff.js';
 import { HttpError, RegistrationRefusedError, RunnerGoneError, isRetryable } from './errors.js';
-import type { RegisterRequest, RegisterResponse, RunnerClient } from './runner-client.js';
+import type { RegisterRequest, RegisterResponse } from '../protocol/runner.js';
+import type { RunnerClient } from './runner-client.js';
 
 export interface RegistrationDeps {
   client: RunnerClient;

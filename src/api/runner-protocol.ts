@@ -10,7 +10,8 @@ import type { ApiContext } from './context.js';
 import type { Authenticator } from './auth.js';
 import { requireRunner } from './auth.js';
 import { parseId, parseUuid, readJson, type Env } from './http.js';
-import { activeJobIdsOfRunner, appendLogs, claimForRunner, markRunning, recoverJobs, type ClaimedJob } from '../queue/jobs.js';
+import { activeJobIdsOfRunner, appendLogs, claimForRunner, markRunning, recoverJobs } from '../queue/jobs.js';
+import type * as wire from '../protocol/runner.js';
 import { resumeRunner, findRunner, findRunnerState, getRunner, registerRunner, transitionRunner, type Runner, type RunnerState } from '../store/queries/runners.js';
 import { getPool, type Pool } from '../store/queries/pools.js';
 import { ResultBatcher } from './result-batcher.js';
@@ -71,7 +72,7 @@ const MAX_UNREAD_CONTROL_BYTES = 1 << 20;
 /** A claim not confirmed by the runner's heartbeat after this long is considered lost. */
 const LOST_CLAIM_MS = 30_000;
 
-export function runnerConfig(ctx: ApiContext, pool: Pool, runner: Runner) {
+export function runnerConfig(ctx: ApiContext, pool: Pool, runner: Runner): Omit<wire.RunnerConfig, 'distribution'> {
   const lease = leaseTiming(ctx.config);
   return {
     pool: pool.name,
@@ -109,7 +110,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       throw new UnauthorizedError(why === 'expired' ? 'registration token has expired' : 'invalid registration token');
     }
     if (principal.kind !== 'registration') throw new ForbiddenError(`registration needs a registration token; a ${principal.kind} token was given`);
-    const body = await readJson(c, registerSchema);
+    const body = (await readJson(c, registerSchema)) satisfies wire.RegisterRequest;
     const id = body.id.toLowerCase();
     if (principal.runnerId && principal.runnerId !== id) throw new ForbiddenError('this registration token belongs to another runner', 'id');
     const now = ctx.clock.now();
@@ -162,7 +163,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       ...(result.firstKey ? { credential: result.secret } : {}),
       sealedCredential: sealTo(body.publicKey, { credential: result.secret }),
       config: { ...runnerConfig(ctx, result.pool, result.runner), distribution: result.distribution },
-    }, 201);
+    } satisfies wire.RegisterResponse, 201);
   });
 
   // A terminated runner's credential is revoked. Tell its agent "gone" (410, stop for good) rather
@@ -219,7 +220,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
   app.post('/:id/heartbeat', async (c) => {
     const id = parseUuid(c);
     requireRunner(c.var.principal, id);
-    const body = await readJson(c, heartbeatSchema);
+    const body = (await readJson(c, heartbeatSchema)) satisfies wire.HeartbeatRequest;
     const now = ctx.clock.now();
     // Before the read: a claim recorded after this point sees it abandoned and undoes itself.
     const abandoned = claims.abandon(id, body.abandoned, now);
@@ -249,20 +250,20 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
       ctx.bus.emit('runners');
       state = (await getRunner(ctx.db, id)).state;
     }
-    return c.json({ state, cancel, lost, servers: ctx.servers?.() ?? [] });
+    return c.json({ state, cancel, lost, servers: ctx.servers?.() ?? [] } satisfies wire.HeartbeatResponse);
   });
 
   app.post('/:id/claim', async (c) => {
     const id = parseUuid(c);
     requireRunner(c.var.principal, id);
-    const body = await readJson(c, claimSchema);
+    const body = (await readJson(c, claimSchema)) satisfies wire.ClaimRequest;
     const pool = c.var.principal.pool;
     const abort = new AbortController();
     c.req.raw.signal?.addEventListener('abort', () => abort.abort(), { once: true });
     const deadline = Date.now() + body.waitMs;
     for (;;) {
       // A runner that hung up must not be handed jobs it will never see.
-      if (abort.signal.aborted || (body.seq !== undefined && claims.isAbandoned(id, body.seq))) return c.json({ jobs: [] });
+      if (abort.signal.aborted || (body.seq !== undefined && claims.isAbandoned(id, body.seq))) return c.json({ jobs: [] } satisfies wire.ClaimResponse);
       const gen = ctx.hub.generation(pool);
       const jobs = await tryClaim(ctx, id, body.max);
       if (jobs.length > 0 && body.seq !== undefined && claims.record(id, body.seq, jobs.map((j) => ({ id: j.id, attempt: j.attempt })), ctx.clock.now())) {
@@ -270,11 +271,11 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
         const now = ctx.clock.now();
         await ctx.db.transaction((tx) => recoverJobs(tx, now, jobs.map((j) => j.id), 'claim abandoned by the runner', { runnerId: id, refundUnstarted: true }));
         ctx.bus.emit('jobs', pool, jobs.length);
-        return c.json({ jobs: [] });
+        return c.json({ jobs: [] } satisfies wire.ClaimResponse);
       }
-      if (jobs.length > 0 || abort.signal.aborted) return c.json({ jobs });
+      if (jobs.length > 0 || abort.signal.aborted) return c.json({ jobs } satisfies wire.ClaimResponse);
       const left = deadline - Date.now();
-      if (left <= 0) return c.json({ jobs: [] });
+      if (left <= 0) return c.json({ jobs: [] } satisfies wire.ClaimResponse);
       // The periodic re-check covers jobs enqueued through another server.
       await ctx.hub.park(pool, gen, abort.signal, Math.min(left, 2000));
     }
@@ -292,7 +293,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     });
     ctx.bus.emit('runners');
     if (lost.length) ctx.bus.emit('jobs', c.var.principal.pool, lost.length);
-    return c.json({ ok: true });
+    return c.json({ ok: true } satisfies wire.OkResponse);
   });
 
   app.post('/:id/deregister', async (c) => {
@@ -300,14 +301,14 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
     requireRunner(c.var.principal, id);
     await terminateRunner(ctx, ctx.clock.now(), id, 'agent exited', { actor: id, jobsReason: 'runner exited' });
     claims.forget(id);
-    return c.json({ ok: true });
+    return c.json({ ok: true } satisfies wire.OkResponse);
   });
 
   return app;
 }
 
 /** One claim attempt: respects the runner's state, free slots, config hash and ephemerality. */
-async function tryClaim(ctx: ApiContext, runnerId: string, max: number): Promise<ClaimedJob[]> {
+async function tryClaim(ctx: ApiContext, runnerId: string, max: number): Promise<wire.ClaimedJob[]> {
   const now = ctx.clock.now();
   const started = performance.now();
   const { runnerState, publicKey, jobs } = await claimForRunner(ctx.db, now, runnerId, max);
@@ -326,7 +327,7 @@ async function tryClaim(ctx: ApiContext, runnerId: string, max: number): Promise
     ...j,
     secretsEnc: null,
     secrets: j.secretsEnc && publicKey ? sealTo(publicKey, decryptAtRest(ctx.secretKey, j.secretsEnc)) : null,
-  })) as any;
+  }));
 }
 
 /**
@@ -351,27 +352,27 @@ export function runnerJobRouter(ctx: ApiContext) {
     const p = c.var.principal;
     requireRunner(p);
     const jobId = parseId(c);
-    const body = await readJson(c, z.strictObject(fenceSchema));
+    const body = (await readJson(c, z.strictObject(fenceSchema))) satisfies wire.StartRequest;
     const job = await fenced(ctx, p.runnerId, () => markRunning(ctx.db, ctx.clock.now(), { jobId, runnerId: p.runnerId, attempt: body.attempt }));
     ctx.bus.emit(`job:${jobId}`);
-    return c.json({ state: job.state, cancel: job.cancelRequested });
+    return c.json({ state: job.state, cancel: job.cancelRequested } satisfies wire.StartResponse);
   });
 
   app.post('/:id/logs', async (c) => {
     const p = c.var.principal;
     if (p.kind !== 'runner') return c.notFound();
     const jobId = parseId(c);
-    const body = await readJson(c, logSchema);
+    const body = (await readJson(c, logSchema)) satisfies wire.LogsRequest;
     const r = await fenced(ctx, p.runnerId, () => appendLogs(ctx.db, ctx.clock.now(), { jobId, runnerId: p.runnerId, attempt: body.attempt }, body.seq, body.lines));
     ctx.bus.emit(`log:${jobId}`);
-    return c.json({ cancel: r.cancelRequested });
+    return c.json({ cancel: r.cancelRequested } satisfies wire.LogsResponse);
   });
 
   app.post('/:id/result', async (c) => {
     const p = c.var.principal;
     requireRunner(p);
     const jobId = parseId(c);
-    const body = await readJson(c, resultSchema);
+    const body = (await readJson(c, resultSchema)) satisfies wire.JobResultBody;
     const job = await fenced(ctx, p.runnerId, () => results.complete({ jobId, runnerId: p.runnerId, attempt: body.attempt }, body));
     const now = ctx.clock.now();
     if (job.state === 'queued') ctx.bus.emit('jobs', job.pool, 1);
@@ -381,7 +382,7 @@ export function runnerJobRouter(ctx: ApiContext) {
     }
     ctx.bus.emit(`job:${jobId}`);
     ctx.bus.emit('runners', 'load');
-    return c.json({ state: job.state });
+    return c.json({ state: job.state } satisfies wire.ResultResponse);
   });
 
   return app;

@@ -12,6 +12,7 @@ import type { Queryable } from '../store/db.js';
 import { recordEvents } from '../store/queries/events.js';
 import { ConflictError, NotFoundError } from '../lib/errors.js';
 import { refreshBusyIdle } from '../store/queries/runners.js';
+import type { LogLine } from '../protocol/runner.js';
 
 export type JobState = 'queued' | 'claimed' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'timed_out';
 export const ACTIVE_STATES: JobState[] = ['claimed', 'running'];
@@ -318,13 +319,8 @@ export async function markRunning(q: Queryable, now: number, f: Fence): Promise<
   return toJob(await fenced(q, f)); // already running is fine; a lost claim throws
 }
 
-export interface LogLine {
-  /** epoch ms when the runner read the line */
-  t: number;
-  /** 'o' stdout, 'e' stderr, 's' system (runner messages) */
-  s: 'o' | 'e' | 's';
-  m: string;
-}
+/** Log lines are stored as the runner sends them. */
+export type { LogLine } from '../protocol/runner.js';
 
 /**
  * Appends one batch of log lines. Batches are idempotent by seq (a retried batch is ignored),
