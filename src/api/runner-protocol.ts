@@ -13,7 +13,7 @@ import { parseId, parseUuid, readJson, type Env } from './http.js';
 import { activeJobIdsOfRunner, appendLogs, claimForRunner, markRunning, recoverJobs, type ClaimedJob } from '../queue/jobs.js';
 import { resumeRunner, findRunner, findRunnerState, getRunner, registerRunner, transitionRunner, type Runner, type RunnerState } from '../store/queries/runners.js';
 import { getPool, type Pool } from '../store/queries/pools.js';
-import { ResultBatcher } from '../app/completer.js';
+import { JobCompleter } from '../app/completer.js';
 import { createToken, findTokenBySecret, revokeRunnerTokens, spendToken } from '../store/queries/tokens.js';
 import { decryptAtRest, isValidPublicKey, sealTo } from '../lib/sealed.js';
 import { ConflictError, ForbiddenError, GoneError, NotFoundError, UnauthorizedError, UnprocessableError } from '../lib/errors.js';
@@ -345,7 +345,7 @@ async function fenced<T>(ctx: AppContext, runnerId: string, call: () => Promise<
 
 export function runnerJobRouter(ctx: AppContext) {
   const app = new Hono<Env>();
-  const results = new ResultBatcher(ctx.db, ctx.clock);
+  const results = new JobCompleter(ctx.db, ctx.clock);
 
   app.post('/:id/start', async (c) => {
     const p = c.var.principal;
