@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import type { ApiContext } from './context.js';
+import type { AppContext } from '../app/context.js';
 import { Authenticator, actorOf, requireAdmin } from './auth.js';
 import { ForbiddenError, UnauthorizedError } from '../lib/errors.js';
 import { StoreUnavailableError, storeError } from '../store/store-errors.js';
@@ -16,7 +16,7 @@ import { streamRouter } from './stream.js';
 import { webRouter } from '../web/router.js';
 import { githubWebhookRouter } from '../github/webhook.js';
 
-export function createApp(ctx: ApiContext) {
+export function createApp(ctx: AppContext) {
   const app = new Hono<Env>();
   const auth = new Authenticator(ctx);
 
@@ -73,7 +73,7 @@ export function createApp(ctx: ApiContext) {
   return { app, auth };
 }
 
-async function refreshGauges(ctx: ApiContext) {
+async function refreshGauges(ctx: AppContext) {
   ctx.metrics.jobsQueued.reset();
   for (const r of await ctx.db.query(`select pool, state, count(*)::int as n from jobs where state in ('queued', 'claimed', 'running') group by pool, state`))
     ctx.metrics.jobsQueued.set({ pool: r.pool, state: r.state }, r.n);

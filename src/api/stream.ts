@@ -17,7 +17,7 @@
 import type { EventEmitter } from 'node:events';
 import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
-import type { ApiContext } from './context.js';
+import type { AppContext } from '../app/context.js';
 import { requireAdmin } from './auth.js';
 import type { Env } from './http.js';
 
@@ -50,7 +50,7 @@ export class FleetWatcher {
   private lastCheck = 0;
   private readonly poke = () => this.checkSoon();
 
-  constructor(private ctx: Pick<ApiContext, 'db' | 'log'> & { bus: EventEmitter }) {}
+  constructor(private ctx: Pick<AppContext, 'db' | 'log'> & { bus: EventEmitter }) {}
 
   /** Starts watching with the first subscriber; returns the unsubscribe function. */
   async subscribe(listener: Listener): Promise<() => void> {
@@ -147,7 +147,7 @@ export class FleetWatcher {
   }
 }
 
-export function streamRouter(ctx: ApiContext) {
+export function streamRouter(ctx: AppContext) {
   const app = new Hono<Env>();
   const watcher = new FleetWatcher(ctx);
 
