@@ -9,7 +9,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Db, Queryable } from '../store/db.js';
-import { activeJobIdsOfRunner, recoverJobs } from './jobs.js';
+import { activeJobIdsOfRunner, recoverJobs } from './recover.js';
 import { transitionRunner, type Runner } from '../store/queries/runners.js';
 import { revokeRunnerTokens } from '../store/queries/tokens.js';
 

@@ -1,5 +1,5 @@
 import type { ApiContext } from '../api/context.js';
-import { expireTimedOutJobs, findStuckJobs, recoverJobs, activeJobIdsOfRunner } from '../queue/jobs.js';
+import { countJobsByPool, expireTimedOutJobs, findStuckJobs, recoverJobs, activeJobIdsOfRunner } from '../queue/recover.js';
 import { findSilentRunners, transitionRunner } from '../store/queries/runners.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
 
@@ -40,10 +40,7 @@ export async function recover(ctx: ApiContext, now: number): Promise<RecoveryRep
     report.timedOut.push(j.id);
     if (j.runnerId) ctx.hub.send(j.runnerId, 'cancel', { jobId: j.id });
   }
-  if (report.requeued.length) {
-    const pools = await ctx.db.query<{ pool: string; n: number }>('select pool, count(*)::int as n from jobs where id = any($1::bigint[]) group by pool', [report.requeued]);
-    for (const p of pools) ctx.bus.emit('jobs', p.pool, p.n);
-  }
+  for (const p of await countJobsByPool(ctx.db, report.requeued)) ctx.bus.emit('jobs', p.pool, p.n);
   for (const id of [...report.requeued, ...report.failed, ...report.timedOut]) ctx.bus.emit(`job:${id}`);
   if (report.offline.length || report.requeued.length || report.failed.length || report.timedOut.length) {
     ctx.log.info(report, 'recovery pass');
