@@ -1,6 +1,7 @@
 import type { ApiContext } from '../api/context.js';
 import { countJobsByPool, expireTimedOutJobs, findStuckJobs, recoverJobs, activeJobIdsOfRunner } from '../queue/recover.js';
-import { findSilentRunners, transitionRunner } from '../store/queries/runners.js';
+import { findSilentRunners } from '../store/queries/runners.js';
+import { moveRunner } from '../store/queries/runner-transitions.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
 
 /** How long past its timeout a job may run before the server records it timed out itself. */
@@ -27,8 +28,8 @@ export async function recover(ctx: ApiContext, now: number): Promise<RecoveryRep
   };
   for (const r of await findSilentRunners(ctx.db, now - scheduler.offlineAfter)) {
     const moved = await ctx.db.transaction(async (tx) => {
-      const went = await transitionRunner(tx, now, r.id, 'offline', `no heartbeat for ${Math.round(scheduler.offlineAfter / 1000)}s`, { from: ['idle', 'busy', 'draining', 'disabled'] });
-      if (!went) return [];
+      const went = await moveRunner(tx, now, r.id, 'offline', `no heartbeat for ${Math.round(scheduler.offlineAfter / 1000)}s`);
+      if (!went.moved) return [];
       return recoverJobs(tx, now, await activeJobIdsOfRunner(tx, r.id), 'runner went offline', { runnerId: r.id });
     });
     report.offline.push(r.id);

@@ -5,7 +5,8 @@ import { decide, type Action, type PoolView } from './decide.js';
 import { listPools, setWaitingReason } from '../store/queries/pools.js';
 import { providerHint } from '../api/pool-checks.js';
 import { artifactInfo } from '../api/artifacts.js';
-import { insertStartingRunner, setProviderRef, transitionRunner, findRunner } from '../store/queries/runners.js';
+import { insertStartingRunner, setProviderRef, findRunner } from '../store/queries/runners.js';
+import { moveRunner } from '../store/queries/runner-transitions.js';
 import { createToken } from '../store/queries/tokens.js';
 import { liveRunnersOfProvider, queuedByPoolAndImage, schedulingRunners, type SchedulingRunner } from '../store/queries/scheduling.js';
 import { activeJobIdsOfRunner } from '../queue/recover.js';
@@ -395,8 +396,9 @@ export class Scheduler {
   }
 
   private async drain(runnerId: string, reason: string) {
-    const r = await transitionRunner(this.ctx.db, this.ctx.clock.now(), runnerId, 'draining', reason, { from: ['idle', 'busy', 'disabled'] });
-    if (r) this.ctx.hub.send(runnerId, 'drain');
+    const r = await moveRunner(this.ctx.db, this.ctx.clock.now(), runnerId, 'drain', reason);
+    if (r.moved) this.ctx.hub.send(runnerId, 'drain');
+    else this.ctx.log.info({ runnerId, reason: r.refusal }, 'scheduler drain not applied');
   }
 
   /**
@@ -428,9 +430,9 @@ export class Scheduler {
     } else if (runner.state !== 'draining') {
       const moved = await this.ctx.db.transaction(async (tx) => {
         const active = await activeJobIdsOfRunner(tx, runnerId);
-        const r = await transitionRunner(tx, now, runnerId, 'draining', reason, { from: ['idle', 'disabled'] });
-        if (r && active.length > 0) throw new AbandonTermination();
-        return r;
+        const r = await moveRunner(tx, now, runnerId, 'drainIdle', reason);
+        if (r.moved && active.length > 0) throw new AbandonTermination();
+        return r.moved;
       }).catch((err) => (err instanceof AbandonTermination ? undefined : Promise.reject(err)));
       if (!moved) return; // it took a job in the meantime: keep it
       this.ctx.hub.send(runnerId, 'drain');
