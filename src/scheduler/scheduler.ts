@@ -519,12 +519,12 @@ export class Scheduler {
   }
 
   /**
-   * On a graceful shutdown, runners this machine runs (the process provider) stop with it: their
-   * jobs go back to the queue for the next start. Runners of a crashed control plane are not
+   * On a graceful shutdown, runners this machine runs (providers with `runsOnServerHost`: the
+   * process provider) stop with it: their jobs go back to the queue for the next start. Runners of a crashed control plane are not
    * stopped (nothing runs this), and a restart adopts them.
    */
   async stopLocalRunners(): Promise<void> {
-    const local = [...this.providers.values()].filter((p) => p.name === 'process');
+    const local = [...this.providers.values()].filter((p) => p.runsOnServerHost);
     for (const provider of local) {
       const owned = await provider.list().catch(() => []);
       for (const r of owned) await this.markTerminated(r.runnerId, 'control plane shut down').catch(() => {});
