@@ -13,12 +13,12 @@ import { readInstanceId } from './store/queries/meta.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import { atRestKey } from './lib/sealed.js';
-import { ControlHub } from './api/control-hub.js';
-import { HeartbeatBuffer } from './api/heartbeats.js';
-import { RefusalAudit } from './api/refusal-audit.js';
-import { Metrics } from './api/metrics.js';
+import { ControlHub } from './app/control-hub.js';
+import { HeartbeatBuffer } from './app/heartbeat-buffer.js';
+import { RefusalAudit } from './app/refusal-audit.js';
+import { Metrics } from './app/metrics.js';
 import { createApp } from './api/app.js';
-import type { ApiContext } from './api/context.js';
+import type { AppContext } from './app/context.js';
 import { applyPoolConfig, checkConfigDistributions } from './api/pools.js';
 import { countAdminTokens, createToken } from './store/queries/tokens.js';
 import { Maintenance } from './scheduler/maintenance.js';
@@ -32,7 +32,7 @@ import { ec2ProvidersFor } from './providers/ec2/index.js';
 import type { Provider } from './providers/provider.js';
 import { VERSION } from './version.js';
 import { githubReconcile } from './github/service.js';
-import { ServerRegistry } from './api/server-registry.js';
+import { ServerRegistry } from './app/server-registry.js';
 
 export interface ServerOptions {
   config: Config;
@@ -62,7 +62,7 @@ export class RunyardServer {
   readonly hub = new ControlHub();
   readonly metrics = new Metrics();
   db!: Db;
-  ctx!: ApiContext;
+  ctx!: AppContext;
   maintenance!: Maintenance;
   scheduler!: Scheduler;
   leader!: LeaderLock;

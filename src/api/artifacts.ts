@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Hono } from 'hono';
 import { z } from 'zod';
-import type { ApiContext } from './context.js';
+import type { AppContext } from '../app/context.js';
 import { requireAdmin } from './auth.js';
 import { query, validate, type Env } from './http.js';
 import { safeString } from '../lib/validation.js';
@@ -38,7 +38,7 @@ export async function storeArtifact(q: Queryable, now: number, name: string, bod
 
 export const ARCHIVE_NAME = /^[A-Za-z0-9._-]{1,200}\.(zip|tar\.gz|tgz|tar)$/;
 
-export function artifactsRouter(ctx: ApiContext) {
+export function artifactsRouter(ctx: AppContext) {
   const app = new Hono<Env>();
 
   app.post('/', async (c) => {

@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { z } from 'zod';
-import type { ApiContext } from './context.js';
+import type { AppContext } from '../app/context.js';
 import { actorOf, requireAdmin } from './auth.js';
 import { parseId, query, readJson, type Env } from './http.js';
 import { slug, type ClassSize } from '../config/schema.js';
@@ -12,13 +12,13 @@ import { enqueue } from '../queue/submit.js';
 import { getJob, listJobs, readLogs } from '../queue/read.js';
 import { retryJob } from '../queue/retry.js';
 import { FINAL_STATES, type Job, type JobSpec, type JobState } from '../queue/job.js';
-import { getPool, listPools, type Pool } from '../store/queries/pools.js';
+import { getPool, getWaitingReason, listPools, type Pool } from '../store/queries/pools.js';
 import { listEvents } from '../store/queries/events.js';
 import { encryptAtRest } from '../lib/sealed.js';
 import { NotFoundError, UnprocessableError } from '../lib/errors.js';
-import { waitForAny } from './waiters.js';
+import { waitForAny } from '../app/waiters.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
-import { distributionProblem, providerProblem } from './pool-checks.js';
+import { distributionProblem, providerProblem } from '../app/pool-checks.js';
 
 const KEEPALIVE_MS = 15_000;
 const JOB_STATES = ['queued', 'claimed', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out'] as const;
@@ -57,7 +57,7 @@ export function publicJob(j: Job) {
  * Resolves pools, applies defaults and encrypts secrets; throws 422 for an unknown pool.
  * `fieldPrefix` names the spec in errors; its "[]" is replaced by the spec's index ("jobs[3].").
  */
-export async function prepareSpecs(ctx: ApiContext, inputs: JobSpecInput[], source = 'api', fieldPrefix = ''): Promise<JobSpec[]> {
+export async function prepareSpecs(ctx: AppContext, inputs: JobSpecInput[], source = 'api', fieldPrefix = ''): Promise<JobSpec[]> {
   const pools = new Map<string, Pool>();
   let defaultPool: string | undefined;
   const out: JobSpec[] = [];
@@ -125,13 +125,12 @@ function checkResources(classSizes: Record<string, ClassSize>, pool: Pool, s: Jo
 }
 
 /** Why a queued job waits (its pool's runners cannot be started), or null. */
-async function waitingReasonOf(ctx: ApiContext, job: Job): Promise<string | null> {
+async function waitingReasonOf(ctx: AppContext, job: Job): Promise<string | null> {
   if (job.state !== 'queued') return null;
-  const [row] = await ctx.db.query<{ waiting_reason: string | null }>('select waiting_reason from pools where name = $1', [job.pool]);
-  return row?.waiting_reason ?? null;
+  return getWaitingReason(ctx.db, job.pool);
 }
 
-export async function submitJobs(ctx: ApiContext, specs: JobSpec[], actor: string) {
+export async function submitJobs(ctx: AppContext, specs: JobSpec[], actor: string) {
   const results = await enqueue(ctx.db, ctx.clock.now(), specs, actor);
   const perPool = new Map<string, number>();
   for (const r of results) {
@@ -143,7 +142,7 @@ export async function submitJobs(ctx: ApiContext, specs: JobSpec[], actor: strin
   return results;
 }
 
-export function jobsRouter(ctx: ApiContext) {
+export function jobsRouter(ctx: AppContext) {
   const app = new Hono<Env>();
 
   app.post('/', async (c) => {

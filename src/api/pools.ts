@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
-import type { ApiContext } from './context.js';
+import type { AppContext } from '../app/context.js';
 import { actorOf, requireAdmin } from './auth.js';
 import { readJson, validate, type Env } from './http.js';
 import { poolSchema, slug, type PoolConfig } from '../config/schema.js';
@@ -10,14 +10,15 @@ import { ConflictError, InvalidError, UnprocessableError } from '../lib/errors.j
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ARCHIVE_NAME, storeArtifact } from './artifacts.js';
-import { distributionProblem, providerProblem } from './pool-checks.js';
+import { distributionProblem, providerProblem } from '../app/pool-checks.js';
+import { countQueued } from '../queue/read.js';
 
 /**
  * Before the config's pools are applied at start: a distribution that is neither in the store nor
  * a file next to the config is refused (422 naming pools[i].distribution; `up` exits 2). A file
  * there is imported, so a fresh store can start with it.
  */
-export async function checkConfigDistributions(ctx: ApiContext, configDir: string): Promise<void> {
+export async function checkConfigDistributions(ctx: AppContext, configDir: string): Promise<void> {
   for (const [i, p] of ctx.config.pools.entries()) {
     if (!p.distribution || !(await distributionProblem(ctx.db, p))) continue;
     const file = resolve(configDir, p.distribution);
@@ -31,7 +32,7 @@ export async function checkConfigDistributions(ctx: ApiContext, configDir: strin
 }
 
 /** Refuses (422) what a pool can never run with on this server: its provider, its distribution. */
-async function checkRunnable(ctx: ApiContext, p: PoolConfig, prefix: string): Promise<void> {
+async function checkRunnable(ctx: AppContext, p: PoolConfig, prefix: string): Promise<void> {
   const provider = providerProblem(ctx.providers, p);
   if (provider) throw new UnprocessableError(provider, `${prefix}provider`);
   const dist = await distributionProblem(ctx.db, p);
@@ -39,22 +40,21 @@ async function checkRunnable(ctx: ApiContext, p: PoolConfig, prefix: string): Pr
 }
 
 /** Validates a pool against the server's class sizes and stores it. */
-export async function applyPoolConfig(ctx: ApiContext, p: PoolConfig, source: string, actor: string) {
+export async function applyPoolConfig(ctx: AppContext, p: PoolConfig, source: string, actor: string) {
   if (p.class && !ctx.classSizes[p.class]) throw new UnprocessableError(`unknown class size ${p.class}; known: ${Object.keys(ctx.classSizes).join(', ')}`, 'class');
   const result = await ctx.db.transaction((tx) => applyPool(tx, ctx.clock.now(), p, configHash(p, p.class ? ctx.classSizes[p.class] : undefined), source, actor));
   ctx.bus.emit('runners');
   return result;
 }
 
-export async function poolSummary(ctx: ApiContext, pool: Pool) {
+export async function poolSummary(ctx: AppContext, pool: Pool) {
   const runners = await listRunners(ctx.db, { pool: pool.name });
   const byState: Record<string, number> = {};
   for (const r of runners) byState[r.state] = (byState[r.state] ?? 0) + 1;
-  const [q] = await ctx.db.query(`select count(*)::int as n from jobs where pool = $1 and state = 'queued'`, [pool.name]);
-  return { ...pool, runners: byState, queued: q!.n };
+  return { ...pool, runners: byState, queued: await countQueued(ctx.db, pool.name) };
 }
 
-export function poolsRouter(ctx: ApiContext) {
+export function poolsRouter(ctx: AppContext) {
   const app = new Hono<Env>();
 
   app.get('/', async (c) => {

@@ -6,7 +6,7 @@ import { Hono } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
 import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { z } from 'zod';
-import type { ApiContext } from './context.js';
+import type { AppContext } from '../app/context.js';
 import type { Authenticator } from './auth.js';
 import { requireRunner } from './auth.js';
 import { parseId, parseUuid, readJson, type Env } from './http.js';
@@ -17,14 +17,14 @@ import type { ClaimedJob } from '../queue/job.js';
 import { findRunner, findRunnerState, getRunner, type Runner, type RunnerState } from '../store/queries/runners.js';
 import { moveRunner, registerRunner, resumeRunner } from '../store/queries/runner-transitions.js';
 import { getPool, type Pool } from '../store/queries/pools.js';
-import { ResultBatcher } from './result-batcher.js';
+import { JobCompleter } from '../app/completer.js';
 import { createToken, findTokenBySecret, revokeRunnerTokens, spendToken } from '../store/queries/tokens.js';
 import { decryptAtRest, isValidPublicKey, sealTo } from '../lib/sealed.js';
 import { ConflictError, ForbiddenError, GoneError, NotFoundError, UnauthorizedError, UnprocessableError } from '../lib/errors.js';
 import { artifactInfo } from './artifacts.js';
-import { ClaimLedger } from './claim-ledger.js';
+import { ClaimLedger } from '../app/claim-ledger.js';
 import { terminateRunner } from '../queue/terminate-runner.js';
-import { sseFrame, type ControlSend } from './control-hub.js';
+import { sseFrame, type ControlSend } from '../app/control-hub.js';
 import { INT4_MAX, INT8_MAX, MAX_EPOCH_MS, boundedInt, jsonValue, labels, safeString } from '../lib/validation.js';
 import { leaseTiming } from '../config/lease.js';
 
@@ -75,7 +75,7 @@ const MAX_UNREAD_CONTROL_BYTES = 1 << 20;
 /** A claim not confirmed by the runner's heartbeat after this long is considered lost. */
 const LOST_CLAIM_MS = 30_000;
 
-export function runnerConfig(ctx: ApiContext, pool: Pool, runner: Runner) {
+export function runnerConfig(ctx: AppContext, pool: Pool, runner: Runner) {
   const lease = leaseTiming(ctx.config);
   return {
     pool: pool.name,
@@ -98,7 +98,7 @@ export function runnerConfig(ctx: ApiContext, pool: Pool, runner: Runner) {
   };
 }
 
-export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
+export function runnerProtocolRouter(ctx: AppContext, auth: Authenticator) {
   const app = new Hono<Env>();
   const claims = new ClaimLedger(LOST_CLAIM_MS);
 
@@ -311,7 +311,7 @@ export function runnerProtocolRouter(ctx: ApiContext, auth: Authenticator) {
 }
 
 /** One claim attempt: respects the runner's state, free slots, config hash and ephemerality. */
-async function tryClaim(ctx: ApiContext, runnerId: string, max: number): Promise<ClaimedJob[]> {
+async function tryClaim(ctx: AppContext, runnerId: string, max: number): Promise<ClaimedJob[]> {
   const now = ctx.clock.now();
   const started = performance.now();
   const { runnerState, publicKey, jobs } = await claimForRunner(ctx.db, now, runnerId, max);
@@ -338,7 +338,7 @@ async function tryClaim(ctx: ApiContext, runnerId: string, max: number): Promise
  * any server: its credential may still be in this server's auth cache) is told it is gone, 410,
  * rather than 409; the extra read happens only on that refusal.
  */
-async function fenced<T>(ctx: ApiContext, runnerId: string, call: () => Promise<T>): Promise<T> {
+async function fenced<T>(ctx: AppContext, runnerId: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (err) {
@@ -347,9 +347,9 @@ async function fenced<T>(ctx: ApiContext, runnerId: string, call: () => Promise<
   }
 }
 
-export function runnerJobRouter(ctx: ApiContext) {
+export function runnerJobRouter(ctx: AppContext) {
   const app = new Hono<Env>();
-  const results = new ResultBatcher(ctx.db, ctx.clock);
+  const results = new JobCompleter(ctx.db, ctx.clock);
 
   app.post('/:id/start', async (c) => {
     const p = c.var.principal;

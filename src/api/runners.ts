@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
-import type { ApiContext } from './context.js';
+import type { AppContext } from '../app/context.js';
 import { actorOf, requireAdmin } from './auth.js';
 import { parseUuid, query, type Env } from './http.js';
 import { getRunner, listRunners, refreshBusyIdle, setHold, type RunnerState } from '../store/queries/runners.js';
@@ -12,7 +12,7 @@ import { slug } from '../config/schema.js';
 const RUNNER_STATES = ['starting', 'idle', 'busy', 'draining', 'offline', 'disabled', 'terminated'] as const;
 
 /** Operator actions on runners; the scheduler and provider carry out terminations. */
-export function runnersRouter(ctx: ApiContext) {
+export function runnersRouter(ctx: AppContext) {
   const app = new Hono<Env>();
 
   app.get('/', async (c) => {

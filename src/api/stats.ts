@@ -9,7 +9,7 @@
  */
 import { Hono } from 'hono';
 import { z } from 'zod';
-import type { ApiContext } from './context.js';
+import type { AppContext } from '../app/context.js';
 import { requireAdmin } from './auth.js';
 import { query, type Env } from './http.js';
 import { slug } from '../config/schema.js';
@@ -41,7 +41,7 @@ export interface PoolStats {
   waitingReason: string | null;
 }
 
-export function statsRouter(ctx: ApiContext) {
+export function statsRouter(ctx: AppContext) {
   const app = new Hono<Env>();
 
   app.get('/', async (c) => {

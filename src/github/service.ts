@@ -10,7 +10,7 @@
  *   reconcile ─▶ missed queued jobs, runners that never got a job, offline leftovers
  */
 import { randomBytes } from 'node:crypto';
-import type { ApiContext } from '../api/context.js';
+import type { AppContext } from '../app/context.js';
 import { prepareSpecs, submitJobs } from '../api/jobs.js';
 import { cancelJob } from '../queue/cancel.js';
 import { FINAL_STATES, toJob, type Job } from '../queue/job.js';
@@ -56,17 +56,17 @@ export type QueuedOutcome =
   | { status: 'ignored'; reason: string }
   | { status: 'unroutable'; reason: string };
 
-const sources = new WeakMap<ApiContext, GithubSource>();
+const sources = new WeakMap<AppContext, GithubSource>();
 
 /** The one GitHub source of a server (shares the token cache and rate-limit state). */
-export function githubSource(ctx: ApiContext): GithubSource {
+export function githubSource(ctx: AppContext): GithubSource {
   let s = sources.get(ctx);
   if (!s) sources.set(ctx, (s = new GithubSource(ctx)));
   return s;
 }
 
 /** The periodic step: `maintenance.steps.push({ name: 'github', run: (now) => githubReconcile(ctx, now) })`. */
-export async function githubReconcile(ctx: ApiContext, now: number) {
+export async function githubReconcile(ctx: AppContext, now: number) {
   if (!githubSettings(ctx.config)) return;
   return githubSource(ctx).reconcile(now);
 }
@@ -75,7 +75,7 @@ export class GithubSource {
   readonly client: GithubClient;
   private lastReconcile = -Infinity;
 
-  constructor(private ctx: ApiContext) {
+  constructor(private ctx: AppContext) {
     this.client = new GithubClient(() => this.settings, ctx.log, () => ctx.clock.now());
   }
 

@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
-import type { ApiContext } from '../api/context.js';
+import type { AppContext } from '../app/context.js';
 import { bodyLimit, errorBody } from '../api/http.js';
 import { recordEvents } from '../store/queries/events.js';
 import { clientAddress } from '../api/auth.js';
@@ -38,7 +38,7 @@ const WEBHOOK_RATE_LIMIT_WAIT_MS = 5_000;
  * `POST /webhooks/github` — outside bearer-token auth; authenticated by the HMAC signature.
  * Mount: `app.route('/webhooks', githubWebhookRouter(ctx))`.
  */
-export function githubWebhookRouter(ctx: ApiContext) {
+export function githubWebhookRouter(ctx: AppContext) {
   const app = new Hono();
   const inFlight = new Set<string>();
 

@@ -38,3 +38,9 @@ export async function findJobByIdempotencyKey(q: Queryable, key: string): Promis
   const [row] = await q.query('select * from jobs where idempotency_key = $1', [key]);
   return row ? toJob(row) : undefined;
 }
+
+/** How many jobs wait in a pool's queue. */
+export async function countQueued(q: Queryable, pool: string): Promise<number> {
+  const [row] = await q.query<{ n: number }>(`select count(*)::int as n from jobs where pool = $1 and state = 'queued'`, [pool]);
+  return row!.n;
+}

@@ -1,5 +1,6 @@
 import type { Db, Queryable } from '../store/db.js';
-import { advisoryUnlock, pingSession, tryAdvisoryLock } from '../store/advisory-lock.js';
+import { advisoryUnlock, tryAdvisoryLock } from '../store/advisory-lock.js';
+import { pingStore } from '../store/queries/meta.js';
 import type { Logger } from '../lib/logger.js';
 
 // Arbitrary constant: the scheduler leader holds this session-level advisory lock.
@@ -25,7 +26,7 @@ export class LeaderLock {
     if (this.db.kind === 'pglite') return (this.leader = true);
     try {
       if (this.session && this.leader) {
-        await pingSession(this.session);
+        await pingStore(this.session);
         return true;
       }
       this.session ??= await this.db.openSession();

@@ -1,4 +1,4 @@
-import type { ApiContext } from '../api/context.js';
+import type { AppContext } from '../app/context.js';
 import { countJobsByPool, expireTimedOutJobs, findStuckJobs, recoverJobs, activeJobIdsOfRunner } from '../queue/recover.js';
 import { findSilentRunners } from '../store/queries/runners.js';
 import { moveRunner } from '../store/queries/runner-transitions.js';
@@ -19,7 +19,7 @@ export interface RecoveryReport {
  * the queue's recovery path; stuck jobs likewise; jobs past their timeout are recorded timed out.
  * Pure store work with the injected clock, so tests drive it by advancing time.
  */
-export async function recover(ctx: ApiContext, now: number): Promise<RecoveryReport> {
+export async function recover(ctx: AppContext, now: number): Promise<RecoveryReport> {
   const { scheduler } = ctx.config;
   await ctx.heartbeats.flush();
   const report: RecoveryReport = { offline: [], requeued: [], failed: [], timedOut: [] };
@@ -60,7 +60,7 @@ export class Maintenance {
   private closed = false;
   readonly steps: { name: string; run: (now: number) => Promise<unknown> }[] = [];
 
-  constructor(private ctx: ApiContext, private isLeader: () => Promise<boolean> = async () => true) {
+  constructor(private ctx: AppContext, private isLeader: () => Promise<boolean> = async () => true) {
     this.steps.push({ name: 'recover', run: (now) => recover(ctx, now) });
   }
 

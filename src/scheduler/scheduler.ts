@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { ApiContext } from '../api/context.js';
+import type { AppContext } from '../app/context.js';
 import type { LaunchSpec, Provider } from '../providers/provider.js';
 import { decide, type Action, type PoolView } from './decide.js';
 import { listPools, setWaitingReason } from '../store/queries/pools.js';
-import { providerHint } from '../api/pool-checks.js';
+import { providerHint } from '../app/pool-checks.js';
 import { artifactInfo } from '../api/artifacts.js';
 import { insertStartingRunner, setProviderRef, findRunner } from '../store/queries/runners.js';
 import { moveRunner } from '../store/queries/runner-transitions.js';
@@ -54,7 +54,7 @@ export class Scheduler {
   private preparing = new Map<string, Promise<void>>();
 
   constructor(
-    private ctx: ApiContext,
+    private ctx: AppContext,
     private providers: Map<string, Provider>,
     private opts: { serverUrl: () => string; instanceId: string; stopGraceMs?: number; isLeader: () => boolean },
   ) {

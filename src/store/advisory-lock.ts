@@ -13,8 +13,3 @@ export async function tryAdvisoryLock(session: Queryable, key: number): Promise<
 export async function advisoryUnlock(session: Queryable, key: number): Promise<void> {
   await session.query('select pg_advisory_unlock($1)', [key]);
 }
-
-/** A round trip on the session: fails when its connection is gone (and the lock with it). */
-export async function pingSession(session: Queryable): Promise<void> {
-  await session.query('select 1');
-}

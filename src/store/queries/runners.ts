@@ -132,7 +132,7 @@ const HEARTBEAT_VIEWS = {
 
 /**
  * What heartbeats answer from, for many runners in one prepared statement (heartbeats arrive
- * thousands of times a second and are read in batches, see src/api/heartbeats.ts).
+ * thousands of times a second and are read in batches, see src/app/heartbeat-buffer.ts).
  */
 export async function heartbeatViews(q: Queryable, ids: string[]): Promise<Map<string, HeartbeatView>> {
   const rows = await q.query<HeartbeatView & { id: string }>(HEARTBEAT_VIEWS, [ids]);

@@ -3,14 +3,14 @@ import type { Db } from '../store/db.js';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { ControlHub } from './control-hub.js';
-import type { HeartbeatBuffer } from './heartbeats.js';
+import type { HeartbeatBuffer } from './heartbeat-buffer.js';
 import type { Metrics } from './metrics.js';
 import type { RefusalAudit } from './refusal-audit.js';
 import type { EventEmitter } from 'node:events';
 import type { Provider } from '../providers/provider.js';
 
 /** What the HTTP layer needs from the server; built once in server.ts. */
-export interface ApiContext {
+export interface AppContext {
   db: Db;
   config: Config;
   clock: Clock;
