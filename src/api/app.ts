@@ -15,6 +15,8 @@ import { statsRouter } from './stats.js';
 import { streamRouter } from './stream.js';
 import { webRouter } from '../web/router.js';
 import { githubWebhookRouter } from '../github/webhook.js';
+import { pingStore } from '../store/queries/meta.js';
+import { activeJobCounts, liveRunnerCounts } from '../store/queries/gauges.js';
 
 export function createApp(ctx: AppContext) {
   const app = new Hono<Env>();
@@ -36,7 +38,7 @@ export function createApp(ctx: AppContext) {
 
   app.get('/healthz', async (c) => {
     try {
-      await ctx.db.query('select 1');
+      await pingStore(ctx.db);
       return c.json({ status: 'ok', version: ctx.version, store: ctx.db.kind, checks: { store: 'up' } });
     } catch (err) {
       c.header('Retry-After', '2');
@@ -75,9 +77,9 @@ export function createApp(ctx: AppContext) {
 
 async function refreshGauges(ctx: AppContext) {
   ctx.metrics.jobsQueued.reset();
-  for (const r of await ctx.db.query(`select pool, state, count(*)::int as n from jobs where state in ('queued', 'claimed', 'running') group by pool, state`))
+  for (const r of await activeJobCounts(ctx.db))
     ctx.metrics.jobsQueued.set({ pool: r.pool, state: r.state }, r.n);
   ctx.metrics.runners.reset();
-  for (const r of await ctx.db.query(`select pool, state, count(*)::int as n from runners where state <> 'terminated' group by pool, state`))
+  for (const r of await liveRunnerCounts(ctx.db))
     ctx.metrics.runners.set({ pool: r.pool, state: r.state }, r.n);
 }

@@ -7,8 +7,12 @@ import { parseId, query, readJson, type Env } from './http.js';
 import { slug, type ClassSize } from '../config/schema.js';
 import { INT8_MAX, boundedInt, duration, envMap, intQuery, jsonValue, labels, safeString } from '../lib/validation.js';
 import { resolveJobImage } from '../providers/container/dynamic-images.js';
-import { cancelJob, enqueue, getJob, listJobs, readLogs, retryJob, FINAL_STATES, type Job, type JobSpec, type JobState } from '../queue/jobs.js';
-import { getPool, listPools, type Pool } from '../store/queries/pools.js';
+import { cancelJob } from '../queue/cancel.js';
+import { enqueue } from '../queue/submit.js';
+import { getJob, listJobs, readLogs } from '../queue/read.js';
+import { retryJob } from '../queue/retry.js';
+import { FINAL_STATES, type Job, type JobSpec, type JobState } from '../queue/job.js';
+import { getPool, getWaitingReason, listPools, type Pool } from '../store/queries/pools.js';
 import { listEvents } from '../store/queries/events.js';
 import { encryptAtRest } from '../lib/sealed.js';
 import { NotFoundError, UnprocessableError } from '../lib/errors.js';
@@ -123,8 +127,7 @@ function checkResources(classSizes: Record<string, ClassSize>, pool: Pool, s: Jo
 /** Why a queued job waits (its pool's runners cannot be started), or null. */
 async function waitingReasonOf(ctx: AppContext, job: Job): Promise<string | null> {
   if (job.state !== 'queued') return null;
-  const [row] = await ctx.db.query<{ waiting_reason: string | null }>('select waiting_reason from pools where name = $1', [job.pool]);
-  return row?.waiting_reason ?? null;
+  return getWaitingReason(ctx.db, job.pool);
 }
 
 export async function submitJobs(ctx: AppContext, specs: JobSpec[], actor: string) {

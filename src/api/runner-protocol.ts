@@ -10,9 +10,12 @@ import type { AppContext } from '../app/context.js';
 import type { Authenticator } from './auth.js';
 import { requireRunner } from './auth.js';
 import { parseId, parseUuid, readJson, type Env } from './http.js';
-import { activeJobIdsOfRunner, appendLogs, claimForRunner, markRunning, recoverJobs } from '../queue/jobs.js';
+import { activeJobIdsOfRunner, recoverJobs } from '../queue/recover.js';
+import { appendLogs, markRunning } from '../queue/report.js';
+import { claimForRunner } from '../queue/claim.js';
 import type * as wire from '../protocol/runner.js';
-import { resumeRunner, findRunner, findRunnerState, getRunner, registerRunner, transitionRunner, type Runner, type RunnerState } from '../store/queries/runners.js';
+import { findRunner, findRunnerState, getRunner, type Runner, type RunnerState } from '../store/queries/runners.js';
+import { moveRunner, registerRunner, resumeRunner } from '../store/queries/runner-transitions.js';
 import { getPool, type Pool } from '../store/queries/pools.js';
 import { JobCompleter } from '../app/completer.js';
 import { createToken, findTokenBySecret, revokeRunnerTokens, spendToken } from '../store/queries/tokens.js';
@@ -288,8 +291,8 @@ export function runnerProtocolRouter(ctx: AppContext, auth: Authenticator) {
     requireRunner(c.var.principal, id);
     const now = ctx.clock.now();
     const lost = await ctx.db.transaction(async (tx) => {
-      const went = await transitionRunner(tx, now, id, 'offline', 'agent stopped; it keeps its identity', { from: ['idle', 'busy', 'draining', 'disabled'], actor: id });
-      return went ? recoverJobs(tx, now, await activeJobIdsOfRunner(tx, id), 'runner stopped', { runnerId: id }) : [];
+      const went = await moveRunner(tx, now, id, 'offline', 'agent stopped; it keeps its identity', { actor: id });
+      return went.moved ? recoverJobs(tx, now, await activeJobIdsOfRunner(tx, id), 'runner stopped', { runnerId: id }) : [];
     });
     ctx.bus.emit('runners');
     if (lost.length) ctx.bus.emit('jobs', c.var.principal.pool, lost.length);

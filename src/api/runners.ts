@@ -3,7 +3,8 @@ import { z } from 'zod';
 import type { AppContext } from '../app/context.js';
 import { actorOf, requireAdmin } from './auth.js';
 import { parseUuid, query, type Env } from './http.js';
-import { getRunner, listRunners, refreshBusyIdle, setHold, transitionRunner, type RunnerState } from '../store/queries/runners.js';
+import { getRunner, listRunners, refreshBusyIdle, setHold, type RunnerState } from '../store/queries/runners.js';
+import { moveRunner } from '../store/queries/runner-transitions.js';
 import { terminateRunner } from '../queue/terminate-runner.js';
 import { ConflictError } from '../lib/errors.js';
 import { slug } from '../config/schema.js';
@@ -45,8 +46,8 @@ export function runnersRouter(ctx: AppContext) {
     });
 
   action('disable', async (id, actor) => {
-    const r = await transitionRunner(ctx.db, ctx.clock.now(), id, 'disabled', 'disabled by operator', { from: ['idle', 'busy', 'offline'], actor });
-    if (!r) throw new ConflictError(`runner ${id} can only be disabled when idle, busy or offline`);
+    const r = await moveRunner(ctx.db, ctx.clock.now(), id, 'disable', 'disabled by operator', { actor });
+    if (!r.moved) throw new ConflictError(r.refusal);
     await setHold(ctx.db, id, 'disabled');
     ctx.hub.send(id, 'disable');
   });
@@ -54,20 +55,20 @@ export function runnersRouter(ctx: AppContext) {
   action('enable', async (id, actor) => {
     const now = ctx.clock.now();
     const r = await ctx.db.transaction(async (tx) => {
-      const moved = await transitionRunner(tx, now, id, 'idle', 'enabled by operator', { from: ['disabled'], actor });
-      if (moved) {
+      const moved = await moveRunner(tx, now, id, 'enable', 'enabled by operator', { actor });
+      if (moved.moved) {
         await setHold(tx, id, null);
         await refreshBusyIdle(tx, now, id);
       }
       return moved;
     });
-    if (!r) throw new ConflictError(`runner ${id} is not disabled`);
+    if (!r.moved) throw new ConflictError(r.refusal);
     ctx.hub.send(id, 'enable');
   });
 
   action('drain', async (id, actor) => {
-    const r = await transitionRunner(ctx.db, ctx.clock.now(), id, 'draining', 'drained by operator', { from: ['idle', 'busy', 'disabled'], actor });
-    if (!r) throw new ConflictError(`runner ${id} cannot be drained in its current state`);
+    const r = await moveRunner(ctx.db, ctx.clock.now(), id, 'drain', 'drained by operator', { actor });
+    if (!r.moved) throw new ConflictError(r.refusal);
     await setHold(ctx.db, id, 'draining');
     ctx.hub.send(id, 'drain');
   });
@@ -82,7 +83,7 @@ export function runnersRouter(ctx: AppContext) {
       await terminateRunner(ctx, now, id, 'terminated by operator', { actor, jobsReason: 'runner terminated' });
       return;
     }
-    await transitionRunner(ctx.db, now, id, 'draining', 'terminate requested by operator', { from: ['idle', 'busy', 'disabled'], actor });
+    await moveRunner(ctx.db, now, id, 'drain', 'terminate requested by operator', { actor });
     await setHold(ctx.db, id, 'draining');
     ctx.hub.send(id, 'drain');
   });

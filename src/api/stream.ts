@@ -20,6 +20,7 @@ import { streamSSE } from 'hono/streaming';
 import type { AppContext } from '../app/context.js';
 import { requireAdmin } from './auth.js';
 import type { Env } from './http.js';
+import { eventSubjectsAfter, lastEventId } from '../store/queries/events.js';
 
 export interface FleetChange {
   jobs: number[];
@@ -75,8 +76,7 @@ export class FleetWatcher {
 
   private async start() {
     if (this.timer) return;
-    const [row] = await this.ctx.db.query<{ id: number | string | null }>('select max(id) as id from events');
-    this.cursor = Number(row?.id ?? 0);
+    this.cursor = await lastEventId(this.ctx.db);
     await this.read(false); // what is already there is not news
     if (this.listeners.size === 0) return this.stop();
     this.timer = setInterval(() => this.checkSoon(), CHECK_EVERY_MS).unref();
@@ -119,10 +119,7 @@ export class FleetWatcher {
   private async read(notify = true) {
     if (this.cursor === undefined) return;
     const from = Math.max(0, this.cursor - LOOKBACK_IDS);
-    const rows = await this.ctx.db.query<{ id: number | string; kind: string; subject: string }>(
-      `select id, kind, subject from events where id > $1 order by id limit $2`,
-      [from, MAX_ROWS],
-    );
+    const rows = await eventSubjectsAfter(this.ctx.db, from, MAX_ROWS);
     const change: FleetChange = { jobs: [], runners: [], pools: [] };
     const jobs = new Set<number>();
     const runners = new Set<string>();

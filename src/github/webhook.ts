@@ -10,6 +10,7 @@ import { githubSource, type WorkflowJobInfo } from './service.js';
 import { verifySignature } from './signature.js';
 import { formatPath } from '../config/load.js';
 import { INT8_MAX, boundedInt, githubLogin, githubRepo, labels, safeString } from '../lib/validation.js';
+import { githubEventSeen } from '../store/queries/github.js';
 
 const text = (max: number) => safeString({ max }).nullish();
 const account = z.object({ login: githubLogin.optional() });
@@ -91,8 +92,7 @@ export function githubWebhookRouter(ctx: AppContext) {
     const subject = `delivery:${delivery}`;
     if (delivery) {
       if (inFlight.has(delivery)) return c.json({ duplicate: true, delivery }, 200);
-      const seen = await ctx.db.query(`select 1 from events where kind = 'github' and subject = $1 limit 1`, [subject]);
-      if (seen.length) return c.json({ duplicate: true, delivery }, 200);
+      if (await githubEventSeen(ctx.db, subject)) return c.json({ duplicate: true, delivery }, 200);
       inFlight.add(delivery);
     }
     const info: WorkflowJobInfo = {
