@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
@@ -18,6 +17,7 @@ import { RefusalAudit } from './app/refusal-audit.js';
 import { Metrics } from './app/metrics.js';
 import { createApp } from './api/app.js';
 import type { AppContext } from './app/context.js';
+import { createBus } from './app/bus.js';
 import { applyPoolConfig, checkConfigDistributions } from './api/pools.js';
 import { countAdminTokens, createToken } from './store/queries/tokens.js';
 import { Maintenance } from './scheduler/maintenance.js';
@@ -57,7 +57,7 @@ export class RunyardServer {
   readonly config: Config;
   readonly clock: Clock;
   readonly log: Logger;
-  readonly bus = new EventEmitter();
+  readonly bus = createBus();
   readonly hub = new ControlHub();
   readonly metrics = new Metrics();
   db!: Db;
@@ -79,7 +79,6 @@ export class RunyardServer {
     this.config = opts.config;
     this.clock = opts.clock ?? systemClock;
     this.log = opts.log ?? createLogger({ level: opts.config.logLevel });
-    this.bus.setMaxListeners(0);
   }
 
   /** Where relative paths of the config are read from (a distribution file next to runyard.yaml). */
@@ -128,14 +127,14 @@ export class RunyardServer {
       stopGraceMs: this.config.scheduler.stopGrace,
       isLeader: () => this.leader.isLeader,
     });
-    this.bus.on('jobs', (pool: string, count: number) => {
+    this.bus.on('work-queued', (pool, count) => {
       const woken = this.hub.wakePool(pool, count);
       if (woken < count) this.hub.nudgePool(pool, count - woken);
       // Jobs that parked claims took need no runner now; more than that may (scale from zero).
       this.scheduler.wake(woken < count);
     });
     // 'load': a runner went busy or idle by a claim or a result; paced, unlike runners coming and going.
-    this.bus.on('runners', (why?: string) => this.scheduler.wake(why !== 'load'));
+    this.bus.on('runners-changed', (why) => this.scheduler.wake(why !== 'load'));
 
     const { app } = createApp(this.ctx);
     this.http = await new Promise<Server>((ok, fail) => {

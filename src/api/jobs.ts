@@ -12,7 +12,7 @@ import { getPool, listPools, type Pool } from '../store/queries/pools.js';
 import { listEvents } from '../store/queries/events.js';
 import { encryptAtRest } from '../lib/sealed.js';
 import { NotFoundError, UnprocessableError } from '../lib/errors.js';
-import { waitForAny } from '../app/waiters.js';
+import { jobActivity, waitForAny } from '../app/bus.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
 import { distributionProblem, providerProblem } from '../app/pool-checks.js';
 
@@ -135,7 +135,7 @@ export async function submitJobs(ctx: AppContext, specs: JobSpec[], actor: strin
     perPool.set(r.job.pool, (perPool.get(r.job.pool) ?? 0) + 1);
     ctx.metrics.jobsSubmitted.inc({ pool: r.job.pool, source: r.job.source });
   }
-  for (const [pool, count] of perPool) ctx.bus.emit('jobs', pool, count);
+  for (const [pool, count] of perPool) ctx.bus.emit('work-queued', pool, count);
   return results;
 }
 
@@ -197,7 +197,7 @@ export function jobsRouter(ctx: AppContext) {
     const id = parseId(c);
     const { job, signalRunner } = await ctx.db.transaction((tx) => cancelJob(tx, ctx.clock.now(), id, actorOf(c.var.principal)));
     if (signalRunner) ctx.hub.send(signalRunner, 'cancel', { jobId: id });
-    ctx.bus.emit(`job:${id}`);
+    ctx.bus.emit('job-changed', id);
     if (job.state === 'cancelled') ctx.metrics.jobOutcomes.inc({ pool: job.pool, state: 'cancelled' });
     return c.json({ job: publicJob(job) });
   });
@@ -206,8 +206,8 @@ export function jobsRouter(ctx: AppContext) {
     requireAdmin(c.var.principal);
     const id = parseId(c);
     const job = await ctx.db.transaction((tx) => retryJob(tx, ctx.clock.now(), id, actorOf(c.var.principal)));
-    ctx.bus.emit('jobs', job.pool, 1);
-    ctx.bus.emit(`job:${id}`);
+    ctx.bus.emit('work-queued', job.pool, 1);
+    ctx.bus.emit('job-changed', id);
     return c.json({ job: publicJob(job) });
   });
 
@@ -269,7 +269,7 @@ export function jobsRouter(ctx: AppContext) {
           lastWrite = Date.now();
         }
         // woken by this server's log appends; the timeout covers appends made on another server
-        await waitForAny(ctx.bus, [`log:${id}`, `job:${id}`], 1000, abort.signal);
+        await waitForAny(ctx.bus, jobActivity(id), 1000, abort.signal);
       }
     });
   });

@@ -42,7 +42,7 @@ async function checkRunnable(ctx: AppContext, p: PoolConfig, prefix: string): Pr
 export async function applyPoolConfig(ctx: AppContext, p: PoolConfig, source: string, actor: string) {
   if (p.class && !ctx.classSizes[p.class]) throw new UnprocessableError(`unknown class size ${p.class}; known: ${Object.keys(ctx.classSizes).join(', ')}`, 'class');
   const result = await ctx.db.transaction((tx) => applyPool(tx, ctx.clock.now(), p, configHash(p, p.class ? ctx.classSizes[p.class] : undefined), source, actor));
-  ctx.bus.emit('runners');
+  ctx.bus.emit('runners-changed', 'fleet');
   return result;
 }
 
@@ -103,7 +103,7 @@ export function poolsRouter(ctx: AppContext) {
       const what = [r.runners && `${r.runners} live runner${r.runners === 1 ? '' : 's'}`, r.jobs && `${r.jobs} unfinished job${r.jobs === 1 ? '' : 's'}`].filter(Boolean).join(' and ');
       throw new ConflictError(`pool ${name} still has ${what}; cancel or wait for its jobs (runyard jobs list --pool ${name}) and drain its runners (runyard runners list --pool ${name}), then delete it again`, 'name');
     }
-    ctx.bus.emit('runners');
+    ctx.bus.emit('runners-changed', 'fleet');
     // a pool from runyard.yaml comes back at the next start unless it is removed there too
     return c.json({ pool: r.deleted, inConfig: ctx.config.pools.some((p) => p.name === name) });
   });

@@ -19,7 +19,7 @@ import { decryptAtRest, isValidPublicKey, sealTo } from '../lib/sealed.js';
 import { ConflictError, ForbiddenError, GoneError, NotFoundError, UnauthorizedError, UnprocessableError } from '../lib/errors.js';
 import { artifactInfo } from './artifacts.js';
 import { ClaimLedger } from '../app/claim-ledger.js';
-import { terminateRunner } from '../queue/terminate-runner.js';
+import { terminateRunner } from '../app/runners.js';
 import { sseFrame, type ControlSend } from '../app/control-hub.js';
 import { INT4_MAX, INT8_MAX, MAX_EPOCH_MS, boundedInt, jsonValue, labels, safeString } from '../lib/validation.js';
 import { leaseTiming } from '../config/lease.js';
@@ -154,8 +154,8 @@ export function runnerProtocolRouter(ctx: AppContext, auth: Authenticator) {
     auth.invalidate();
     claims.forget(id); // a restarted agent numbers its claims anew
     if (result.from === 'starting') ctx.metrics.coldStart.observe({ pool: result.pool.name }, (now - result.runner.createdAt.getTime()) / 1000);
-    if (result.lost.length) ctx.bus.emit('jobs', result.pool.name, result.lost.length);
-    ctx.bus.emit('runners');
+    if (result.lost.length) ctx.bus.emit('work-queued', result.pool.name, result.lost.length);
+    ctx.bus.emit('runners-changed', 'fleet');
     ctx.log.info({ runnerId: id, pool: result.pool.name, name: body.name }, 'runner registered');
     return c.json({
       runner: result.runner,
@@ -241,12 +241,12 @@ export function runnerProtocolRouter(ctx: AppContext, auth: Authenticator) {
       .map((r) => r.id);
     if (unclaimed.length) {
       await ctx.db.transaction((tx) => recoverJobs(tx, now, unclaimed, 'claim lost: runner does not report the job', { runnerId: id, refundUnstarted: true }));
-      ctx.bus.emit('jobs', c.var.principal.pool, unclaimed.length);
+      ctx.bus.emit('work-queued', c.var.principal.pool, unclaimed.length);
     }
     let state: RunnerState = runner.state;
     if (state === 'offline') {
       await ctx.db.transaction((tx) => resumeRunner(tx, now, id));
-      ctx.bus.emit('runners');
+      ctx.bus.emit('runners-changed', 'fleet');
       state = (await getRunner(ctx.db, id)).state;
     }
     return c.json({ state, cancel, lost, servers: ctx.servers?.() ?? [] });
@@ -269,7 +269,7 @@ export function runnerProtocolRouter(ctx: AppContext, auth: Authenticator) {
         // The runner gave this claim up while it was being made: the jobs go back at once.
         const now = ctx.clock.now();
         await ctx.db.transaction((tx) => recoverJobs(tx, now, jobs.map((j) => j.id), 'claim abandoned by the runner', { runnerId: id, refundUnstarted: true }));
-        ctx.bus.emit('jobs', pool, jobs.length);
+        ctx.bus.emit('work-queued', pool, jobs.length);
         return c.json({ jobs: [] });
       }
       if (jobs.length > 0 || abort.signal.aborted) return c.json({ jobs });
@@ -290,8 +290,8 @@ export function runnerProtocolRouter(ctx: AppContext, auth: Authenticator) {
       const went = await transitionRunner(tx, now, id, 'offline', 'agent stopped; it keeps its identity', { from: ['idle', 'busy', 'draining', 'disabled'], actor: id });
       return went ? recoverJobs(tx, now, await activeJobIdsOfRunner(tx, id), 'runner stopped', { runnerId: id }) : [];
     });
-    ctx.bus.emit('runners');
-    if (lost.length) ctx.bus.emit('jobs', c.var.principal.pool, lost.length);
+    ctx.bus.emit('runners-changed', 'fleet');
+    if (lost.length) ctx.bus.emit('work-queued', c.var.principal.pool, lost.length);
     return c.json({ ok: true });
   });
 
@@ -318,9 +318,9 @@ async function tryClaim(ctx: AppContext, runnerId: string, max: number): Promise
   for (const j of jobs) {
     ctx.metrics.claims.inc({ pool: j.pool });
     ctx.metrics.waitTime.observe({ pool: j.pool }, Math.max(0, now - j.queuedAt.getTime()) / 1000);
-    ctx.bus.emit(`job:${j.id}`);
+    ctx.bus.emit('job-changed', j.id);
   }
-  ctx.bus.emit('runners', 'load');
+  ctx.bus.emit('runners-changed', 'load');
   // Secrets leave the server only sealed to the claiming runner's key.
   return jobs.map((j) => ({
     ...j,
@@ -353,7 +353,7 @@ export function runnerJobRouter(ctx: AppContext) {
     const jobId = parseId(c);
     const body = await readJson(c, z.strictObject(fenceSchema));
     const job = await fenced(ctx, p.runnerId, () => markRunning(ctx.db, ctx.clock.now(), { jobId, runnerId: p.runnerId, attempt: body.attempt }));
-    ctx.bus.emit(`job:${jobId}`);
+    ctx.bus.emit('job-changed', jobId);
     return c.json({ state: job.state, cancel: job.cancelRequested });
   });
 
@@ -363,7 +363,7 @@ export function runnerJobRouter(ctx: AppContext) {
     const jobId = parseId(c);
     const body = await readJson(c, logSchema);
     const r = await fenced(ctx, p.runnerId, () => appendLogs(ctx.db, ctx.clock.now(), { jobId, runnerId: p.runnerId, attempt: body.attempt }, body.seq, body.lines));
-    ctx.bus.emit(`log:${jobId}`);
+    ctx.bus.emit('log-appended', jobId);
     return c.json({ cancel: r.cancelRequested });
   });
 
@@ -374,13 +374,13 @@ export function runnerJobRouter(ctx: AppContext) {
     const body = await readJson(c, resultSchema);
     const job = await fenced(ctx, p.runnerId, () => results.complete({ jobId, runnerId: p.runnerId, attempt: body.attempt }, body));
     const now = ctx.clock.now();
-    if (job.state === 'queued') ctx.bus.emit('jobs', job.pool, 1);
+    if (job.state === 'queued') ctx.bus.emit('work-queued', job.pool, 1);
     else {
       ctx.metrics.jobOutcomes.inc({ pool: job.pool, state: job.state });
       if (job.startedAt) ctx.metrics.runTime.observe({ pool: job.pool }, (now - job.startedAt.getTime()) / 1000);
     }
-    ctx.bus.emit(`job:${jobId}`);
-    ctx.bus.emit('runners', 'load');
+    ctx.bus.emit('job-changed', jobId);
+    ctx.bus.emit('runners-changed', 'load');
     return c.json({ state: job.state });
   });
 

@@ -4,7 +4,7 @@ import type { AppContext } from '../app/context.js';
 import { actorOf, requireAdmin } from './auth.js';
 import { parseUuid, query, type Env } from './http.js';
 import { getRunner, listRunners, refreshBusyIdle, setHold, transitionRunner, type RunnerState } from '../store/queries/runners.js';
-import { terminateRunner } from '../queue/terminate-runner.js';
+import { terminateRunner } from '../app/runners.js';
 import { ConflictError } from '../lib/errors.js';
 import { slug } from '../config/schema.js';
 
@@ -40,7 +40,7 @@ export function runnersRouter(ctx: AppContext) {
       const id = parseUuid(c);
       await getRunner(ctx.db, id);
       await run(id, actorOf(c.var.principal));
-      ctx.bus.emit('runners');
+      ctx.bus.emit('runners-changed', 'fleet');
       return c.json({ runner: publicRunner(await getRunner(ctx.db, id)) });
     });
 

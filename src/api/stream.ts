@@ -80,14 +80,14 @@ export class FleetWatcher {
     await this.read(false); // what is already there is not news
     if (this.listeners.size === 0) return this.stop();
     this.timer = setInterval(() => this.checkSoon(), CHECK_EVERY_MS).unref();
-    this.ctx.bus.on('jobs', this.poke);
-    this.ctx.bus.on('runners', this.poke);
+    this.ctx.bus.on('work-queued', this.poke);
+    this.ctx.bus.on('runners-changed', this.poke);
   }
 
   private stop() {
     if (this.timer) {
-      this.ctx.bus.off('jobs', this.poke);
-      this.ctx.bus.off('runners', this.poke);
+      this.ctx.bus.off('work-queued', this.poke);
+      this.ctx.bus.off('runners-changed', this.poke);
     }
     clearInterval(this.timer);
     clearTimeout(this.soon);

@@ -6,7 +6,7 @@ import type { ControlHub } from './control-hub.js';
 import type { HeartbeatBuffer } from './heartbeat-buffer.js';
 import type { Metrics } from './metrics.js';
 import type { RefusalAudit } from './refusal-audit.js';
-import type { EventEmitter } from 'node:events';
+import type { Bus } from './bus.js';
 import type { Provider } from '../providers/provider.js';
 
 /** What the HTTP layer needs from the server; built once in server.ts. */
@@ -23,8 +23,8 @@ export interface AppContext {
   /** at-rest key for job secrets */
   secretKey: Buffer;
   classSizes: Record<string, ClassSize>;
-  /** in-process notifications: 'jobs' (pool, count), 'logs' (jobId), 'job-state' (jobId), 'runners' (why: 'load' when only busy/idle changed) */
-  bus: EventEmitter;
+  /** in-process notifications (src/app/bus.ts) */
+  bus: Bus;
   version: string;
   /** the server's providers by name (filled at start); pools and jobs for others are refused */
   providers?: ReadonlyMap<string, Provider>;

@@ -184,7 +184,7 @@ export class GithubSource {
     );
     if (!row) return null;
     await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'job', subject: String(row.id), reason: `GitHub runner ${wj.runnerName} took GitHub job ${wj.id}`, actor: 'github' }]);
-    this.ctx.bus.emit(`job:${row.id}`);
+    this.ctx.bus.emit('job-changed', row.id);
     return row.id;
   }
 
@@ -212,7 +212,7 @@ export class GithubSource {
       if ((err as { status?: number }).status !== 409) throw err; // already finished: nothing to cancel
     }
     await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'job', subject: String(job.id), reason, actor: 'github' }]);
-    this.ctx.bus.emit(`job:${job.id}`);
+    this.ctx.bus.emit('job-changed', job.id);
   }
 
   /** Removes a JIT runner from GitHub; one already gone counts as removed. */

@@ -42,12 +42,12 @@ export async function recover(ctx: AppContext, now: number): Promise<RecoveryRep
   }
   if (report.requeued.length) {
     const pools = await ctx.db.query<{ pool: string; n: number }>('select pool, count(*)::int as n from jobs where id = any($1::bigint[]) group by pool', [report.requeued]);
-    for (const p of pools) ctx.bus.emit('jobs', p.pool, p.n);
+    for (const p of pools) ctx.bus.emit('work-queued', p.pool, p.n);
   }
-  for (const id of [...report.requeued, ...report.failed, ...report.timedOut]) ctx.bus.emit(`job:${id}`);
+  for (const id of [...report.requeued, ...report.failed, ...report.timedOut]) ctx.bus.emit('job-changed', id);
   if (report.offline.length || report.requeued.length || report.failed.length || report.timedOut.length) {
     ctx.log.info(report, 'recovery pass');
-    ctx.bus.emit('runners');
+    ctx.bus.emit('runners-changed', 'fleet');
   }
   return report;
 }
