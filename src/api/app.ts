@@ -13,6 +13,7 @@ import { eventsRouter } from './events.js';
 import { artifactsRouter } from './artifacts.js';
 import { statsRouter } from './stats.js';
 import { streamRouter } from './stream.js';
+import { fleetGauges, ping } from '../store/stats.js';
 import { webRouter } from '../web/router.js';
 import { githubWebhookRouter } from '../github/webhook.js';
 
@@ -36,7 +37,7 @@ export function createApp(ctx: AppContext) {
 
   app.get('/healthz', async (c) => {
     try {
-      await ctx.db.query('select 1');
+      await ping(ctx.db);
       return c.json({ status: 'ok', version: ctx.version, store: ctx.db.kind, checks: { store: 'up' } });
     } catch (err) {
       c.header('Retry-After', '2');
@@ -74,10 +75,9 @@ export function createApp(ctx: AppContext) {
 }
 
 async function refreshGauges(ctx: AppContext) {
+  const { jobs, runners } = await fleetGauges(ctx.db);
   ctx.metrics.jobsQueued.reset();
-  for (const r of await ctx.db.query(`select pool, state, count(*)::int as n from jobs where state in ('queued', 'claimed', 'running') group by pool, state`))
-    ctx.metrics.jobsQueued.set({ pool: r.pool, state: r.state }, r.n);
+  for (const r of jobs) ctx.metrics.jobsQueued.set({ pool: r.pool, state: r.state }, r.n);
   ctx.metrics.runners.reset();
-  for (const r of await ctx.db.query(`select pool, state, count(*)::int as n from runners where state <> 'terminated' group by pool, state`))
-    ctx.metrics.runners.set({ pool: r.pool, state: r.state }, r.n);
+  for (const r of runners) ctx.metrics.runners.set({ pool: r.pool, state: r.state }, r.n);
 }

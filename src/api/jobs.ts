@@ -9,6 +9,7 @@ import { INT8_MAX, boundedInt, duration, envMap, intQuery, jsonValue, labels, sa
 import { resolveJobImage } from '../providers/container/dynamic-images.js';
 import { cancelJob, enqueue, getJob, listJobs, readLogs, retryJob, FINAL_STATES, type Job, type JobSpec, type JobState } from '../queue/jobs.js';
 import { getPool, listPools, type Pool } from '../store/queries/pools.js';
+import { poolWaitingReason } from '../store/stats.js';
 import { listEvents } from '../store/queries/events.js';
 import { encryptAtRest } from '../lib/sealed.js';
 import { NotFoundError, UnprocessableError } from '../lib/errors.js';
@@ -123,8 +124,7 @@ function checkResources(classSizes: Record<string, ClassSize>, pool: Pool, s: Jo
 /** Why a queued job waits (its pool's runners cannot be started), or null. */
 async function waitingReasonOf(ctx: AppContext, job: Job): Promise<string | null> {
   if (job.state !== 'queued') return null;
-  const [row] = await ctx.db.query<{ waiting_reason: string | null }>('select waiting_reason from pools where name = $1', [job.pool]);
-  return row?.waiting_reason ?? null;
+  return poolWaitingReason(ctx.db, job.pool);
 }
 
 export async function submitJobs(ctx: AppContext, specs: JobSpec[], actor: string) {

@@ -9,7 +9,8 @@ import { listRunners } from '../store/queries/runners.js';
 import { ConflictError, InvalidError, UnprocessableError } from '../lib/errors.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ARCHIVE_NAME, storeArtifact } from './artifacts.js';
+import { ARCHIVE_NAME, storeArtifact } from '../store/artifacts.js';
+import { queuedCount } from '../store/stats.js';
 import { distributionProblem, providerProblem } from '../app/pool-checks.js';
 
 /**
@@ -50,8 +51,7 @@ export async function poolSummary(ctx: AppContext, pool: Pool) {
   const runners = await listRunners(ctx.db, { pool: pool.name });
   const byState: Record<string, number> = {};
   for (const r of runners) byState[r.state] = (byState[r.state] ?? 0) + 1;
-  const [q] = await ctx.db.query(`select count(*)::int as n from jobs where pool = $1 and state = 'queued'`, [pool.name]);
-  return { ...pool, runners: byState, queued: q!.n };
+  return { ...pool, runners: byState, queued: await queuedCount(ctx.db, pool.name) };
 }
 
 export function poolsRouter(ctx: AppContext) {

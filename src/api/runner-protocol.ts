@@ -17,7 +17,7 @@ import { JobCompleter } from '../app/completer.js';
 import { createToken, findTokenBySecret, revokeRunnerTokens, spendToken } from '../store/queries/tokens.js';
 import { decryptAtRest, isValidPublicKey, sealTo } from '../lib/sealed.js';
 import { ConflictError, ForbiddenError, GoneError, NotFoundError, UnauthorizedError, UnprocessableError } from '../lib/errors.js';
-import { artifactInfo } from './artifacts.js';
+import { artifactInfo } from '../store/artifacts.js';
 import { ClaimLedger } from '../app/claim-ledger.js';
 import { terminateRunner } from '../app/runners.js';
 import { sseFrame, type ControlSend } from '../app/control-hub.js';

@@ -4,7 +4,7 @@ import type { LaunchSpec, Provider } from '../providers/provider.js';
 import { decide, type Action, type PoolView, type RunnerView } from './decide.js';
 import { listPools, setWaitingReason } from '../store/queries/pools.js';
 import { providerHint } from '../app/pool-checks.js';
-import { artifactInfo } from '../api/artifacts.js';
+import { artifactInfo } from '../store/artifacts.js';
 import { insertStartingRunner, setProviderRef, transitionRunner, findRunner } from '../store/queries/runners.js';
 import { createToken } from '../store/queries/tokens.js';
 import { terminateRunner } from '../app/runners.js';
