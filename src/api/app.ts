@@ -15,9 +15,10 @@ import { statsRouter } from './stats.js';
 import { streamRouter } from './stream.js';
 import { fleetGauges, ping } from '../store/stats.js';
 import { webRouter } from '../web/router.js';
-import { githubWebhookRouter } from '../github/webhook.js';
+import { githubWebhookRouter } from './github-webhook.js';
+import type { GithubSource } from '../github/service.js';
 
-export function createApp(ctx: AppContext) {
+export function createApp(ctx: AppContext, services: { github: GithubSource }) {
   const app = new Hono<Env>();
   const auth = new Authenticator(ctx);
 
@@ -68,7 +69,7 @@ export function createApp(ctx: AppContext) {
     requireAdmin(c.var.principal);
     return c.json({ classSizes: Object.entries(ctx.classSizes).map(([name, s]) => ({ name, ...s })) });
   });
-  app.route('/webhooks', githubWebhookRouter(ctx)); // signed by GitHub, not bearer-token auth
+  app.route('/webhooks', githubWebhookRouter(ctx, services.github)); // signed by GitHub, not bearer-token auth
   app.route('/api/v1', api);
   app.route('/', webRouter());
   return { app, auth };

@@ -8,8 +8,10 @@ import type { Metrics } from './metrics.js';
 import type { RefusalAudit } from './refusal-audit.js';
 import type { Bus } from './bus.js';
 import type { Provider } from '../providers/provider.js';
+import type { ClaimLedger } from './claim-ledger.js';
+import type { JobCompleter } from './completer.js';
 
-/** What the HTTP layer needs from the server; built once in server.ts. */
+/** What the use cases need from the server: its store, services and settings; built once in server.ts. */
 export interface AppContext {
   db: Db;
   config: Config;
@@ -17,6 +19,10 @@ export interface AppContext {
   log: Logger;
   hub: ControlHub;
   heartbeats: HeartbeatBuffer;
+  /** runners' claim requests by their number, to undo claims they gave up on */
+  claims: ClaimLedger;
+  /** writes runners' results in batches */
+  completer: JobCompleter;
   metrics: Metrics;
   /** the audit trail of refused calls, aggregated */
   audit: RefusalAudit;

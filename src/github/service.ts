@@ -11,8 +11,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { AppContext } from '../app/context.js';
-import { prepareSpecs, submitJobs } from '../api/jobs.js';
-import { cancelJob, FINAL_STATES, toJob, type Job } from '../queue/jobs.js';
+import { cancelJob, prepareSpecs, submitJobs } from '../app/jobs.js';
+import { FINAL_STATES, toJob, type Job } from '../queue/jobs.js';
 import { listPools } from '../store/queries/pools.js';
 import { recordEvents } from '../store/queries/events.js';
 import { GithubApiError, GithubClient } from './client.js';
@@ -53,27 +53,25 @@ export type QueuedOutcome =
   | { status: 'ignored'; reason: string }
   | { status: 'unroutable'; reason: string };
 
-const sources = new WeakMap<AppContext, GithubSource>();
-
-/** The one GitHub source of a server (shares the token cache and rate-limit state). */
-export function githubSource(ctx: AppContext): GithubSource {
-  let s = sources.get(ctx);
-  if (!s) sources.set(ctx, (s = new GithubSource(ctx)));
-  return s;
-}
-
-/** The periodic step: `maintenance.steps.push({ name: 'github', run: (now) => githubReconcile(ctx, now) })`. */
-export async function githubReconcile(ctx: AppContext, now: number) {
-  if (!githubSettings(ctx.config)) return;
-  return githubSource(ctx).reconcile(now);
-}
-
+/** The GitHub source of a server (one, built by server.ts: it holds the token cache and rate-limit state). */
 export class GithubSource {
   readonly client: GithubClient;
   private lastReconcile = -Infinity;
 
   constructor(private ctx: AppContext) {
     this.client = new GithubClient(() => this.settings, ctx.log, () => ctx.clock.now());
+  }
+
+  /** The periodic step (maintenance): a reconcile when GitHub is configured. */
+  async tick(now: number) {
+    if (!githubSettings(this.ctx.config)) return;
+    return this.reconcile(now);
+  }
+
+  /** Whether a GitHub event with this subject (a delivery, a workflow job) was recorded. */
+  async recorded(subject: string): Promise<boolean> {
+    const seen = await this.ctx.db.query(`select 1 from events where kind = 'github' and subject = $1 limit 1`, [subject]);
+    return seen.length > 0;
   }
 
   get settings(): GithubSettings {
@@ -205,9 +203,7 @@ export class GithubSource {
 
   private async cancel(job: Job, reason: string) {
     try {
-      const { job: after, signalRunner } = await this.ctx.db.transaction((tx) => cancelJob(tx, this.ctx.clock.now(), job.id, 'github'));
-      if (signalRunner) this.ctx.hub.send(signalRunner, 'cancel', { jobId: job.id });
-      if (after.state === 'cancelled') this.ctx.metrics.jobOutcomes.inc({ pool: after.pool, state: 'cancelled' });
+      await cancelJob(this.ctx, job.id, 'github');
     } catch (err) {
       if ((err as { status?: number }).status !== 409) throw err; // already finished: nothing to cancel
     }
@@ -285,8 +281,8 @@ export class GithubSource {
               installationId: info.installationId,
             };
             if (routeLabels(await listPools(this.ctx.db), wj.labels) === undefined) {
-              const seen = await this.ctx.db.query(`select 1 from events where kind = 'github' and subject = $1 limit 1`, [`workflow_job:${wj.id}`]);
-              if (seen.length) continue; // recorded once already
+              const seen = await this.recorded(`workflow_job:${wj.id}`);
+              if (seen) continue; // recorded once already
             }
             const out = await this.queued(wj);
             if (out.status === 'created') report.queued.push(out.job.id);

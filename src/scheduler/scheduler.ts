@@ -7,11 +7,11 @@ import { providerHint } from '../app/pool-checks.js';
 import { artifactInfo } from '../store/artifacts.js';
 import { insertStartingRunner, setProviderRef, transitionRunner, findRunner } from '../store/queries/runners.js';
 import { createToken } from '../store/queries/tokens.js';
-import { terminateRunner } from '../app/runners.js';
+import { drainRunner, terminateRunner } from '../app/runners.js';
 import { recordEvents } from '../store/queries/events.js';
 import { sleep } from '../lib/clock.js';
 import { appendQueuedLogs, failQueuedJobs, queuedJobIds } from '../queue/waiting.js';
-import { baseAllowed } from '../providers/container/dynamic-images.js';
+import { baseAllowed } from '../app/images.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
 
 /** How often build progress is written to the waiting jobs' logs. */
@@ -406,8 +406,7 @@ export class Scheduler {
   }
 
   private async drain(runnerId: string, reason: string) {
-    const r = await transitionRunner(this.ctx.db, this.ctx.clock.now(), runnerId, 'draining', reason, { from: ['idle', 'busy', 'disabled'] });
-    if (r) this.ctx.hub.send(runnerId, 'drain');
+    await drainRunner(this.ctx, runnerId, reason);
   }
 
   /**
