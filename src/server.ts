@@ -8,6 +8,7 @@ import type { Config } from './config/schema.js';
 import { openDb, type Db } from './store/db.js';
 import { migrate } from './store/migrate.js';
 import { lockEmbeddedStore } from './store/store-lock.js';
+import { readInstanceId } from './store/queries/meta.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import { createLogger, type Logger } from './lib/logger.js';
 import { atRestKey } from './lib/sealed.js';
@@ -144,7 +145,7 @@ export class RunyardServer {
     await this.ensureAdminToken();
     for (const pool of this.config.pools) await applyPoolConfig(this.ctx, pool, 'config', 'config');
 
-    this.instanceId = (await this.db.query<{ value: string }>(`select value from meta where key = 'instance_id'`))[0]!.value;
+    this.instanceId = await readInstanceId(this.db);
     for (const p of this.opts.providers ?? this.defaultProviders()) this.providers.set(p.name, p);
     this.started.push({
       name: 'providers',

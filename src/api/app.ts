@@ -13,7 +13,8 @@ import { eventsRouter } from './events.js';
 import { artifactsRouter } from './artifacts.js';
 import { statsRouter } from './stats.js';
 import { streamRouter } from './stream.js';
-import { fleetGauges, ping } from '../store/stats.js';
+import { pingStore } from '../store/queries/meta.js';
+import { activeJobCounts, liveRunnerCounts } from '../store/queries/gauges.js';
 import { webRouter } from '../web/router.js';
 import { githubWebhookRouter } from './github-webhook.js';
 import type { GithubSource } from '../github/service.js';
@@ -38,7 +39,7 @@ export function createApp(ctx: AppContext, services: { github: GithubSource }) {
 
   app.get('/healthz', async (c) => {
     try {
-      await ping(ctx.db);
+      await pingStore(ctx.db);
       return c.json({ status: 'ok', version: ctx.version, store: ctx.db.kind, checks: { store: 'up' } });
     } catch (err) {
       c.header('Retry-After', '2');
@@ -76,7 +77,7 @@ export function createApp(ctx: AppContext, services: { github: GithubSource }) {
 }
 
 async function refreshGauges(ctx: AppContext) {
-  const { jobs, runners } = await fleetGauges(ctx.db);
+  const [jobs, runners] = await Promise.all([activeJobCounts(ctx.db), liveRunnerCounts(ctx.db)]);
   ctx.metrics.jobsQueued.reset();
   for (const r of jobs) ctx.metrics.jobsQueued.set({ pool: r.pool, state: r.state }, r.n);
   ctx.metrics.runners.reset();

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { AppContext } from '../app/context.js';
 import { bodyLimit, errorBody } from './http.js';
 import { recordEvents } from '../store/queries/events.js';
+import { githubEventSeen } from '../store/queries/github.js';
 import { clientAddress } from './auth.js';
 import { GithubApiError } from '../github/client.js';
 import { githubSettings } from '../github/settings.js';
@@ -92,7 +93,7 @@ export function githubWebhookRouter(ctx: AppContext, source: GithubSource) {
     const subject = `delivery:${delivery}`;
     if (delivery) {
       if (inFlight.has(delivery)) return c.json({ duplicate: true, delivery }, 200);
-      if (await source.recorded(subject)) return c.json({ duplicate: true, delivery }, 200);
+      if (await githubEventSeen(ctx.db, subject)) return c.json({ duplicate: true, delivery }, 200);
       inFlight.add(delivery);
     }
     const info: WorkflowJobInfo = {

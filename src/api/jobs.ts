@@ -7,7 +7,8 @@ import { actorOf, requireAdmin } from './auth.js';
 import { parseId, query, readJson, type Env } from './http.js';
 import { slug } from '../config/schema.js';
 import { INT8_MAX, intQuery } from '../lib/validation.js';
-import { getJob, listJobs, type JobState } from '../queue/jobs.js';
+import { getJob, listJobs } from '../queue/read.js';
+import type { JobState } from '../queue/job.js';
 import { listEvents } from '../store/queries/events.js';
 
 const KEEPALIVE_MS = 15_000;

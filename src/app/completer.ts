@@ -1,6 +1,7 @@
 import type { Db } from '../store/db.js';
 import type { Clock } from '../lib/clock.js';
-import { completeJob, completeJobs, type Completion, type Fence, type Job, type JobResult } from '../queue/jobs.js';
+import { completeJob, completeJobs, type Completion, type JobResult } from '../queue/report.js';
+import type { Fence, Job } from '../queue/job.js';
 import { refreshBusyIdle } from '../store/queries/runners.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
 

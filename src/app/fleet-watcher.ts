@@ -3,7 +3,7 @@
  * one watcher per server, shared by every open stream, reads new events while a stream is open.
  */
 import type { AppContext } from './context.js';
-import { eventsAfter, lastEventId } from '../store/stats.js';
+import { eventSubjectsAfter, lastEventId } from '../store/queries/events.js';
 
 const CHECK_EVERY_MS = 1000;
 /** at most one check this often, however busy the bus is */
@@ -100,7 +100,7 @@ export class FleetWatcher {
   private async read(notify = true) {
     if (this.cursor === undefined) return;
     const from = Math.max(0, this.cursor - LOOKBACK_IDS);
-    const rows = await eventsAfter(this.ctx.db, from, MAX_ROWS);
+    const rows = await eventSubjectsAfter(this.ctx.db, from, MAX_ROWS);
     const change: FleetChange = { jobs: [], runners: [], pools: [] };
     const jobs = new Set<number>();
     const runners = new Set<string>();

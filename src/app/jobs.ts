@@ -9,9 +9,12 @@ import { resolveJobImage } from './images.js';
 import { distributionProblem, providerProblem } from './pool-checks.js';
 import { slug, type ClassSize } from '../config/schema.js';
 import { boundedInt, duration, envMap, jsonValue, labels, safeString } from '../lib/validation.js';
-import { cancelJob as cancelJobTx, enqueue, getJob, readLogs, retryJob, FINAL_STATES, type Job, type JobSpec } from '../queue/jobs.js';
-import { getPool, listPools, type Pool } from '../store/queries/pools.js';
-import { poolWaitingReason } from '../store/stats.js';
+import { cancelJob as cancelJobTx } from '../queue/cancel.js';
+import { enqueue } from '../queue/submit.js';
+import { getJob, readLogs } from '../queue/read.js';
+import { retryJob } from '../queue/retry.js';
+import { FINAL_STATES, type Job, type JobSpec } from '../queue/job.js';
+import { getPool, getWaitingReason, listPools, type Pool } from '../store/queries/pools.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
 import { encryptAtRest } from '../lib/sealed.js';
 import { NotFoundError, UnprocessableError } from '../lib/errors.js';
@@ -116,7 +119,7 @@ function checkResources(classSizes: Record<string, ClassSize>, pool: Pool, s: Jo
 /** Why a queued job waits (its pool's runners cannot be started), or null. */
 export async function waitingReasonOf(ctx: Pick<AppContext, 'db'>, job: Job): Promise<string | null> {
   if (job.state !== 'queued') return null;
-  return poolWaitingReason(ctx.db, job.pool);
+  return getWaitingReason(ctx.db, job.pool);
 }
 
 export async function submitJobs(ctx: AppContext, specs: JobSpec[], actor: string) {

@@ -9,7 +9,7 @@ import type { PoolConfig } from '../config/schema.js';
 import { applyPool, configHash, deletePool, type Pool } from '../store/queries/pools.js';
 import { listRunners } from '../store/queries/runners.js';
 import { ARCHIVE_NAME, storeArtifact } from '../store/artifacts.js';
-import { queuedCount } from '../store/stats.js';
+import { countQueued } from '../queue/read.js';
 import { ConflictError, UnprocessableError } from '../lib/errors.js';
 import { distributionProblem, providerProblem } from './pool-checks.js';
 
@@ -51,7 +51,7 @@ export async function poolSummary(ctx: AppContext, pool: Pool) {
   const runners = await listRunners(ctx.db, { pool: pool.name });
   const byState: Record<string, number> = {};
   for (const r of runners) byState[r.state] = (byState[r.state] ?? 0) + 1;
-  return { ...pool, runners: byState, queued: await queuedCount(ctx.db, pool.name) };
+  return { ...pool, runners: byState, queued: await countQueued(ctx.db, pool.name) };
 }
 
 /** Deletes a pool nothing runs in (no live runner, no unfinished job), so no job is lost. */

@@ -8,19 +8,12 @@ import type { AppContext } from './context.js';
 import type { Bus } from './bus.js';
 import type { ControlSend } from './control-hub.js';
 import { terminateRunnerTx, type Termination } from '../queue/terminate-runner.js';
-import { activeJobIdsOfRunner, appendLogs, claimForRunner, markRunning, recoverJobs, type ClaimedJob, type Fence, type Job, type JobResult, type LogLine } from '../queue/jobs.js';
-import {
-  findRunner,
-  findRunnerState,
-  getRunner,
-  refreshBusyIdle,
-  registerRunner,
-  resumeRunner,
-  setHold,
-  transitionRunner,
-  type Runner,
-  type RunnerState,
-} from '../store/queries/runners.js';
+import { activeJobIdsOfRunner, recoverJobs } from '../queue/recover.js';
+import { appendLogs, markRunning, type JobResult } from '../queue/report.js';
+import { claimForRunner } from '../queue/claim.js';
+import type { ClaimedJob, Fence, Job, LogLine } from '../queue/job.js';
+import { findRunner, findRunnerState, getRunner, refreshBusyIdle, setHold, type Runner, type RunnerState } from '../store/queries/runners.js';
+import { moveRunner, registerRunner, resumeRunner, type TransitionOutcome } from '../store/queries/runner-transitions.js';
 import { getPool, type Pool } from '../store/queries/pools.js';
 import { createToken, revokeRunnerTokens, spendToken } from '../store/queries/tokens.js';
 import { artifactInfo, type ArtifactInfo } from '../store/artifacts.js';
@@ -64,32 +57,33 @@ export async function terminateRunner(
 /**
  * Moves a runner to draining (it finishes its jobs, takes no more, then stops) and tells it.
  * `hold` keeps it draining when it comes back from offline (an operator's drain); `always` holds
- * and tells it even when its state did not move (already draining). False when it did not move.
+ * and tells it even when its state did not move (already draining).
  */
 export async function drainRunner(
   ctx: Pick<AppContext, 'db' | 'clock' | 'hub'>,
   id: string,
   reason: string,
-  opts: { actor?: string; from?: RunnerState[]; hold?: boolean; always?: boolean } = {},
-): Promise<boolean> {
-  const moved = !!(await transitionRunner(ctx.db, ctx.clock.now(), id, 'draining', reason, { from: opts.from ?? ['idle', 'busy', 'disabled'], actor: opts.actor }));
-  if (!moved && !opts.always) return false;
+  opts: { actor?: string; hold?: boolean; always?: boolean } = {},
+): Promise<TransitionOutcome> {
+  const r = await moveRunner(ctx.db, ctx.clock.now(), id, 'drain', reason, { actor: opts.actor });
+  if (!r.moved && !opts.always) return r;
   if (opts.hold) await setHold(ctx.db, id, 'draining');
   ctx.hub.send(id, 'drain');
-  return moved;
+  return r;
 }
 
 /** The operator's drain. */
 export async function drain(ctx: AppContext, id: string, actor: string): Promise<void> {
   await getRunner(ctx.db, id);
-  if (!(await drainRunner(ctx, id, 'drained by operator', { actor, hold: true }))) throw new ConflictError(`runner ${id} cannot be drained in its current state`);
+  const r = await drainRunner(ctx, id, 'drained by operator', { actor, hold: true });
+  if (!r.moved) throw new ConflictError(r.refusal);
   ctx.bus.emit('runners-changed', 'fleet');
 }
 
 export async function disable(ctx: AppContext, id: string, actor: string): Promise<void> {
   await getRunner(ctx.db, id);
-  const r = await transitionRunner(ctx.db, ctx.clock.now(), id, 'disabled', 'disabled by operator', { from: ['idle', 'busy', 'offline'], actor });
-  if (!r) throw new ConflictError(`runner ${id} can only be disabled when idle, busy or offline`);
+  const r = await moveRunner(ctx.db, ctx.clock.now(), id, 'disable', 'disabled by operator', { actor });
+  if (!r.moved) throw new ConflictError(r.refusal);
   await setHold(ctx.db, id, 'disabled');
   ctx.hub.send(id, 'disable');
   ctx.bus.emit('runners-changed', 'fleet');
@@ -99,14 +93,14 @@ export async function enable(ctx: AppContext, id: string, actor: string): Promis
   await getRunner(ctx.db, id);
   const now = ctx.clock.now();
   const r = await ctx.db.transaction(async (tx) => {
-    const moved = await transitionRunner(tx, now, id, 'idle', 'enabled by operator', { from: ['disabled'], actor });
-    if (moved) {
+    const moved = await moveRunner(tx, now, id, 'enable', 'enabled by operator', { actor });
+    if (moved.moved) {
       await setHold(tx, id, null);
       await refreshBusyIdle(tx, now, id);
     }
     return moved;
   });
-  if (!r) throw new ConflictError(`runner ${id} is not disabled`);
+  if (!r.moved) throw new ConflictError(r.refusal);
   ctx.hub.send(id, 'enable');
   ctx.bus.emit('runners-changed', 'fleet');
 }
@@ -357,8 +351,8 @@ async function tryClaim(ctx: AppContext, runnerId: string, max: number): Promise
 export async function goOffline(ctx: AppContext, id: string, pool: string): Promise<void> {
   const now = ctx.clock.now();
   const lost = await ctx.db.transaction(async (tx) => {
-    const went = await transitionRunner(tx, now, id, 'offline', 'agent stopped; it keeps its identity', { from: ['idle', 'busy', 'draining', 'disabled'], actor: id });
-    return went ? recoverJobs(tx, now, await activeJobIdsOfRunner(tx, id), 'runner stopped', { runnerId: id }) : [];
+    const went = await moveRunner(tx, now, id, 'offline', 'agent stopped; it keeps its identity', { actor: id });
+    return went.moved ? recoverJobs(tx, now, await activeJobIdsOfRunner(tx, id), 'runner stopped', { runnerId: id }) : [];
   });
   ctx.bus.emit('runners-changed', 'fleet');
   if (lost.length) ctx.bus.emit('work-queued', pool, lost.length);

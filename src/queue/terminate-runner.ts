@@ -8,8 +8,9 @@
  * start/logs/result, control, artifacts) and answers 410 at once; see src/api/auth.ts.
  */
 import type { Queryable } from '../store/db.js';
-import { activeJobIdsOfRunner, recoverJobs } from './jobs.js';
-import { transitionRunner, type Runner } from '../store/queries/runners.js';
+import { activeJobIdsOfRunner, recoverJobs } from './recover.js';
+import type { Runner } from '../store/queries/runners.js';
+import { moveRunner } from '../store/queries/runner-transitions.js';
 import { revokeRunnerTokens } from '../store/queries/tokens.js';
 
 export interface Termination {
@@ -29,7 +30,8 @@ export async function terminateRunnerTx(
   opts: { actor?: string; jobsReason?: string } = {},
 ): Promise<Termination> {
   // The runner's row first, as claims lock it: a claim racing this one waits, then sees it gone.
-  const runner = await transitionRunner(tx, now, runnerId, 'terminated', reason, { actor: opts.actor ?? 'scheduler' });
+  const t = await moveRunner(tx, now, runnerId, 'terminate', reason, { actor: opts.actor ?? 'scheduler' });
+  const runner = t.moved ? t.runner : undefined;
   const moved = await recoverJobs(tx, now, await activeJobIdsOfRunner(tx, runnerId), opts.jobsReason ?? `runner stopped: ${reason}`, { runnerId });
   await revokeRunnerTokens(tx, now, runnerId, { launch: true });
   const pool = runner?.pool ?? (moved.length ? (await tx.query<{ pool: string }>('select pool from runners where id = $1', [runnerId]))[0]?.pool : undefined);

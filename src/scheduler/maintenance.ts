@@ -1,6 +1,7 @@
 import type { AppContext } from '../app/context.js';
-import { expireTimedOutJobs, findStuckJobs, recoverJobs, activeJobIdsOfRunner } from '../queue/jobs.js';
-import { findSilentRunners, transitionRunner } from '../store/queries/runners.js';
+import { countJobsByPool, expireTimedOutJobs, findStuckJobs, recoverJobs, activeJobIdsOfRunner } from '../queue/recover.js';
+import { findSilentRunners } from '../store/queries/runners.js';
+import { moveRunner } from '../store/queries/runner-transitions.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
 
 /** How long past its timeout a job may run before the server records it timed out itself. */
@@ -27,8 +28,8 @@ export async function recover(ctx: AppContext, now: number): Promise<RecoveryRep
   };
   for (const r of await findSilentRunners(ctx.db, now - scheduler.offlineAfter)) {
     const moved = await ctx.db.transaction(async (tx) => {
-      const went = await transitionRunner(tx, now, r.id, 'offline', `no heartbeat for ${Math.round(scheduler.offlineAfter / 1000)}s`, { from: ['idle', 'busy', 'draining', 'disabled'] });
-      if (!went) return [];
+      const went = await moveRunner(tx, now, r.id, 'offline', `no heartbeat for ${Math.round(scheduler.offlineAfter / 1000)}s`);
+      if (!went.moved) return [];
       return recoverJobs(tx, now, await activeJobIdsOfRunner(tx, r.id), 'runner went offline', { runnerId: r.id });
     });
     report.offline.push(r.id);
@@ -40,10 +41,7 @@ export async function recover(ctx: AppContext, now: number): Promise<RecoveryRep
     report.timedOut.push(j.id);
     if (j.runnerId) ctx.hub.send(j.runnerId, 'cancel', { jobId: j.id });
   }
-  if (report.requeued.length) {
-    const pools = await ctx.db.query<{ pool: string; n: number }>('select pool, count(*)::int as n from jobs where id = any($1::bigint[]) group by pool', [report.requeued]);
-    for (const p of pools) ctx.bus.emit('work-queued', p.pool, p.n);
-  }
+  for (const p of await countJobsByPool(ctx.db, report.requeued)) ctx.bus.emit('work-queued', p.pool, p.n);
   for (const id of [...report.requeued, ...report.failed, ...report.timedOut]) ctx.bus.emit('job-changed', id);
   if (report.offline.length || report.requeued.length || report.failed.length || report.timedOut.length) {
     ctx.log.info(report, 'recovery pass');
