@@ -14,10 +14,10 @@ import { createParser } from 'eventsource-parser';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { Backoff, Sleep } from './backoff.js';
+import { classifyStatus } from './errors.js';
 import { PingWatchdog } from './ping-watchdog.js';
 import type { ControlResponse } from './runner-client.js';
-
-export type ControlEventName = 'hello' | 'ping' | 'job' | 'cancel' | 'disable' | 'enable' | 'drain' | 'delete';
+import type { ControlEventName } from '../protocol/runner.js';
 
 export interface ControlChannelEvents {
   connected: [];
@@ -102,13 +102,10 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     });
     try {
       const res = await open(conn.signal);
-      if (res.status === 401) {
-        this.emit('unauthorized');
-        return { reason: 'credential refused (401)', final: true };
-      }
-      if (res.status === 410) {
-        this.emit('gone');
-        return { reason: 'runner terminated (410)', final: true };
+      const cls = classifyStatus(res.status);
+      if (cls === 'unauthorized' || cls === 'gone') {
+        this.emit(cls);
+        return { reason: cls === 'gone' ? 'runner terminated (410)' : 'credential refused (401)', final: true };
       }
       if (res.status < 200 || res.status > 299 || !res.body) return { reason: `HTTP ${res.status}` }; // closed below
       const parser = createParser({

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import type { AppContext } from '../app/context.js';
 import { appendJobLogs, claim, connectControl, controlRunner, deregister, goOffline, heartbeat, register, reportResult, startJob } from '../app/runners.js';
 import { sseFrame, type ControlSend } from '../app/control-hub.js';
+import type * as wire from '../protocol/runner.js';
 import type { Authenticator } from './auth.js';
 import { requireRunner } from './auth.js';
 import { parseId, parseUuid, readJson, type Env } from './http.js';
@@ -75,12 +76,12 @@ export function runnerProtocolRouter(ctx: AppContext, auth: Authenticator) {
       throw new UnauthorizedError(why === 'expired' ? 'registration token has expired' : 'invalid registration token');
     }
     if (principal.kind !== 'registration') throw new ForbiddenError(`registration needs a registration token; a ${principal.kind} token was given`);
-    const body = await readJson(c, registerSchema);
+    const body = (await readJson(c, registerSchema)) satisfies wire.RegisterRequest;
     const id = body.id.toLowerCase();
     if (principal.runnerId && principal.runnerId !== id) throw new ForbiddenError('this registration token belongs to another runner', 'id');
     const answer = await register(ctx, principal, { ...body, id });
     auth.invalidate();
-    return c.json(answer, 201);
+    return c.json(answer satisfies wire.RegisterResponse, 201);
   });
 
   // A terminated runner's credential is revoked. Tell its agent "gone" (410, stop for good) rather
@@ -124,17 +125,17 @@ export function runnerProtocolRouter(ctx: AppContext, auth: Authenticator) {
   app.post('/:id/heartbeat', async (c) => {
     const id = parseUuid(c);
     requireRunner(c.var.principal, id);
-    const body = await readJson(c, heartbeatSchema);
-    return c.json(await heartbeat(ctx, id, c.var.principal.pool, body));
+    const body = (await readJson(c, heartbeatSchema)) satisfies wire.HeartbeatRequest;
+    return c.json((await heartbeat(ctx, id, c.var.principal.pool, body)) satisfies wire.HeartbeatResponse);
   });
 
   app.post('/:id/claim', async (c) => {
     const id = parseUuid(c);
     requireRunner(c.var.principal, id);
-    const body = await readJson(c, claimSchema);
+    const body = (await readJson(c, claimSchema)) satisfies wire.ClaimRequest;
     const abort = new AbortController();
     c.req.raw.signal?.addEventListener('abort', () => abort.abort(), { once: true });
-    return c.json({ jobs: await claim(ctx, id, c.var.principal.pool, body, abort.signal) });
+    return c.json({ jobs: await claim(ctx, id, c.var.principal.pool, body, abort.signal) } satisfies wire.ClaimResponse);
   });
 
   // An agent stopped by Ctrl-C keeps its identity (see goOffline).
@@ -142,14 +143,14 @@ export function runnerProtocolRouter(ctx: AppContext, auth: Authenticator) {
     const id = parseUuid(c);
     requireRunner(c.var.principal, id);
     await goOffline(ctx, id, c.var.principal.pool);
-    return c.json({ ok: true });
+    return c.json({ ok: true } satisfies wire.OkResponse);
   });
 
   app.post('/:id/deregister', async (c) => {
     const id = parseUuid(c);
     requireRunner(c.var.principal, id);
     await deregister(ctx, id);
-    return c.json({ ok: true });
+    return c.json({ ok: true } satisfies wire.OkResponse);
   });
 
   return app;
@@ -162,27 +163,27 @@ export function runnerJobRouter(ctx: AppContext) {
     const p = c.var.principal;
     requireRunner(p);
     const jobId = parseId(c);
-    const body = await readJson(c, z.strictObject(fenceSchema));
+    const body = (await readJson(c, z.strictObject(fenceSchema))) satisfies wire.StartRequest;
     const job = await startJob(ctx, { jobId, runnerId: p.runnerId, attempt: body.attempt });
-    return c.json({ state: job.state, cancel: job.cancelRequested });
+    return c.json({ state: job.state, cancel: job.cancelRequested } satisfies wire.StartResponse);
   });
 
   app.post('/:id/logs', async (c) => {
     const p = c.var.principal;
     if (p.kind !== 'runner') return c.notFound();
     const jobId = parseId(c);
-    const body = await readJson(c, logSchema);
+    const body = (await readJson(c, logSchema)) satisfies wire.LogsRequest;
     const r = await appendJobLogs(ctx, { jobId, runnerId: p.runnerId, attempt: body.attempt }, body.seq, body.lines);
-    return c.json({ cancel: r.cancelRequested });
+    return c.json({ cancel: r.cancelRequested } satisfies wire.LogsResponse);
   });
 
   app.post('/:id/result', async (c) => {
     const p = c.var.principal;
     requireRunner(p);
     const jobId = parseId(c);
-    const body = await readJson(c, resultSchema);
+    const body = (await readJson(c, resultSchema)) satisfies wire.JobResultBody;
     const job = await reportResult(ctx, { jobId, runnerId: p.runnerId, attempt: body.attempt }, body);
-    return c.json({ state: job.state });
+    return c.json({ state: job.state } satisfies wire.ResultResponse);
   });
 
   return app;

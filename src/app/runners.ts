@@ -11,7 +11,8 @@ import { terminateRunnerTx, type Termination } from '../queue/terminate-runner.j
 import { activeJobIdsOfRunner, recoverJobs } from '../queue/recover.js';
 import { appendLogs, markRunning, type JobResult } from '../queue/report.js';
 import { claimForRunner } from '../queue/claim.js';
-import type { ClaimedJob, Fence, Job, LogLine } from '../queue/job.js';
+import type { Fence, Job, LogLine } from '../queue/job.js';
+import type * as wire from '../protocol/runner.js';
 import { findRunner, findRunnerState, getRunner, refreshBusyIdle, setHold, type Runner, type RunnerState } from '../store/queries/runners.js';
 import { moveRunner, registerRunner, resumeRunner, type TransitionOutcome } from '../store/queries/runner-transitions.js';
 import { getPool, type Pool } from '../store/queries/pools.js';
@@ -126,7 +127,7 @@ export async function deleteRunner(ctx: AppContext, id: string, actor: string): 
 
 // ---- the runner protocol --------------------------------------------------------------------
 
-export function runnerConfig(ctx: AppContext, pool: Pool, runner: Runner) {
+export function runnerConfig(ctx: AppContext, pool: Pool, runner: Runner): Omit<wire.RunnerConfig, 'distribution'> {
   const lease = leaseTiming(ctx.config);
   return {
     pool: pool.name,
@@ -149,14 +150,6 @@ export function runnerConfig(ctx: AppContext, pool: Pool, runner: Runner) {
   };
 }
 
-export interface Registration {
-  id: string;
-  name: string;
-  version: string;
-  publicKey: string;
-  labels: string[];
-}
-
 /** What a registration token allows: a pool, and for a launch token one runner id. */
 export interface RegistrationGrant {
   tokenId: string;
@@ -168,7 +161,7 @@ export interface RegistrationGrant {
  * Registers a runner (or the same runner again after a restart: whatever it was running is
  * lost and requeued) and issues its credential, sealed to its key.
  */
-export async function register(ctx: AppContext, grant: RegistrationGrant, body: Registration) {
+export async function register(ctx: AppContext, grant: RegistrationGrant, body: wire.RegisterRequest): Promise<wire.RegisterResponse> {
   const id = body.id;
   const now = ctx.clock.now();
   const result = await ctx.db.transaction(async (tx) => {
@@ -250,22 +243,14 @@ export function connectControl(ctx: AppContext, runner: Runner, send: ControlSen
   };
 }
 
-export interface Heartbeat {
-  version: string;
-  /** the jobs the runner runs */
-  jobs: { id: number; attempt: number }[];
-  /** claim requests (their `seq`) the runner gave up on before an answer: see ClaimLedger */
-  abandoned: number[];
-}
-
 /**
  * A runner's heartbeat: recorded (in the heartbeat buffer), answered from a fresh read of what
  * the server believes it holds: the jobs it must stop (lost), cancel, and the live servers.
  */
-export async function heartbeat(ctx: AppContext, id: string, pool: string, body: Heartbeat) {
+export async function heartbeat(ctx: AppContext, id: string, pool: string, body: wire.HeartbeatRequest): Promise<wire.HeartbeatResponse> {
   const now = ctx.clock.now();
   // Before the read: a claim recorded after this point sees it abandoned and undoes itself.
-  const abandoned = ctx.claims.abandon(id, body.abandoned, now);
+  const abandoned = ctx.claims.abandon(id, body.abandoned ?? [], now);
   const runner = await ctx.heartbeats.view(id);
   if (!runner || runner.state === 'terminated') throw gone(id);
   ctx.heartbeats.record(id, now, body.version);
@@ -300,7 +285,7 @@ export async function heartbeat(ctx: AppContext, id: string, pool: string, body:
  * Parked on the control hub, woken by work arriving on this server; the periodic re-check covers
  * jobs enqueued through another server.
  */
-export async function claim(ctx: AppContext, id: string, pool: string, req: { max: number; waitMs: number; seq?: number }, signal: AbortSignal): Promise<ClaimedJob[]> {
+export async function claim(ctx: AppContext, id: string, pool: string, req: wire.ClaimRequest, signal: AbortSignal): Promise<wire.ClaimedJob[]> {
   const deadline = Date.now() + req.waitMs;
   for (;;) {
     // A runner that hung up must not be handed jobs it will never see.
@@ -322,7 +307,7 @@ export async function claim(ctx: AppContext, id: string, pool: string, req: { ma
 }
 
 /** One claim attempt: respects the runner's state, free slots, config hash and ephemerality. */
-async function tryClaim(ctx: AppContext, runnerId: string, max: number): Promise<ClaimedJob[]> {
+async function tryClaim(ctx: AppContext, runnerId: string, max: number): Promise<wire.ClaimedJob[]> {
   const now = ctx.clock.now();
   const started = performance.now();
   const { runnerState, publicKey, jobs } = await claimForRunner(ctx.db, now, runnerId, max);
@@ -341,7 +326,7 @@ async function tryClaim(ctx: AppContext, runnerId: string, max: number): Promise
     ...j,
     secretsEnc: null,
     secrets: j.secretsEnc && publicKey ? sealTo(publicKey, decryptAtRest(ctx.secretKey, j.secretsEnc)) : null,
-  })) as any;
+  }));
 }
 
 /**
