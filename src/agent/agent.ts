@@ -210,6 +210,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     try {
       await this.boot();
       void this.claimLoop();
+      // After the first claim is on its way: spawning the guard costs the event loop a few ms.
+      setImmediate(() => this.guard?.start());
       await this.until(() => !!this.stop && this.jobs.size === 0);
       await Promise.allSettled([...this.running]);
       exit = await this.finish();
@@ -292,7 +294,6 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     if (this.halt.signal.aborted) return;
     this.prepared = true;
-    this.guard?.start();
     this.log.info('ready for jobs');
     this.readyResolvers?.ok();
     this.readyResolvers = undefined;
@@ -334,6 +335,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.emit('connected');
       this.reconsider();
     });
+    this.control.on('failed', () => this.reconsider());
     this.control.on('disconnected', (reason) => {
       this.log.warn({ reason }, 'control channel disconnected; not claiming until it is back');
       this.emit('disconnected', reason);
@@ -357,6 +359,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         return r;
       },
       intervalMs: config.heartbeatIntervalMs,
+      // not at once: the first claim and the control channel go first, on a server that may be busy
+      delayFirst: true,
       sleep: this.sleep,
       log: this.log,
       onResponse: (r) => {
@@ -443,7 +447,9 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private canClaim(): boolean {
     const c = this.config;
-    if (!c || !this.registered || !this.prepared || !this.enabled || this.stop || !this.control?.connected) return false;
+    // Right after registration the first claim goes out with the channel still opening: it does
+    // not wait for the hello (the server refuses claims of a disabled or draining runner anyway).
+    if (!c || !this.registered || !this.prepared || !this.enabled || this.stop || !(this.control?.connected || this.control?.opening)) return false;
     if (this.lease && !this.lease.check()) return false;
     if (c.ephemeral && this.jobsTaken >= 1) return false;
     return true;

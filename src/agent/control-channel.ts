@@ -7,7 +7,8 @@
  *       └────────────────────────────────────────────────────────────────────────────────┘
  *   401 ▶ 'unauthorized' (credential revoked)     410 ▶ 'gone' (runner terminated)
  *
- * "Connected" means the server's hello arrived, not merely that TCP is up.
+ * "Connected" means the server's hello arrived, not merely that TCP is up. Until the first
+ * attempt is over the channel is `opening` (the agent claims meanwhile rather than wait for it).
  */
 import { EventEmitter } from 'node:events';
 import { createParser } from 'eventsource-parser';
@@ -22,6 +23,8 @@ import type { ControlEventName } from '../protocol/runner.js';
 export interface ControlChannelEvents {
   connected: [];
   disconnected: [reason: string];
+  /** An attempt ended without a hello (the first one ends `opening`). */
+  failed: [reason: string];
   event: [name: ControlEventName, data: any];
   unauthorized: [];
   gone: [];
@@ -42,6 +45,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   private kick = new AbortController();
   private loop: Promise<void> | undefined;
   private isConnected = false;
+  private firstAttempt = true;
 
   constructor(private readonly deps: ControlChannelDeps) {
     super();
@@ -49,6 +53,11 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
 
   get connected(): boolean {
     return this.isConnected;
+  }
+
+  /** The first connection attempt is still under way (no hello yet, no failure either). */
+  get opening(): boolean {
+    return this.firstAttempt && !this.isConnected;
   }
 
   start(): void {
@@ -73,10 +82,11 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
         backoff.reset();
       }
       const outcome = await this.connectOnce();
+      this.firstAttempt = false;
       if (this.isConnected) {
         this.isConnected = false;
         this.emit('disconnected', outcome.reason);
-      }
+      } else this.emit('failed', outcome.reason);
       if (outcome.final || this.stop.signal.aborted) return;
       const delayMs = backoff.next();
       log.warn({ reason: outcome.reason, delayMs, attempt: backoff.failures }, 'control channel down; reconnecting');

@@ -30,7 +30,7 @@ import { ProcessGroup, buildScript, type ExitStatus } from './process-group.js';
 import type { ClaimedJob, JobResultBody } from '../protocol/runner.js';
 import type { RunnerClient } from './runner-client.js';
 import type { JobDir, Workspace } from './workspace.js';
-import { jsonProblem } from '../lib/validation.js';
+import { jsonProblem } from '../lib/json-problem.js';
 
 export type KillReason = 'cancelled' | 'timed_out' | 'shutdown' | 'lost' | 'deleted' | 'expired';
 

@@ -13,6 +13,8 @@ import type { HeartbeatResponse } from '../protocol/runner.js';
 export interface HeartbeatDeps {
   send: (signal: AbortSignal) => Promise<HeartbeatResponse>;
   intervalMs: number;
+  /** The first beat waits one interval (the registration that just happened renewed the lease). */
+  delayFirst?: boolean;
   sleep: Sleep;
   log: Logger;
   onResponse: (r: HeartbeatResponse) => void;
@@ -43,6 +45,7 @@ export class HeartbeatLoop {
 
   private async run(): Promise<void> {
     const { send, intervalMs, sleep, log } = this.deps;
+    if (this.deps.delayFirst) await sleep(intervalMs, this.stop.signal);
     while (!this.stop.signal.aborted) {
       let delayMs = intervalMs;
       try {
