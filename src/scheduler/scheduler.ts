@@ -8,7 +8,8 @@ import { artifactInfo } from '../api/artifacts.js';
 import { insertStartingRunner, setProviderRef, findRunner } from '../store/queries/runners.js';
 import { moveRunner } from '../store/queries/runner-transitions.js';
 import { createToken } from '../store/queries/tokens.js';
-import { liveRunnersOfProvider, queuedByPoolAndImage, schedulingRunners, type SchedulingRunner } from '../store/queries/scheduling.js';
+import { liveRunnersOfProvider, queuedByPoolAndImage, type SchedulingRunner } from '../store/queries/scheduling.js';
+import { RunnerCache } from './runner-cache.js';
 import { activeJobIdsOfRunner } from '../queue/recover.js';
 import { terminateRunner } from '../queue/terminate-runner.js';
 import { recordEvents } from '../store/queries/events.js';
@@ -52,6 +53,8 @@ export class Scheduler {
   private images = new Map<string, string>();
   /** runner images being prepared (built or found); their end wakes the scheduler */
   private preparing = new Map<string, Promise<void>>();
+  /** the live runners, read incrementally pass after pass */
+  private runnerCache = new RunnerCache();
 
   constructor(
     private ctx: AppContext,
@@ -110,7 +113,7 @@ export class Scheduler {
   }
 
   async gather(now: number): Promise<PoolView[]> {
-    const [pools, runners, queuedRows] = await Promise.all([listPools(this.ctx.db), schedulingRunners(this.ctx.db), queuedByPoolAndImage(this.ctx.db)]);
+    const [pools, runners, queuedRows] = await Promise.all([listPools(this.ctx.db), this.runnerCache.read(this.ctx.db), queuedByPoolAndImage(this.ctx.db)]);
     const queued = new Map<string, number>();
     const byImage = new Map<string, Record<string, number>>();
     for (const r of queuedRows) {
@@ -152,8 +155,9 @@ export class Scheduler {
   private async passNow(now: number): Promise<Action[]> {
     const views = await this.gather(now);
     const plan = decide(views, now);
+    const byPool = new Map(views.map((v) => [v.config.name, v]));
     for (const a of plan) {
-      const v = views.find((p) => p.config.name === a.pool)!;
+      const v = byPool.get(a.pool)!;
       this.ctx.log.info(
         { action: a.kind, pool: a.pool, reason: a.reason, ...(a.kind === 'start' ? { count: a.count } : { runnerId: a.runnerId }), queued: v.queued, runners: v.runners.length },
         'scheduler decision',
