@@ -17,6 +17,7 @@ import { sleep } from '../lib/clock.js';
 import { appendQueuedLogs, failQueuedJobs, queuedJobIds } from '../queue/waiting.js';
 import { baseAllowed } from '../providers/container/dynamic-images.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
+import type { Queryable } from '../store/db.js';
 
 /** How often build progress is written to the waiting jobs' logs. */
 const PROGRESS_FLUSH_MS = 500;
@@ -55,6 +56,7 @@ export class Scheduler {
   private preparing = new Map<string, Promise<void>>();
   /** the live runners, read incrementally pass after pass */
   private runnerCache = new RunnerCache();
+  private session: (Queryable & { release(): void }) | undefined;
 
   constructor(
     private ctx: AppContext,
@@ -113,7 +115,17 @@ export class Scheduler {
   }
 
   async gather(now: number): Promise<PoolView[]> {
-    const [pools, runners, queuedRows] = await Promise.all([listPools(this.ctx.db), this.runnerCache.read(this.ctx.db), queuedByPoolAndImage(this.ctx.db)]);
+    const q = await this.gatherSession();
+    let read;
+    try {
+      read = await Promise.all([listPools(q), this.runnerCache.read(q), queuedByPoolAndImage(q)]);
+    } catch (err) {
+      // a broken connection is not used again: the next pass opens another
+      this.session?.release();
+      this.session = undefined;
+      throw err;
+    }
+    const [pools, runners, queuedRows] = read;
     const queued = new Map<string, number>();
     const byImage = new Map<string, Record<string, number>>();
     for (const r of queuedRows) {
@@ -138,6 +150,15 @@ export class Scheduler {
         startFailures: this.failureState(p.name, mine, now),
       };
     });
+  }
+
+  /**
+   * The gather's own connection (the leader's only: passes run there): a pass never waits behind
+   * the claims and results queued for the request pool's connections.
+   */
+  private async gatherSession(): Promise<Queryable> {
+    this.session ??= await this.ctx.db.openSession();
+    return this.session;
   }
 
   /** Passes and reconciles never overlap: two at once could both start runners for one gap. */
@@ -542,6 +563,8 @@ export class Scheduler {
     this.closed = true;
     await this.idle();
     await Promise.allSettled([...this.stopping.values()]);
+    this.session?.release();
+    this.session = undefined;
   }
 }
 
