@@ -13,12 +13,13 @@ import { eventsRouter } from './events.js';
 import { artifactsRouter } from './artifacts.js';
 import { statsRouter } from './stats.js';
 import { streamRouter } from './stream.js';
-import { webRouter } from '../web/router.js';
-import { githubWebhookRouter } from '../github/webhook.js';
 import { pingStore } from '../store/queries/meta.js';
 import { activeJobCounts, liveRunnerCounts } from '../store/queries/gauges.js';
+import { webRouter } from '../web/router.js';
+import { githubWebhookRouter } from './github-webhook.js';
+import type { GithubSource } from '../github/service.js';
 
-export function createApp(ctx: AppContext) {
+export function createApp(ctx: AppContext, services: { github: GithubSource }) {
   const app = new Hono<Env>();
   const auth = new Authenticator(ctx);
 
@@ -69,17 +70,16 @@ export function createApp(ctx: AppContext) {
     requireAdmin(c.var.principal);
     return c.json({ classSizes: Object.entries(ctx.classSizes).map(([name, s]) => ({ name, ...s })) });
   });
-  app.route('/webhooks', githubWebhookRouter(ctx)); // signed by GitHub, not bearer-token auth
+  app.route('/webhooks', githubWebhookRouter(ctx, services.github)); // signed by GitHub, not bearer-token auth
   app.route('/api/v1', api);
   app.route('/', webRouter());
   return { app, auth };
 }
 
 async function refreshGauges(ctx: AppContext) {
+  const [jobs, runners] = await Promise.all([activeJobCounts(ctx.db), liveRunnerCounts(ctx.db)]);
   ctx.metrics.jobsQueued.reset();
-  for (const r of await activeJobCounts(ctx.db))
-    ctx.metrics.jobsQueued.set({ pool: r.pool, state: r.state }, r.n);
+  for (const r of jobs) ctx.metrics.jobsQueued.set({ pool: r.pool, state: r.state }, r.n);
   ctx.metrics.runners.reset();
-  for (const r of await liveRunnerCounts(ctx.db))
-    ctx.metrics.runners.set({ pool: r.pool, state: r.state }, r.n);
+  for (const r of runners) ctx.metrics.runners.set({ pool: r.pool, state: r.state }, r.n);
 }

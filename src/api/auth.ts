@@ -4,7 +4,6 @@ import type { AppContext } from '../app/context.js';
 import { findTokenBySecret, type TokenRow } from '../store/queries/tokens.js';
 import { ForbiddenError, UnauthorizedError } from '../lib/errors.js';
 import type { Env } from './http.js';
-import { RUNNER_TERMINATED } from '../queue/terminate-runner.js';
 
 export type Principal =
   | { kind: 'admin'; tokenId: string }
@@ -21,10 +20,10 @@ export class Authenticator {
   private cache = new Map<string, { token: TokenRow | undefined; at: number }>();
 
   constructor(private ctx: AppContext) {
-    // Every termination on this server, whoever made it (src/queue/terminate-runner.ts), drops
+    // Every termination on this server, whoever made it (src/app/runners.ts), drops
     // the runner's cached credentials. Other servers' caches may hold it a few seconds more, but
     // every runner call also checks the runner's state in the statement it runs anyway.
-    ctx.bus.on(RUNNER_TERMINATED, (runnerId: string) => this.forgetRunner(runnerId));
+    ctx.bus.on('runner-terminated', (runnerId) => this.forgetRunner(runnerId));
   }
 
   private forgetRunner(runnerId: string): void {

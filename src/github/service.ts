@@ -11,8 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { AppContext } from '../app/context.js';
-import { prepareSpecs, submitJobs } from '../api/jobs.js';
-import { cancelJob } from '../queue/cancel.js';
+import { cancelJob, prepareSpecs, submitJobs } from '../app/jobs.js';
 import { FINAL_STATES, toJob, type Job } from '../queue/job.js';
 import { listPools } from '../store/queries/pools.js';
 import { recordEvents } from '../store/queries/events.js';
@@ -56,27 +55,19 @@ export type QueuedOutcome =
   | { status: 'ignored'; reason: string }
   | { status: 'unroutable'; reason: string };
 
-const sources = new WeakMap<AppContext, GithubSource>();
-
-/** The one GitHub source of a server (shares the token cache and rate-limit state). */
-export function githubSource(ctx: AppContext): GithubSource {
-  let s = sources.get(ctx);
-  if (!s) sources.set(ctx, (s = new GithubSource(ctx)));
-  return s;
-}
-
-/** The periodic step: `maintenance.steps.push({ name: 'github', run: (now) => githubReconcile(ctx, now) })`. */
-export async function githubReconcile(ctx: AppContext, now: number) {
-  if (!githubSettings(ctx.config)) return;
-  return githubSource(ctx).reconcile(now);
-}
-
+/** The GitHub source of a server (one, built by server.ts: it holds the token cache and rate-limit state). */
 export class GithubSource {
   readonly client: GithubClient;
   private lastReconcile = -Infinity;
 
   constructor(private ctx: AppContext) {
     this.client = new GithubClient(() => this.settings, ctx.log, () => ctx.clock.now());
+  }
+
+  /** The periodic step (maintenance): a reconcile when GitHub is configured. */
+  async tick(now: number) {
+    if (!githubSettings(this.ctx.config)) return;
+    return this.reconcile(now);
   }
 
   get settings(): GithubSettings {
@@ -181,7 +172,7 @@ export class GithubSource {
     const id = await markGithubRunnerAssigned(this.ctx.db, wj.runnerName, wj.id, this.ctx.clock.now());
     if (id === undefined) return null;
     await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'job', subject: String(id), reason: `GitHub runner ${wj.runnerName} took GitHub job ${wj.id}`, actor: 'github' }]);
-    this.ctx.bus.emit(`job:${id}`);
+    this.ctx.bus.emit('job-changed', id);
     return id;
   }
 
@@ -202,14 +193,12 @@ export class GithubSource {
 
   private async cancel(job: Job, reason: string) {
     try {
-      const { job: after, signalRunner } = await this.ctx.db.transaction((tx) => cancelJob(tx, this.ctx.clock.now(), job.id, 'github'));
-      if (signalRunner) this.ctx.hub.send(signalRunner, 'cancel', { jobId: job.id });
-      if (after.state === 'cancelled') this.ctx.metrics.jobOutcomes.inc({ pool: after.pool, state: 'cancelled' });
+      await cancelJob(this.ctx, job.id, 'github');
     } catch (err) {
       if ((err as { status?: number }).status !== 409) throw err; // already finished: nothing to cancel
     }
     await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'job', subject: String(job.id), reason, actor: 'github' }]);
-    this.ctx.bus.emit(`job:${job.id}`);
+    this.ctx.bus.emit('job-changed', job.id);
   }
 
   /** Removes a JIT runner from GitHub; one already gone counts as removed. */

@@ -118,10 +118,5 @@ export interface Fence {
   attempt: number;
 }
 
-export interface LogLine {
-  /** epoch ms when the runner read the line */
-  t: number;
-  /** 'o' stdout, 'e' stderr, 's' system (runner messages) */
-  s: 'o' | 'e' | 's';
-  m: string;
-}
+/** Log lines are stored as the runner sends them. */
+export type { LogLine } from '../protocol/runner.js';

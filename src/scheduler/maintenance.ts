@@ -41,11 +41,11 @@ export async function recover(ctx: AppContext, now: number): Promise<RecoveryRep
     report.timedOut.push(j.id);
     if (j.runnerId) ctx.hub.send(j.runnerId, 'cancel', { jobId: j.id });
   }
-  for (const p of await countJobsByPool(ctx.db, report.requeued)) ctx.bus.emit('jobs', p.pool, p.n);
-  for (const id of [...report.requeued, ...report.failed, ...report.timedOut]) ctx.bus.emit(`job:${id}`);
+  for (const p of await countJobsByPool(ctx.db, report.requeued)) ctx.bus.emit('work-queued', p.pool, p.n);
+  for (const id of [...report.requeued, ...report.failed, ...report.timedOut]) ctx.bus.emit('job-changed', id);
   if (report.offline.length || report.requeued.length || report.failed.length || report.timedOut.length) {
     ctx.log.info(report, 'recovery pass');
-    ctx.bus.emit('runners');
+    ctx.bus.emit('runners-changed', 'fleet');
   }
   return report;
 }

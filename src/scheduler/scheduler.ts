@@ -4,18 +4,18 @@ import type { LaunchSpec, Provider } from '../providers/provider.js';
 import { decide, type Action, type PoolView } from './decide.js';
 import { listPools, setWaitingReason } from '../store/queries/pools.js';
 import { providerHint } from '../app/pool-checks.js';
-import { artifactInfo } from '../api/artifacts.js';
+import { artifactInfo } from '../store/artifacts.js';
 import { insertStartingRunner, setProviderRef, findRunner } from '../store/queries/runners.js';
 import { moveRunner } from '../store/queries/runner-transitions.js';
 import { createToken } from '../store/queries/tokens.js';
 import { liveRunnersOfProvider, queuedByPoolAndImage, type SchedulingRunner } from '../store/queries/scheduling.js';
 import { RunnerCache } from './runner-cache.js';
 import { activeJobIdsOfRunner } from '../queue/recover.js';
-import { terminateRunner } from '../queue/terminate-runner.js';
+import { drainRunner, terminateRunner } from '../app/runners.js';
 import { recordEvents } from '../store/queries/events.js';
 import { sleep } from '../lib/clock.js';
 import { appendQueuedLogs, failQueuedJobs, queuedJobIds } from '../queue/waiting.js';
-import { baseAllowed } from '../providers/container/dynamic-images.js';
+import { baseAllowed } from '../app/images.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
 import type { Queryable } from '../store/db.js';
 
@@ -332,7 +332,7 @@ export class Scheduler {
     const now = this.ctx.clock.now();
     const failed: number[] = [];
     for (const image of [null, ...Object.keys(v.queuedByImage ?? {})] as (string | null)[]) failed.push(...(await failQueuedJobs(this.ctx.db, now, pool, image, reason, 'scheduler')));
-    for (const id of failed) this.ctx.bus.emit(`job:${id}`);
+    for (const id of failed) this.ctx.bus.emit('job-changed', id);
     if (!failed.length) return;
     this.ctx.metrics.jobOutcomes.inc({ pool, state: 'failed' }, failed.length);
     await recordEvents(this.ctx.db, now, [{ kind: 'scheduler', subject: pool, reason: `${reason}; ${failed.length} waiting job(s) failed`, actor: 'scheduler' }]);
@@ -372,7 +372,7 @@ export class Scheduler {
       pending = [];
       writing = writing
         .then(async () => {
-          for (const id of await appendQueuedLogs(this.ctx.db, this.ctx.clock.now(), jobIds, lines)) this.ctx.bus.emit(`log:${id}`);
+          for (const id of await appendQueuedLogs(this.ctx.db, this.ctx.clock.now(), jobIds, lines)) this.ctx.bus.emit('log-appended', id);
         })
         .catch((err) => this.ctx.log.warn({ err, pool, base }, 'could not write image build progress'));
       return writing;
@@ -413,7 +413,7 @@ export class Scheduler {
       await flush();
       const reason = `runner image for base ${base} could not be prepared: ${message}`;
       const failed = await failQueuedJobs(this.ctx.db, this.ctx.clock.now(), pool, base, reason, 'scheduler');
-      for (const id of failed) this.ctx.bus.emit(`job:${id}`);
+      for (const id of failed) this.ctx.bus.emit('job-changed', id);
       if (failed.length) this.ctx.metrics.jobOutcomes.inc({ pool, state: 'failed' }, failed.length);
       await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'scheduler', subject: pool, reason: `${reason}; ${failed.length} waiting job(s) failed`, actor: 'scheduler' }]);
       this.ctx.log.error({ err, pool, base, failed: failed.length }, 'runner image could not be prepared');
@@ -421,9 +421,8 @@ export class Scheduler {
   }
 
   private async drain(runnerId: string, reason: string) {
-    const r = await moveRunner(this.ctx.db, this.ctx.clock.now(), runnerId, 'drain', reason);
-    if (r.moved) this.ctx.hub.send(runnerId, 'drain');
-    else this.ctx.log.info({ runnerId, reason: r.refusal }, 'scheduler drain not applied');
+    const r = await drainRunner(this.ctx, runnerId, reason);
+    if (!r.moved) this.ctx.log.info({ runnerId, reason: r.refusal }, 'scheduler drain not applied');
   }
 
   /**
@@ -492,7 +491,7 @@ export class Scheduler {
       if (r && r.state !== 'terminated') await this.markTerminated(runnerId, `runner process ${detail}${r.state === 'starting' ? ' before registering' : ''}`);
       // a failed start (a pod stuck on its image, say) is explained to the jobs waiting for it
       if (r?.state === 'starting')
-        for (const id of await appendQueuedLogs(this.ctx.db, now, await queuedJobIds(this.ctx.db, r.pool, r.image), [`runner ${r.name} failed to start: ${detail}; runyard tries again`])) this.ctx.bus.emit(`log:${id}`);
+        for (const id of await appendQueuedLogs(this.ctx.db, now, await queuedJobIds(this.ctx.db, r.pool, r.image), [`runner ${r.name} failed to start: ${detail}; runyard tries again`])) this.ctx.bus.emit('log-appended', id);
     } catch (err) {
       this.ctx.log.error({ err, runnerId }, 'could not record runner exit');
     }

@@ -1,16 +1,16 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import type { AppContext } from '../app/context.js';
-import { bodyLimit, errorBody } from '../api/http.js';
+import { bodyLimit, errorBody } from './http.js';
 import { recordEvents } from '../store/queries/events.js';
-import { clientAddress } from '../api/auth.js';
-import { GithubApiError } from './client.js';
-import { githubSettings } from './settings.js';
-import { githubSource, type WorkflowJobInfo } from './service.js';
-import { verifySignature } from './signature.js';
+import { githubEventSeen } from '../store/queries/github.js';
+import { clientAddress } from './auth.js';
+import { GithubApiError } from '../github/client.js';
+import { githubSettings } from '../github/settings.js';
+import type { GithubSource, WorkflowJobInfo } from '../github/service.js';
+import { verifySignature } from '../github/signature.js';
 import { formatPath } from '../config/load.js';
 import { INT8_MAX, boundedInt, githubLogin, githubRepo, labels, safeString } from '../lib/validation.js';
-import { githubEventSeen } from '../store/queries/github.js';
 
 const text = (max: number) => safeString({ max }).nullish();
 const account = z.object({ login: githubLogin.optional() });
@@ -36,9 +36,10 @@ const WEBHOOK_RATE_LIMIT_WAIT_MS = 5_000;
 
 /**
  * `POST /webhooks/github` — outside bearer-token auth; authenticated by the HMAC signature.
- * Mount: `app.route('/webhooks', githubWebhookRouter(ctx))`.
+ * Mount: `app.route('/webhooks', githubWebhookRouter(ctx, source))`. Verification and the mapping
+ * to jobs are in src/github/.
  */
-export function githubWebhookRouter(ctx: AppContext) {
+export function githubWebhookRouter(ctx: AppContext, source: GithubSource) {
   const app = new Hono();
   const inFlight = new Set<string>();
 
@@ -85,7 +86,7 @@ export function githubWebhookRouter(ctx: AppContext) {
       const field = formatPath(issue.path);
       const reason = `refused workflow_job ${wj.id}: ${field}: ${issue.message}`;
       ctx.log.warn({ delivery, field }, 'GitHub webhook refused');
-      await githubSource(ctx).record(`delivery:${delivery || '-'}`, reason, { field, outcome: 'refused' });
+      await source.record(`delivery:${delivery || '-'}`, reason, { field, outcome: 'refused' });
       return c.json(errorBody('unprocessable', reason, field), 422);
     }
     const p = checked.data;
@@ -106,7 +107,6 @@ export function githubWebhookRouter(ctx: AppContext) {
       org: p.organization?.login ?? p.repository.owner?.login ?? null,
       installationId: p.installation?.id ?? null,
     };
-    const source = githubSource(ctx);
     const done = async (outcome: string) => {
       if (delivery)
         await recordEvents(ctx.db, ctx.clock.now(), [{ kind: 'github', subject, reason: `${action} workflow_job ${wj.id}: ${outcome}`, actor: 'github' }]);
