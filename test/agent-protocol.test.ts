@@ -123,6 +123,25 @@ describe('agent against a fake runyard', { timeout: 120_000 }, () => {
     assert.equal(new Set(seqs).size, seqs.length, 'every claim request has its own seq');
   });
 
+  test('control events: disable gives up the claim in flight, enable claims again, cancel stops a running job', async () => {
+    const f = await fake();
+    const { agent } = agentOn(f);
+    await agent.start();
+    await f.waitFor('control');
+    const parked = await f.waitFor('claim');
+    f.control('disable', {});
+    await parked.gone;
+    const again = f.next('claim');
+    f.control('enable', {});
+    await again;
+    const job = f.enqueue({ commands: ['echo running', 'sleep 60'] });
+    await f.waitFor('logs', (c) => c.jobId === job.id && c.body.lines.some((l: { m: string }) => l.m === 'running'));
+    f.control('cancel', { jobId: job.id });
+    const s = await finished(agent, job.id);
+    assert.equal(s.outcome, 'cancelled');
+    assert.equal(f.callsTo('result').find((c) => c.jobId === job.id)?.body.outcome, 'cancelled');
+  });
+
   for (const [endpoint, status] of [['heartbeat', 410], ['claim', 410]] as [Endpoint, number][]) {
     test(`${status} on ${endpoint}: the runner was terminated, the agent stops for good and forgets its identity`, async () => {
       const f = await fake({ heartbeatIntervalMs: 100 });
