@@ -146,7 +146,7 @@ export class RunyardServer {
     for (const pool of this.config.pools) await applyPoolConfig(this.ctx, pool, 'config', 'config');
 
     this.instanceId = await readInstanceId(this.db);
-    for (const p of this.opts.providers ?? this.defaultProviders()) this.providers.set(p.name, p);
+    for (const p of this.opts.providers ?? (await this.defaultProviders())) this.providers.set(p.name, p);
     this.started.push({
       name: 'providers',
       close: async () => {
@@ -206,12 +206,12 @@ export class RunyardServer {
     return this;
   }
 
-  private defaultProviders(): Provider[] {
+  private async defaultProviders(): Promise<Provider[]> {
     const args = [this.config, process.env, this.log, this.instanceId] as const;
     return [
       new ProcessProvider(this.dataDir, this.log, this.instanceId),
       ...containerProvidersFor(...args),
-      ...kubernetesProvidersFor(...args),
+      ...(await kubernetesProvidersFor(...args)),
       ...ecsProvidersFor(...args),
       ...ec2ProvidersFor(...args),
     ];
