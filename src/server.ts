@@ -212,8 +212,8 @@ export class RunyardServer {
       new ProcessProvider(this.dataDir, this.log, this.instanceId),
       ...containerProvidersFor(...args),
       ...(await kubernetesProvidersFor(...args)),
-      ...ecsProvidersFor(...args),
-      ...ec2ProvidersFor(...args),
+      ...(await ecsProvidersFor(...args)),
+      ...(await ec2ProvidersFor(...args)),
     ];
   }
 
