@@ -20,6 +20,7 @@ export interface SchedulingRunner {
   jobsStarted: number;
   ephemeral: boolean;
   provider: string | null;
+  /** the dynamic base image it runs; null for the pool's own image */
   image: string | null;
 }
 
