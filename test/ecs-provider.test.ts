@@ -19,7 +19,6 @@ import { TEST_CREDENTIALS } from './helpers/aws/sigv4.js';
 import { ServerProcess, freePort } from './helpers/process-server.js';
 import { createPgDatabase } from './helpers/db.js';
 import { EcsProvider } from '../src/providers/ecs/ecs-provider.js';
-import { LaunchBucket } from '../src/providers/ecs/launch-bucket.js';
 import { ecsPoolFields } from '../src/providers/ecs/pool-config.js';
 import { configSchema } from '../src/config/schema.js';
 import { silentLogger } from '../src/lib/logger.js';
@@ -45,22 +44,6 @@ after(async () => {
 });
 
 const ecsBlock = (extra: Record<string, unknown> = {}) => ({ endpoint: fake.url, region: 'us-east-1', cluster: 'runners', subnets: ['subnet-0000000a', 'subnet-0000000b'], securityGroups: ['sg-0000000a'], ...extra });
-
-test('the launch bucket lets a burst go at once, then paces launches at its rate', async () => {
-  let now = 0;
-  const slept: number[] = [];
-  const b = new LaunchBucket(100, 20, () => now, async (ms) => {
-    slept.push(ms);
-    now += ms;
-  });
-  for (let i = 0; i < 10; i++) await b.take(10);
-  assert.equal(now, 0, 'the first 100 launches do not wait');
-  await b.take(10);
-  assert.equal(now, 500, '10 more wait half a second at 20/s');
-  for (let i = 0; i < 19; i++) await b.take(10);
-  assert.equal(now, 10_000, '300 launches take (300 - 100) / 20 = 10 s');
-  assert.equal(LaunchBucket.floorSeconds(300, 100, 20), 10);
-});
 
 test('config load checks class sizes against Fargate and names the field', () => {
   const bad = configSchema.safeParse({ classSizes: { odd: { cpu: 1, memoryMb: 1000 } }, pools: [{ name: 'f', provider: 'ecs', image: 'x', class: 'odd', ecs: { subnets: ['subnet-0000000a'] } }] });

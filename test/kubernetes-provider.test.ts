@@ -19,7 +19,6 @@ import { ServerProcess, freePort } from './helpers/process-server.js';
 import { createPgDatabase } from './helpers/db.js';
 import { KubernetesProvider } from '../src/providers/kubernetes/kubernetes-provider.js';
 import { KubeApiError } from '../src/providers/kubernetes/kube-errors.js';
-import { TokenBucket } from '../src/providers/kubernetes/token-bucket.js';
 import { silentLogger } from '../src/lib/logger.js';
 import { poolSchema } from '../src/config/schema.js';
 import type { LaunchSpec } from '../src/providers/provider.js';
@@ -44,15 +43,6 @@ afterEach(assertNothingLeft);
 const kubeBlock = (extra: Record<string, unknown> = {}) => ({ kubeconfig: cluster.kubeconfig, namespace: 'default', qps: 50, burst: 100, ...extra });
 const makeProvider = (instanceId: string, extra: Partial<ConstructorParameters<typeof KubernetesProvider>[0]> = {}) =>
   new KubernetesProvider({ instanceId, log: silentLogger, targets: [{ connection: { kubeconfig: cluster.kubeconfig, qps: 50, burst: 100 }, namespace: 'default' }], stopGraceMs: 5_000, ...extra });
-
-test('a token bucket gives `burst` at once, then `qps` a second', async () => {
-  let now = 0;
-  const b = new TokenBucket(20, 40, () => now, async (ms) => void (now += ms));
-  for (let i = 0; i < 40; i++) await b.take();
-  assert.equal(now, 0, 'the burst costs no time');
-  for (let i = 0; i < 10; i++) await b.take();
-  assert.ok(now >= 500 && now <= 550, `10 more at 20 qps take 0.5 s, took ${now} ms`);
-});
 
 providerContract('kubernetes', {
   // the pool stays on the process provider with maxRunners 0 (the server starts nothing itself);

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/logger.js';
 import { sleep as realSleep } from '../../lib/clock.js';
-import { TokenBucket } from './token-bucket.js';
+import { TokenBucket } from '../../lib/token-bucket.js';
 import { KubeApiError, statusOf } from './kube-errors.js';
 
 export interface Connection {
@@ -60,7 +60,7 @@ export class KubeClient {
     this.server = cluster.server;
     this.api = this.config.makeApiClient(CoreV1Api);
     this.watcher = new Watch(this.config);
-    this.bucket = new TokenBucket(connection.qps, connection.burst);
+    this.bucket = new TokenBucket(connection.qps, connection.burst); // client-go's qps/burst
   }
 
   count(op: string) {

@@ -7,6 +7,7 @@ import type { LaunchSpec } from '../provider.js';
 import { AGENT_DIR, AGENT_ENTRYPOINT } from '../container/dynamic-images.js';
 import { CONTAINER_STATE_DIR, CONTAINER_WORK_DIR, LABEL_BASE, LABEL_INSTANCE, LABEL_OWNER, LABEL_POOL, LABEL_RUNNER } from '../container/container-provider.js';
 import { kubernetesFieldsOf } from './pool-config.js';
+import { launchedAgentPassEnv } from '../../lib/base-env.js';
 
 export const AGENT_CONTAINER = 'agent';
 /** The agent's /livez and /readyz port inside the pod. */
@@ -46,8 +47,8 @@ export function buildPod(spec: LaunchSpec, opts: { owner: string; graceSeconds: 
     { name: 'RUNYARD_WORK_DIR', value: CONTAINER_WORK_DIR },
     { name: 'RUNYARD_INSTANCE_ID', value: spec.instanceId },
     { name: 'RUNYARD_HEALTH_PORT', value: String(HEALTH_PORT) },
-    // the pod's environment is the image's, the pool's and the downward API's: jobs get it all, as in the container provider
-    { name: 'RUNYARD_PASS_ENV', value: '*' },
+    // the pod's environment is the image's, the pool's and the downward API's: jobs get it all (base-env.ts)
+    { name: 'RUNYARD_PASS_ENV', value: launchedAgentPassEnv('container').RUNYARD_PASS_ENV },
     // the pod's own address: probes reach it there, and nothing else on a shared network can collide
     { name: 'RUNYARD_HEALTH_HOST', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
     // the downward API, for jobs that want to know where they run
