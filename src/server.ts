@@ -29,6 +29,7 @@ import { kubernetesProvidersFor } from './providers/kubernetes/index.js';
 import { ecsProvidersFor } from './providers/ecs/index.js';
 import { ec2ProvidersFor } from './providers/ec2/index.js';
 import type { Provider } from './providers/provider.js';
+import { registerProviderApiCalls } from './providers/api-calls.js';
 import { VERSION } from './version.js';
 import { githubReconcile } from './github/service.js';
 import { ServerRegistry } from './api/server-registry.js';
@@ -121,6 +122,7 @@ export class RunyardServer {
 
     this.instanceId = (await this.db.query<{ value: string }>(`select value from meta where key = 'instance_id'`))[0]!.value;
     for (const p of this.opts.providers ?? this.defaultProviders()) this.providers.set(p.name, p);
+    registerProviderApiCalls(this.metrics.registry, () => this.providers.values());
     this.leader = new LeaderLock(this.db, this.log);
     this.scheduler = new Scheduler(this.ctx, this.providers, {
       serverUrl: () => this.url,

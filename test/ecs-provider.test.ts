@@ -5,9 +5,9 @@
  * interruption, a kill -9 of the control plane and its restart, and service mode. No task
  * container may be left behind.
  */
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { providerContract } from './helpers/provider-contract.js';
@@ -22,6 +22,8 @@ import { EcsProvider } from '../src/providers/ecs/ecs-provider.js';
 import { ecsPoolFields } from '../src/providers/ecs/pool-config.js';
 import { configSchema } from '../src/config/schema.js';
 import { silentLogger } from '../src/lib/logger.js';
+import { apiCallsMetric, metricValue } from './helpers/metrics.js';
+import * as tar from 'tar';
 
 // The provider takes the SDK's default credential chain: here, the environment.
 process.env.AWS_ACCESS_KEY_ID = TEST_CREDENTIALS.accessKeyId;
@@ -34,6 +36,13 @@ const runner = ecsRunnerImage(podman);
 // other worktrees' test runs may remove the image from the shared podman store: put it back first
 beforeEach(() => runner.ensure());
 const fake = await FakeEcs.start({ socketPath: podman.socket, clusters: ['default', 'runners'] });
+// every test stops what it started: no task running, no task container left
+afterEach(async () => {
+  const running = () => [...fake.tasks.values()].filter((x) => x.lastStatus !== 'STOPPED').map((x) => `${x.taskArn} ${x.lastStatus}`);
+  await waitFor('no task running and no task container left', async () => running().length === 0 && (await fake.leftovers()).length === 0, 60_000, 200).catch(async (err) => {
+    throw new Error(`${(err as Error).message}: tasks ${running().join(', ')}; containers ${(await fake.leftovers()).join(', ')}`);
+  });
+});
 after(async () => {
   // every test stops what it started: no task container may be left
   const left = await waitFor('no task container left', async () => ((await fake.leftovers()).length === 0 ? [] : undefined), 60_000, 200).catch(async () => fake.leftovers());
@@ -94,6 +103,7 @@ describe('ECS runners under the scheduler', () => {
         scheduler: { tick: '1s', offlineAfter: '1h', stuckAfter: '1h', stopGrace: '3s' },
         pools: [
           { name: 'warm', provider: 'ecs', image: runner.image, class: 'small', maxRunners: 1, maxJobsPerRunner: 2, idleTimeout: '3s', ecs: ecsBlock() },
+          { name: 'warmdist', provider: 'ecs', image: runner.image, maxRunners: 1, maxJobsPerRunner: 2, idleTimeout: '3s', distribution: 'tool.tar.gz', ecs: ecsBlock() },
           { name: 'burst', provider: 'ecs', image: runner.image, maxRunners: 12, ephemeral: true, idleTimeout: '2s', ecs: ecsBlock() },
           { name: 'rolling', provider: 'ecs', image: runner.image, maxRunners: 1, idleTimeout: '1h', ecs: ecsBlock() },
           // one pool per failure: a pool's backoff grows with its streak of failed starts
@@ -106,8 +116,10 @@ describe('ECS runners under the scheduler', () => {
   });
   after(() => t.close());
 
-  test('a job scales from zero into a task, a second one reuses the warm task, idle scales back to zero', async () => {
+  test('a job scales from zero into a task, a second one reuses the warm task, idle scales back to zero; /metrics counts the ECS calls', async () => {
     assert.equal(liveTasks('warm').length, 0);
+    const runTasks = () => apiCallsMetric(t, 'ecs', 'RunTask');
+    const runTasksBefore = await runTasks();
     const cmd = 'echo "meta=${ECS_CONTAINER_METADATA_URI_V4:+set}"; echo "job-$RUNYARD_JOB_ID"';
     const { body: first } = await t.api('POST', '/api/v1/jobs', { pool: 'warm', command: cmd });
     const j1 = await succeeded(t, first.job.id);
@@ -118,6 +130,8 @@ describe('ECS runners under the scheduler', () => {
     assert.equal(j2.runnerId, j1.runnerId, 'the warm task took the second job');
     const calls = runTasksOf('warm');
     assert.equal(calls.length, 1, 'one RunTask for both jobs');
+    assert.equal(await runTasks(), runTasksBefore + 1, 'runyard_provider_api_calls_total{provider="ecs",operation="RunTask"} moved by one');
+    assert.ok((await apiCallsMetric(t, 'ecs', 'DescribeTasks')) >= 1, 'the tracking calls are counted too');
     const run = calls[0]!.input;
     assert.equal(run.startedBy, `runyard-${t.server.instanceId}`);
     assert.equal(run.count, 1);
@@ -138,6 +152,35 @@ describe('ECS runners under the scheduler', () => {
     await waitFor('its task stopped', () => liveTasks('warm').length === 0, 30_000, 200);
     const task = [...fake.tasks.values()].find((x) => x.tags.some((g) => g.key === 'runyard.runner' && g.value === j1.runnerId))!;
     assert.equal(task.lastStatus, 'STOPPED');
+  });
+
+  test('a warm task running several jobs fetches the pool distribution once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'runyard-ecs-dist-'));
+    try {
+      writeFileSync(join(dir, 'tool.txt'), 'tool from the distribution\n');
+      await tar.c({ gzip: true, file: join(dir, 'tool.tar.gz'), cwd: dir }, ['tool.txt']);
+      const push = await fetch(`${t.url}/api/v1/artifacts?name=tool.tar.gz`, { method: 'POST', headers: { authorization: `Bearer ${t.token}` }, body: readFileSync(join(dir, 'tool.tar.gz')) });
+      assert.equal(push.status, 201, await push.text());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const downloads = () => metricValue(t, 'runyard_http_request_duration_seconds_count', { method: 'GET', route: '/api/v1/artifacts/:ref', status: '200' });
+    const before = await downloads();
+    const cmd = 'cat tool.txt; echo "job-$RUNYARD_JOB_ID"';
+    const { body: first } = await t.api('POST', '/api/v1/jobs', { pool: 'warmdist', command: cmd });
+    const j1 = await succeeded(t, first.job.id);
+    // two more at once: the warm task's two slots
+    const { body: more } = await t.api('POST', '/api/v1/jobs/batch', { jobs: [{ pool: 'warmdist', command: cmd }, { pool: 'warmdist', command: cmd }] });
+    const rest = await Promise.all(more.jobs.map((j: { id: number }) => succeeded(t, j.id)));
+    for (const j of [j1, ...rest]) {
+      assert.equal(j.runnerId, j1.runnerId, 'the warm task ran every job');
+      const lines = (await t.api('GET', `/api/v1/jobs/${j.id}/logs`)).body.lines.map((l: { m: string }) => l.m);
+      assert.ok(lines.includes('tool from the distribution'), `job ${j.id} had the distribution in its workdir: ${JSON.stringify(lines)}`);
+    }
+    assert.equal(runTasksOf('warmdist').length, 1, 'one task');
+    assert.equal((await downloads()) - before, 1, 'the distribution was fetched once for three jobs');
+    await waitFor('scaled to zero', async () => (await live(t, 'warmdist')).length === 0, 40_000, 200);
+    await waitFor('its task stopped', () => liveTasks('warmdist').length === 0, 30_000, 200);
   });
 
   test('a burst of 12 jobs launches in two RunTask calls (10 + 2); batch tasks learn their runner from their tags', async () => {

@@ -22,6 +22,7 @@ import { KubeApiError } from '../src/providers/kubernetes/kube-errors.js';
 import { silentLogger } from '../src/lib/logger.js';
 import { poolSchema } from '../src/config/schema.js';
 import type { LaunchSpec } from '../src/providers/provider.js';
+import { apiCallsMetric } from './helpers/metrics.js';
 
 const podman = await startPodman();
 const cluster = await startFakeCluster(podman, { bookmarkMs: 500 });
@@ -117,6 +118,32 @@ describe('the provider seen through kubectl', () => {
     await waitFor('its secret collected', async () => JSON.parse(await cluster.kubectl('get', 'secrets', '-l', `runyard.runner=${s.runnerId}`, '-o', 'json')).items.length === 0, 20_000, 200);
   });
 
+  test('runners launched together: a pod each and one secret owned by all of them, under each runner\'s key; it goes with the last pod', async () => {
+    const specs = [await spec(), await spec(), await spec()];
+    const before = provider.apiCalls();
+    const refs = await Promise.all(provider.createMany(specs));
+    assert.equal(refs.length, 3);
+    const calls = provider.apiCalls();
+    assert.deepEqual([calls['create pod']! - (before['create pod'] ?? 0), calls['create secret']! - (before['create secret'] ?? 0)], [3, 1], 'one call per pod and one for the launch');
+    for (const s of specs) await waitFor(`runner ${s.runnerId} registered`, async () => (await t.api('GET', `/api/v1/runners/${s.runnerId}`)).body.runner?.state === 'idle', 60_000);
+    const secretName = `runyard-${specs[0]!.runnerId}`;
+    const secret = kube.store.get('secrets', 'default', secretName)!;
+    const pods = specs.map((s) => kube.store.get('pods', 'default', `runyard-${s.runnerId}`)!);
+    assert.deepEqual(secret.metadata.ownerReferences!.map((o) => o.uid).sort(), pods.map((p) => p.metadata.uid).sort(), 'owned by every pod of the launch');
+    assert.ok(secret.metadata.ownerReferences!.every((o) => o.controller === false), 'a secret with several owners has no controller');
+    for (const [i, s] of specs.entries()) {
+      const ref = pods[i]!.spec.containers[0].env.find((e: any) => e.name === 'RUNYARD_REGISTRATION_TOKEN').valueFrom.secretKeyRef;
+      assert.deepEqual(ref, { name: secretName, key: `registration-token.${s.runnerId}` });
+      assert.equal(Buffer.from(secret.data[ref.key], 'base64').toString(), s.registrationToken);
+    }
+    await provider.terminate(specs[0]!.runnerId, { graceMs: 0 });
+    await waitFor('the first pod gone', () => !kube.store.get('pods', 'default', `runyard-${specs[0]!.runnerId}`), 20_000);
+    const left = kube.store.get('secrets', 'default', secretName);
+    assert.equal(left?.metadata.ownerReferences?.length, 2, 'the secret stays while two of its pods live, without the gone one');
+    await Promise.all(specs.slice(1).map((s) => provider.terminate(s.runnerId, { graceMs: 0 })));
+    await waitFor('the secret collected with the last pod', () => !kube.store.get('secrets', 'default', secretName), 20_000, 100);
+  });
+
   test('a pod the API rejects (422) is a config error naming the pool and the field; nothing is left', async () => {
     const s = await spec({ kubernetes: kubeBlock({ podTemplate: { spec: { containers: [{ name: 'agent', resources: { limits: { 'ephemeral-storage': 'lots' } } }] } } }) });
     // the template is merged under runyard's own fields: the class size's limits win, the template's extra key stays
@@ -200,7 +227,9 @@ describe('kubernetes runners under the scheduler', () => {
     kube.faults.slowStartMs = 0;
   });
 
-  test('a job scales the pool from zero and runs inside a pod (its name from the downward API); idle, the pod and its secret are deleted', async () => {
+  test('a job scales the pool from zero and runs inside a pod (its name from the downward API); idle, the pod and its secret are deleted; /metrics counts the API calls', async () => {
+    const creates = async () => apiCallsMetric(t, 'kubernetes', 'create pod');
+    const before = await creates();
     const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'kp', command: 'echo "pod=$POD_NAME ns=$POD_NAMESPACE"' });
     const j = await done(t, body.job.id);
     assert.equal(j.state, 'succeeded', JSON.stringify(j));
@@ -209,8 +238,11 @@ describe('kubernetes runners under the scheduler', () => {
     const [runner] = await t.server.db.query<{ provider: string; provider_ref: string }>(`select provider, provider_ref from runners where id = $1`, [j.runnerId]);
     assert.equal(runner!.provider, 'kubernetes');
     assert.match(runner!.provider_ref, new RegExp(`^kubernetes:default/runyard-${j.runnerId}@[0-9a-f]{12}$`));
+    assert.equal(await creates(), before + 1, 'runyard_provider_api_calls_total{provider="kubernetes",operation="create pod"} moved by one');
+    assert.ok((await apiCallsMetric(t, 'kubernetes', 'create secret')) >= 1);
     // idle for 3 s: scaled to zero
     await waitFor('scaled to zero', async () => (await t.server.db.query(`select 1 from runners where pool = 'kp' and state <> 'terminated'`)).length === 0, 60_000, 200);
+    assert.ok((await apiCallsMetric(t, 'kubernetes', 'delete pod')) >= 1, 'the scale-down delete is counted too');
     await assertNothingLeft();
   });
 

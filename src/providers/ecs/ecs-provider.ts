@@ -21,6 +21,7 @@ import type { Logger } from '../../lib/logger.js';
 import { sleep as realSleep } from '../../lib/clock.js';
 import { EcsApi, EcsApiError } from './ecs-api.js';
 import { TokenBucket } from '../../lib/token-bucket.js';
+import { ApiCallTally } from '../api-calls.js';
 import { ecsFields, taskDefinitionFor, TAG_CONFIG_HASH, TAG_INSTANCE, TAG_POOL, TAG_RUNNER } from './task-definition.js';
 import type { EcsPoolFields } from './pool-config.js';
 import { EcsService } from './ecs-service.js';
@@ -124,6 +125,11 @@ export class EcsProvider implements Provider {
       this.clusters.set(key, w);
     }
     return w;
+  }
+
+  /** API calls made so far, by operation, over every endpoint (runyard_provider_api_calls_total). */
+  apiCalls(): Record<string, number> {
+    return ApiCallTally.sum([...this.apis.values()].map((a) => a.tally));
   }
 
   private bucket(pool: string, fields: EcsPoolFields): TokenBucket {

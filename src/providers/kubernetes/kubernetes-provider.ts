@@ -7,8 +7,9 @@ import { KubeClient, connectionKey, type Connection } from './kube-client.js';
 import { KubeApiError, isConflict, isNotFound } from './kube-errors.js';
 import { PodWatch, type PodEvent } from './pod-watch.js';
 import { judgePod, unschedulableAfter } from './pod-state.js';
-import { buildPod, buildSecret, podName } from './pod-spec.js';
+import { buildPod, buildSecret, podName, tokenRef } from './pod-spec.js';
 import { kubernetesFieldsOf } from './pool-config.js';
+import { ApiCallTally } from '../api-calls.js';
 
 export interface KubernetesProviderOptions {
   instanceId: string;
@@ -34,10 +35,15 @@ interface Tracked {
   startTimeoutMs: number;
   /** the exit was reported: nothing more is said about this runner */
   reported: boolean;
+  /** when its launch's Secret (its token) was created; Infinity while that call is still coming */
+  tokenAt?: number;
   timer?: NodeJS.Timeout;
   gone: Promise<void>;
   markGone: () => void;
 }
+
+/** Runners whose tokens share one Secret at most: it stays small (a Secret holds up to 1 MiB). */
+const LAUNCH_MAX = 100;
 
 /** How long terminate waits for the pod to be gone beyond its grace. */
 const DELETE_SLACK_MS = 30_000;
@@ -93,9 +99,7 @@ export class KubernetesProvider implements Provider {
 
   /** API calls made so far, by operation, over every connection. */
   apiCalls(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const c of this.clients.values()) for (const [op, n] of c.calls) out[op] = (out[op] ?? 0) + n;
-    return out;
+    return ApiCallTally.sum([...this.clients.values()].map((c) => c.tally));
   }
 
   onExit(listener: (runnerId: string, detail: string) => void): void {
@@ -121,13 +125,13 @@ export class KubernetesProvider implements Provider {
     const t = this.track(runnerId, labels[LABEL_POOL] ?? '', conn, namespace, this.runners.get(runnerId)?.startTimeoutMs ?? 60_000);
     if (type === 'DELETED') {
       clearTimeout(t.timer);
-      const verdict = judgePod(pod, this.now(), { startTimeoutMs: t.startTimeoutMs, settleMs: this.opts.settleMs ?? 10_000 });
+      const verdict = this.judge(pod, t);
       this.report(t, verdict.kind === 'terminating' || verdict.kind === 'ended' ? verdict.detail : `pod ${t.pod} was deleted`);
       this.runners.delete(runnerId);
       t.markGone();
       return;
     }
-    const verdict = judgePod(pod, this.now(), { startTimeoutMs: t.startTimeoutMs, settleMs: this.opts.settleMs ?? 10_000 });
+    const verdict = this.judge(pod, t);
     if (verdict.kind === 'ended' || verdict.kind === 'stuck') {
       clearTimeout(t.timer);
       if (verdict.kind === 'stuck') this.opts.log.warn({ runnerId, pod: t.pod, namespace, reason: verdict.reason }, 'runner pod stuck; deleting it');
@@ -145,6 +149,10 @@ export class KubernetesProvider implements Provider {
       clearTimeout(t.timer);
       t.timer = undefined;
     }
+  }
+
+  private judge(pod: V1Pod, t: Tracked) {
+    return judgePod(pod, this.now(), { startTimeoutMs: t.startTimeoutMs, settleMs: this.opts.settleMs ?? 10_000, settleFrom: t.tokenAt });
   }
 
   /** When a pending pod is judged again: where an unschedulable one counts as stuck. */
@@ -172,37 +180,82 @@ export class KubernetesProvider implements Provider {
     }
   }
 
-  async create(spec: LaunchSpec): Promise<{ ref: string }> {
-    if (!spec.pool.image) throw new KubeApiError(`pool ${spec.pool.name} has no image: the kubernetes provider needs one`, 422, 'Invalid', 'image');
-    const k = kubernetesFieldsOf(spec.pool);
+  create(spec: LaunchSpec): Promise<{ ref: string }> {
+    return this.createMany([spec])[0]!;
+  }
+
+  /**
+   * Launches runners together: every Pod at once (each through the token bucket), then one
+   * Secret with all their registration tokens, owned by all of them. A burst costs one call per
+   * runner plus one, and its Pods all exist before the Secret's call takes a token. A Pod waits
+   * for its Secret as the kubelet does (CreateContainerConfigError, retried), which pod-state.ts
+   * counts as settling, not stuck. Each runner fails on its own; a refused Secret fails them all.
+   */
+  createMany(specs: LaunchSpec[]): Promise<{ ref: string }>[] {
+    const groups = new Map<string, LaunchSpec[]>();
+    for (const spec of specs) {
+      const k = kubernetesFieldsOf(spec.pool);
+      const key = `${connectionKey(k)}|${k.namespace}`;
+      groups.set(key, [...(groups.get(key) ?? []), spec]);
+    }
+    const out = new Map<string, Promise<{ ref: string }>>();
+    for (const group of groups.values())
+      for (let i = 0; i < group.length; i += LAUNCH_MAX) {
+        const launch = group.slice(i, i + LAUNCH_MAX);
+        const results = this.launch(launch);
+        launch.forEach((spec, j) => out.set(spec.runnerId, results[j]!));
+      }
+    return specs.map((s) => out.get(s.runnerId)!);
+  }
+
+  /** One launch: runners of one connection and namespace. */
+  private launch(launch: LaunchSpec[]): Promise<{ ref: string }>[] {
+    const k = kubernetesFieldsOf(launch[0]!.pool);
     const client = this.clientFor(k);
     const conn = connectionKey(k);
     this.watchFor(conn, k.namespace);
-    const t = this.track(spec.runnerId, spec.pool.name, conn, k.namespace, spec.pool.startTimeout);
-    const pod = buildPod(spec, { owner: this.owner, graceSeconds: Math.ceil(this.opts.stopGraceMs / 1000) });
-    let uid: string;
-    try {
-      const made = await client.call('create pod', `create pod ${k.namespace}/${t.pod}`, () => client.api.createNamespacedPod({ namespace: k.namespace, body: pod }));
-      uid = made.metadata!.uid!;
-    } catch (err) {
-      if (!isConflict(err)) {
-        this.runners.delete(spec.runnerId);
-        throw this.configError(spec, err);
+    const pods = launch.map(async (spec) => {
+      if (!spec.pool.image) throw new KubeApiError(`pool ${spec.pool.name} has no image: the kubernetes provider needs one`, 422, 'Invalid', 'image');
+      const t = this.track(spec.runnerId, spec.pool.name, conn, k.namespace, spec.pool.startTimeout);
+      // its pod waits for the launch's Secret (CreateContainerConfigError): not stuck while that is coming
+      t.tokenAt = Infinity;
+      const pod = buildPod(spec, { owner: this.owner, graceSeconds: Math.ceil(this.opts.stopGraceMs / 1000), token: tokenRef(launch, spec.runnerId) });
+      try {
+        const made = await client.call('create pod', `create pod ${k.namespace}/${t.pod}`, () => client.api.createNamespacedPod({ namespace: k.namespace, body: pod }));
+        return { spec, t, uid: made.metadata!.uid! };
+      } catch (err) {
+        if (!isConflict(err)) {
+          this.runners.delete(spec.runnerId);
+          throw this.configError(spec, err);
+        }
+        // 409: a retried create; the pod is already there
+        const existing = await client.call('read pod', `read pod ${k.namespace}/${t.pod}`, () => client.api.readNamespacedPod({ name: t.pod, namespace: k.namespace }));
+        return { spec, t, uid: existing.metadata!.uid! };
       }
-      // 409: a retried create; the pod is already there
-      const existing = await client.call('read pod', `read pod ${k.namespace}/${t.pod}`, () => client.api.readNamespacedPod({ name: t.pod, namespace: k.namespace }));
-      uid = existing.metadata!.uid!;
-    }
-    try {
-      await client.call('create secret', `create secret ${k.namespace}/${t.pod}`, () => client.api.createNamespacedSecret({ namespace: k.namespace, body: buildSecret(spec, { uid, owner: this.owner }) }));
-    } catch (err) {
-      if (!isConflict(err)) {
-        await this.deletePod(t, 0).catch(() => {});
-        throw this.configError(spec, err);
+    });
+    const secret = Promise.allSettled(pods).then(async (settled) => {
+      const made = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      if (!made.length) return;
+      const tokenArrived = () => {
+        for (const m of made) m.t.tokenAt = this.now();
+      };
+      const body = buildSecret(launch, made.map((m) => ({ runnerId: m.spec.runnerId, uid: m.uid })), this.owner);
+      try {
+        await client.call('create secret', `create secret ${k.namespace}/${body.metadata!.name}`, () => client.api.createNamespacedSecret({ namespace: k.namespace, body }));
+        tokenArrived();
+      } catch (err) {
+        tokenArrived();
+        if (isConflict(err)) return; // a retried launch: it is already there
+        await Promise.all(made.map((m) => this.deletePod(m.t, 0).catch(() => {})));
+        throw this.configError(made[0]!.spec, err);
       }
-    }
-    this.opts.log.info({ runnerId: spec.runnerId, pod: t.pod, namespace: k.namespace, image: spec.dynamic?.image ?? spec.pool.image, server: client.server }, 'runner pod created');
-    return { ref: this.ref(k.namespace, t.pod) };
+    });
+    return pods.map(async (pod) => {
+      const { spec, t } = await pod;
+      await secret;
+      this.opts.log.info({ runnerId: spec.runnerId, pod: t.pod, namespace: k.namespace, image: spec.dynamic?.image ?? spec.pool.image, server: client.server }, 'runner pod created');
+      return { ref: this.ref(k.namespace, t.pod) };
+    });
   }
 
   /** 422 is the pool's fault: say which field the API named, and which pool to fix. */

@@ -1,6 +1,7 @@
 /*
- * The objects one runner is made of: a Pod running the agent and a Secret with its registration
- * token (owned by the Pod, so it goes with it). Pure functions from the launch spec.
+ * The objects runners are made of: a Pod per runner running the agent, and a Secret with the
+ * registration tokens of the runners launched together (owned by their Pods, so it goes with the
+ * last of them). Pure functions from the launch specs.
  */
 import type { V1Container, V1Pod, V1Secret } from '@kubernetes/client-node';
 import type { LaunchSpec } from '../provider.js';
@@ -16,8 +17,17 @@ export const TOKEN_KEY = 'registration-token';
 /** Where the init container puts the agent bundle for a dynamic image's main container. */
 const BUNDLE_MOUNT = '/runyard-agent';
 
-/** The pod (and secret) name of a runner: deterministic, so a retried create finds it (409). */
+/** The pod name of a runner: deterministic, so a retried create finds it (409). */
 export const podName = (runnerId: string) => `runyard-${runnerId}`;
+
+/**
+ * Where a runner's registration token is: the Secret of its launch (named after the launch's
+ * first runner, so a retried launch finds it) under the runner's own key. A runner launched alone
+ * has the Secret of its pod's name and the key `registration-token`.
+ */
+export function tokenRef(launch: readonly Pick<LaunchSpec, 'runnerId'>[], runnerId: string): { name: string; key: string } {
+  return { name: podName(launch[0]!.runnerId), key: launch.length === 1 ? TOKEN_KEY : `${TOKEN_KEY}.${runnerId}` };
+}
 
 export function runnerLabels(spec: Pick<LaunchSpec, 'instanceId' | 'runnerId' | 'pool'>, owner: string): Record<string, string> {
   return { [LABEL_INSTANCE]: spec.instanceId, [LABEL_OWNER]: owner, [LABEL_POOL]: spec.pool.name, [LABEL_RUNNER]: spec.runnerId };
@@ -31,7 +41,7 @@ export function resourcesOf(classSize: LaunchSpec['classSize']) {
   return { requests: q, limits: q };
 }
 
-export function buildPod(spec: LaunchSpec, opts: { owner: string; graceSeconds: number }): V1Pod {
+export function buildPod(spec: LaunchSpec, opts: { owner: string; graceSeconds: number; token?: { name: string; key: string } }): V1Pod {
   const k = kubernetesFieldsOf(spec.pool);
   const name = podName(spec.runnerId);
   const template = k.podTemplate ?? {};
@@ -40,7 +50,7 @@ export function buildPod(spec: LaunchSpec, opts: { owner: string; graceSeconds: 
   const env = [
     ...Object.entries(spec.pool.env).map(([n, value]) => ({ name: n, value })),
     { name: 'RUNYARD_SERVER', value: spec.serverUrl },
-    { name: 'RUNYARD_REGISTRATION_TOKEN', valueFrom: { secretKeyRef: { name, key: TOKEN_KEY } } },
+    { name: 'RUNYARD_REGISTRATION_TOKEN', valueFrom: { secretKeyRef: opts.token ?? tokenRef([spec], spec.runnerId) } },
     { name: 'RUNYARD_RUNNER_ID', value: spec.runnerId },
     { name: 'RUNYARD_RUNNER_NAME', value: spec.name },
     { name: 'RUNYARD_STATE_DIR', value: CONTAINER_STATE_DIR },
@@ -115,10 +125,17 @@ export function buildPod(spec: LaunchSpec, opts: { owner: string; graceSeconds: 
   };
 }
 
-/** The registration token's Secret, owned by its Pod: the garbage collector deletes it with the Pod. */
-export function buildSecret(spec: LaunchSpec, pod: { uid: string; owner: string }): V1Secret {
-  const k = kubernetesFieldsOf(spec.pool);
-  const name = podName(spec.runnerId);
+/**
+ * The registration tokens of runners launched together, in one Secret owned by all their Pods:
+ * one API call for the launch instead of one per runner, and the garbage collector deletes it
+ * when the last of those Pods is gone (a runner launched alone: with its Pod).
+ */
+export function buildSecret(launch: readonly LaunchSpec[], pods: readonly { runnerId: string; uid: string }[], owner: string): V1Secret {
+  const first = launch[0]!;
+  const k = kubernetesFieldsOf(first.pool);
+  const { name } = tokenRef(launch, first.runnerId);
+  const data: Record<string, string> = {};
+  for (const p of pods) data[tokenRef(launch, p.runnerId).key] = Buffer.from(launch.find((s) => s.runnerId === p.runnerId)!.registrationToken).toString('base64');
   return {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -126,10 +143,12 @@ export function buildSecret(spec: LaunchSpec, pod: { uid: string; owner: string 
     metadata: {
       name,
       namespace: k.namespace,
-      labels: runnerLabels(spec, pod.owner),
-      ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name, uid: pod.uid, controller: true, blockOwnerDeletion: true }],
+      // the runner label names the launch's first runner; instance, owner and pool are all of theirs
+      labels: runnerLabels(first, owner),
+      // an object has at most one controller: a Secret shared by several Pods has none
+      ownerReferences: pods.map((p) => ({ apiVersion: 'v1', kind: 'Pod', name: podName(p.runnerId), uid: p.uid, controller: pods.length === 1, blockOwnerDeletion: true })),
     },
-    data: { [TOKEN_KEY]: Buffer.from(spec.registrationToken).toString('base64') },
+    data,
   };
 }
 
