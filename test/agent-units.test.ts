@@ -24,7 +24,7 @@ import { buildScript } from '../src/agent/process-group.js';
 import { resolveAgentOptions } from '../src/cli/agent.js';
 import { CliError } from '../src/cli/client.js';
 import { silentLogger } from '../src/lib/logger.js';
-import type { LogLine } from '../src/agent/runner-client.js';
+import type { LogLine } from '../src/protocol/runner.js';
 import { makeZip, tarEntry, tarOf } from './helpers/agent.js';
 
 /** A clock and sleep that only move when the test says so. */

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ClaimLedger } from '../src/api/claim-ledger.js';
+import { ClaimLedger } from '../src/app/claim-ledger.js';
 
 describe('claim ledger', () => {
   const R = 'runner-a';

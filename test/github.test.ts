@@ -8,7 +8,6 @@ import { startTestServer, waitFor, type TestServer } from './helpers/server.js';
 import { FakeGithub } from './helpers/fake-github.js';
 import { sign, verifySignature } from '../src/github/signature.js';
 import { routeLabels } from '../src/github/routing.js';
-import { githubSource } from '../src/github/service.js';
 import type { Pool } from '../src/store/queries/pools.js';
 
 const STANDIN = resolve('test/fixtures/actions-runner-standin.mjs');
@@ -251,7 +250,7 @@ describe('GitHub Actions job source (fake GitHub, real agents, stand-in runner)'
   });
 
   test('the GitHub client refuses a path that climbs out of its resource, whatever built it', async () => {
-    const client = githubSource(ts.server.ctx).client;
+    const client = ts.server.github.client;
     const before = gh.requests.length;
     await assert.rejects(client.request('GET', '/repos/acme/widgets/../../../orgs/evil-org/actions/runners', undefined, { repo: REPO }), /not a plain name/);
     await assert.rejects(client.request('GET', '/repos/acme/wid%2e%2e/actions/runners', undefined, { repo: REPO }), /not a plain name/);
@@ -265,7 +264,7 @@ describe('GitHub Actions job source (fake GitHub, real agents, stand-in runner)'
     assert.equal(res.status, 502, JSON.stringify(res.body));
     assert.equal((await jobs()).filter((j) => j.externalId === String(wj.id)).length, 0);
     assert.ok((await events()).some((e) => e.kind === 'github' && e.subject === `workflow_job:${wj.id}` && /GitHub API error/.test(e.reason)));
-    const report: any = await githubSource(ts.server.ctx).reconcile(Date.now(), true);
+    const report: any = await ts.server.github.reconcile(Date.now(), true);
     const j = (await jobs()).find((x) => x.externalId === String(wj.id));
     assert.ok(j, `reconcile queued the missed job: ${JSON.stringify(report)}`);
     assert.ok(report.queued.includes(j.id));
@@ -305,7 +304,7 @@ describe('GitHub Actions job source (fake GitHub, real agents, stand-in runner)'
     const again = await gh.send('queued', wj2);
     assert.equal(again.status, 503);
     assert.equal(gh.requests.length, m);
-    githubSource(ts.server.ctx).client.blockedUntil = 0; // the limit "resets"
+    ts.server.github.client.blockedUntil = 0; // the limit "resets"
     for (const x of [wj, wj2]) {
       x.status = 'completed';
       x.conclusion = 'cancelled';
@@ -326,7 +325,7 @@ describe('GitHub Actions job source (fake GitHub, real agents, stand-in runner)'
     setGithub('assignTimeout', 500);
     try {
       await waitFor('unassigned runner cancelled', async () => {
-        await githubSource(ts.server.ctx).reconcile(Date.now(), true);
+        await ts.server.github.reconcile(Date.now(), true);
         return (await job(id)).state === 'cancelled';
       }, 20_000, 300);
     } finally {
@@ -340,7 +339,7 @@ describe('GitHub Actions job source (fake GitHub, real agents, stand-in runner)'
     // leftovers: an offline runyard runner GitHub still lists is removed; others are left alone
     gh.runners.set(1, { id: 1, name: 'runyard-1-abcdef', repo: REPO, labels: ['self-hosted'], status: 'offline', busy: false, token: 'x', jobId: null });
     gh.runners.set(2, { id: 2, name: 'build-box', repo: REPO, labels: ['self-hosted'], status: 'offline', busy: false, token: 'x', jobId: null });
-    const report: any = await githubSource(ts.server.ctx).reconcile(Date.now(), true);
+    const report: any = await ts.server.github.reconcile(Date.now(), true);
     assert.deepEqual(report.removedRunners, ['runyard-1-abcdef']);
     assert.ok(!gh.runners.has(1));
     assert.ok(gh.runners.has(2));
@@ -349,7 +348,7 @@ describe('GitHub Actions job source (fake GitHub, real agents, stand-in runner)'
   });
   test('installation tokens are re-minted near expiry', async () => {
     gh.tokenTtlMs = 30_000; // inside the 60 s safety margin: every call mints a new one
-    const src = githubSource(ts.server.ctx);
+    const src = ts.server.github;
     src.client.forgetTokens();
     const n = gh.tokensIssued;
     await src.client.request('GET', `/repos/${REPO}/actions/runners`, undefined, { installationId: 77 });

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestServer, waitFor, type TestServer } from './helpers/server.js';
 import { buildSpec } from '../src/cli/jobs.js';
-import { baseAllowed, resolveJobImage } from '../src/providers/container/dynamic-images.js';
+import { baseAllowed, resolveJobImage } from '../src/app/images.js';
 import { poolSchema } from '../src/config/schema.js';
 import { UnprocessableError } from '../src/lib/errors.js';
 

@@ -11,22 +11,13 @@ import { openTestDb, STORES } from './helpers/db.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { claim, count, fenceOf, jobSpec, registerTestRunner, submit, timeline, uniquePool } from './helpers/queue.js';
 import { openPostgres, type Db } from '../src/store/db.js';
-import {
-  appendLogs,
-  cancelJob,
-  claimForRunner,
-  claimJobs,
-  completeJob,
-  completeJobs,
-  enqueue,
-  expireTimedOutJobs,
-  findStuckJobs,
-  getJob,
-  markRunning,
-  readLogs,
-  recoverJobs,
-  type LogLine,
-} from '../src/queue/jobs.js';
+import { appendLogs, completeJob, completeJobs, markRunning } from '../src/queue/report.js';
+import { cancelJob } from '../src/queue/cancel.js';
+import { claimForRunner, claimJobs } from '../src/queue/claim.js';
+import { enqueue } from '../src/queue/submit.js';
+import { expireTimedOutJobs, findStuckJobs, recoverJobs } from '../src/queue/recover.js';
+import { getJob, readLogs } from '../src/queue/read.js';
+import type { LogLine } from '../src/queue/job.js';
 import { flushHeartbeats, getRunner } from '../src/store/queries/runners.js';
 import { recover } from '../src/scheduler/maintenance.js';
 import { ManualClock } from '../src/lib/clock.js';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { ProtocolRunner } from './helpers/http.js';
 import { ManualClock } from '../src/lib/clock.js';
-import { recoverJobs } from '../src/queue/jobs.js';
+import { recoverJobs } from '../src/queue/recover.js';
 
 describe('recovery edges', () => {
   let t: TestServer;

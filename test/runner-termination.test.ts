@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createPgDatabase } from './helpers/db.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 import { ProtocolRunner } from './helpers/http.js';
-import { transitionRunner } from '../src/store/queries/runners.js';
+import { moveRunner } from '../src/store/queries/runner-transitions.js';
 
 describe('runner termination', () => {
   let a: TestServer;
@@ -60,7 +60,7 @@ describe('runner termination', () => {
       assert.equal((await c.start()).status, 200);
 
       // The scheduler (on server a) ends it: offline first, as maintenance would, then terminate.
-      await transitionRunner(a.server.db, Date.now(), r.id, 'offline', 'no heartbeat (test)');
+      assert.ok((await moveRunner(a.server.db, Date.now(), r.id, 'offline', 'no heartbeat (test)')).moved);
       await a.server.scheduler.terminate(r.id, 'offline runner terminated (test)');
       const row = (await a.server.db.query('select state from runners where id = $1', [r.id]))[0];
       assert.equal(row.state, 'terminated');

@@ -339,7 +339,7 @@ describe('scheduler wakes', () => {
     };
     s.wake();
     assert.equal(passes.length, 1, 'an urgent wake starts a pass at once');
-    for (let i = 0; i < 20; i++) t.server.ctx.bus.emit('runners', 'load');
+    for (let i = 0; i < 20; i++) t.server.ctx.bus.emit('runners-changed', 'load');
     release();
     await s.idle();
     assert.equal(passes.length, 1, 'load changes during a pass do not chain passes');

@@ -8,7 +8,7 @@ import pg from 'pg';
 import { randomUUID } from 'node:crypto';
 import { openPostgres } from '../../src/store/db.js';
 import { migrate } from '../../src/store/migrate.js';
-import { enqueue } from '../../src/queue/jobs.js';
+import { enqueue } from '../../src/queue/submit.js';
 import { createBenchDatabase } from '../lib/pg.js';
 
 const d = await createBenchDatabase('prep');

@@ -16,7 +16,10 @@ import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { openPglite, openPostgres, type Db } from '../../src/store/db.js';
 import { migrate } from '../../src/store/migrate.js';
-import { claimJobs, completeJob, completeJobs, enqueue, type JobSpec } from '../../src/queue/jobs.js';
+import { claimJobs } from '../../src/queue/claim.js';
+import { completeJob, completeJobs } from '../../src/queue/report.js';
+import { enqueue } from '../../src/queue/submit.js';
+import type { JobSpec } from '../../src/queue/job.js';
 import { createBenchDatabase, queryUrl } from '../lib/pg.js';
 import { median, fmt } from '../lib/stats.js';
 import { runSection, targetAtLeast, type Row } from '../lib/section.js';
@@ -209,7 +212,7 @@ await runSection('queue', '1. Queue core throughput (in-process)', async ({ quic
     rows,
     notes: [
       `${fmt(n)} no-op jobs per run on PostgreSQL (${fmt(nLite)} on PGlite), ${runs} runs, a fresh database per run and engine; figures are medians, ratios are medians of per-run ratios (runs interleaved).`,
-      `Enqueue: batches of ${BATCH}, ${PRODUCERS} producers at once. runyard: enqueue() from src/queue/jobs.ts (one INSERT … SELECT from jsonb_to_recordset per batch, plus its audit events). graphile-worker ${gwVersion()}: addJobs().`,
+      `Enqueue: batches of ${BATCH}, ${PRODUCERS} producers at once. runyard: enqueue() from src/queue/submit.ts (one INSERT … SELECT from jsonb_to_recordset per batch, plus its audit events). graphile-worker ${gwVersion()}: addJobs().`,
       `Process: runyard: ${CONCURRENCY} workers, each claimJobs(max ${BATCH}) (one UPDATE … FOR UPDATE SKIP LOCKED statement) then completeJobs() for the claimed batch (one UPDATE … FROM jsonb_to_recordset statement, fenced per job, with its audit events) in a transaction. graphile-worker: run() with concurrency ${GW_CONCURRENCY}, localQueue.size ${BATCH}, completeJobBatchDelay 0 (batched completions), task is a no-op; timed until its jobs table is empty.`,
       `Both use a pg pool of ${POOL_SIZE} connections to the same PostgreSQL. PGlite: a file-backed data dir (what \`runyard up\` uses), one connection by design.`,
       'Before rows: the same runyard run, but each claimed job completed by its own completeJob() call (three statements per job), as the queue did before completeJobs().',

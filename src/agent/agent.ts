@@ -25,9 +25,9 @@ import { monotonicClock, systemClock, sleep as realSleep, type Clock } from '../
 import type { Logger } from '../lib/logger.js';
 import { VERSION } from '../version.js';
 import { Backoff, type Sleep } from './backoff.js';
-import { ControlChannel, type ControlEventName } from './control-channel.js';
+import { ControlChannel } from './control-channel.js';
 import { Distribution } from './distribution.js';
-import { HttpError, NetworkError, RegistrationRefusedError, RunnerGoneError, SetupFailedError, StateDirLockedError } from './errors.js';
+import { NetworkError, RegistrationRefusedError, RunnerGoneError, SetupFailedError, StateDirLockedError, classify, statusOf } from './errors.js';
 import { JobExecution, type ExecutionSummary, type KillReason } from './executor.js';
 import { Lease } from './lease.js';
 import { LeaseGuard } from './lease-guard.js';
@@ -35,7 +35,8 @@ import { HealthServer } from './health-server.js';
 import { HeartbeatLoop } from './heartbeat.js';
 import { forgetIdentity, loadOrCreateIdentity, type Identity } from './identity.js';
 import { registerWithRetry } from './registration.js';
-import { RunnerClient, type ClaimedJob, type HeartbeatResponse, type RunnerConfig } from './runner-client.js';
+import type { ClaimedJob, ControlEventName, HeartbeatResponse, RunnerConfig } from '../protocol/runner.js';
+import { RunnerClient } from './runner-client.js';
 import { runSetup } from './setup.js';
 import { ServerList } from './server-list.js';
 import { StateDir } from './state-dir.js';
@@ -209,6 +210,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     try {
       await this.boot();
       void this.claimLoop();
+      // After the first claim is on its way: spawning the guard costs the event loop a few ms.
+      setImmediate(() => this.guard?.start());
       await this.until(() => !!this.stop && this.jobs.size === 0);
       await Promise.allSettled([...this.running]);
       exit = await this.finish();
@@ -291,7 +294,6 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     if (this.halt.signal.aborted) return;
     this.prepared = true;
-    this.guard?.start();
     this.log.info('ready for jobs');
     this.readyResolvers?.ok();
     this.readyResolvers = undefined;
@@ -333,14 +335,15 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.emit('connected');
       this.reconsider();
     });
+    this.control.on('failed', () => this.reconsider());
     this.control.on('disconnected', (reason) => {
       this.log.warn({ reason }, 'control channel disconnected; not claiming until it is back');
       this.emit('disconnected', reason);
       this.reconsider();
     });
     this.control.on('event', (name, data) => this.onControl(name, data));
-    this.control.on('gone', () => this.requestStop('gone', 'the server terminated this runner'));
-    this.control.on('unauthorized', () => this.requestStop('unauthorized', 'the runner credential was revoked (did another agent register with this id?)'));
+    this.control.on('gone', () => this.ended('gone'));
+    this.control.on('unauthorized', () => this.ended('unauthorized'));
     this.control.start();
 
     this.heartbeat = new HeartbeatLoop({
@@ -356,6 +359,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         return r;
       },
       intervalMs: config.heartbeatIntervalMs,
+      // not at once: the first claim and the control channel go first, on a server that may be busy
+      delayFirst: true,
       sleep: this.sleep,
       log: this.log,
       onResponse: (r) => {
@@ -368,8 +373,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         const next = this.servers?.unreachable();
         if (next) this.switchServer(next, err.message);
       },
-      onGone: () => this.requestStop('gone', 'the server terminated this runner'),
-      onUnauthorized: () => this.requestStop('unauthorized', 'the runner credential was revoked (did another agent register with this id?)'),
+      onEnded: (why) => this.ended(why),
     });
     this.heartbeat.start();
   }
@@ -443,7 +447,9 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private canClaim(): boolean {
     const c = this.config;
-    if (!c || !this.registered || !this.prepared || !this.enabled || this.stop || !this.control?.connected) return false;
+    // Right after registration the first claim goes out with the channel still opening: it does
+    // not wait for the hello (the server refuses claims of a disabled or draining runner anyway).
+    if (!c || !this.registered || !this.prepared || !this.enabled || this.stop || !(this.control?.connected || this.control?.opening)) return false;
     if (this.lease && !this.lease.check()) return false;
     if (c.ephemeral && this.jobsTaken >= 1) return false;
     return true;
@@ -487,13 +493,13 @@ export class Agent extends EventEmitter<AgentEvents> {
           continue;
         }
         for (const job of r.jobs) this.startJob(job);
-        if (r.stop) this.requestStop('gone', 'the server terminated this runner');
+        if (r.stop) this.ended('gone');
       } catch (err) {
         // The server may have answered it anyway, unseen: the next heartbeat says so (ClaimLedger).
         if (seq !== undefined) this.unseenClaim(seq);
         if (abort.signal.aborted) continue;
-        if (err instanceof HttpError && err.status === 410) this.requestStop('gone', 'the server terminated this runner');
-        else if (err instanceof HttpError && err.status === 401) this.requestStop('unauthorized', 'the runner credential was revoked (did another agent register with this id?)');
+        const cls = classify(err);
+        if (cls === 'gone' || cls === 'unauthorized') this.ended(cls);
         else {
           const delayMs = backoff.next();
           this.log.warn({ delayMs, reason: (err as Error).message }, 'claim failed; retrying');
@@ -563,6 +569,12 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.running.add(p);
   }
 
+  /** The server ended this runner: terminated (410) or its credential refused (401), seen on any call. */
+  private ended(why: 'gone' | 'unauthorized'): void {
+    if (why === 'gone') this.requestStop('gone', 'the server terminated this runner');
+    else this.requestStop('unauthorized', 'the runner credential was revoked (did another agent register with this id?)');
+  }
+
   /** Starts stopping; a stronger kind (delete > gone > unauthorized > drain) overrides a weaker one. */
   private requestStop(kind: StopKind, reason: string): void {
     // a drain the server or the job asked for (operator, ephemeral) ends the runner for good
@@ -616,7 +628,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         forgetIdentity(this.stateDir.identityFile); // the server never accepts a deregistered id again
         return true;
       } catch (err) {
-        if (err instanceof HttpError && (err.status === 401 || err.status === 410 || err.status === 404)) {
+        const cls = classify(err);
+        if (cls === 'gone' || cls === 'unauthorized' || statusOf(err) === 404) {
           forgetIdentity(this.stateDir.identityFile);
           return true;
         }

@@ -7,21 +7,24 @@
  *       └────────────────────────────────────────────────────────────────────────────────┘
  *   401 ▶ 'unauthorized' (credential revoked)     410 ▶ 'gone' (runner terminated)
  *
- * "Connected" means the server's hello arrived, not merely that TCP is up.
+ * "Connected" means the server's hello arrived, not merely that TCP is up. Until the first
+ * attempt is over the channel is `opening` (the agent claims meanwhile rather than wait for it).
  */
 import { EventEmitter } from 'node:events';
 import { createParser } from 'eventsource-parser';
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { Backoff, Sleep } from './backoff.js';
+import { classifyStatus } from './errors.js';
 import { PingWatchdog } from './ping-watchdog.js';
 import type { ControlResponse } from './runner-client.js';
-
-export type ControlEventName = 'hello' | 'ping' | 'job' | 'cancel' | 'disable' | 'enable' | 'drain' | 'delete';
+import type { ControlEventName } from '../protocol/runner.js';
 
 export interface ControlChannelEvents {
   connected: [];
   disconnected: [reason: string];
+  /** An attempt ended without a hello (the first one ends `opening`). */
+  failed: [reason: string];
   event: [name: ControlEventName, data: any];
   unauthorized: [];
   gone: [];
@@ -42,6 +45,7 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
   private kick = new AbortController();
   private loop: Promise<void> | undefined;
   private isConnected = false;
+  private firstAttempt = true;
 
   constructor(private readonly deps: ControlChannelDeps) {
     super();
@@ -49,6 +53,11 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
 
   get connected(): boolean {
     return this.isConnected;
+  }
+
+  /** The first connection attempt is still under way (no hello yet, no failure either). */
+  get opening(): boolean {
+    return this.firstAttempt && !this.isConnected;
   }
 
   start(): void {
@@ -73,10 +82,11 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
         backoff.reset();
       }
       const outcome = await this.connectOnce();
+      this.firstAttempt = false;
       if (this.isConnected) {
         this.isConnected = false;
         this.emit('disconnected', outcome.reason);
-      }
+      } else this.emit('failed', outcome.reason);
       if (outcome.final || this.stop.signal.aborted) return;
       const delayMs = backoff.next();
       log.warn({ reason: outcome.reason, delayMs, attempt: backoff.failures }, 'control channel down; reconnecting');
@@ -102,13 +112,10 @@ export class ControlChannel extends EventEmitter<ControlChannelEvents> {
     });
     try {
       const res = await open(conn.signal);
-      if (res.status === 401) {
-        this.emit('unauthorized');
-        return { reason: 'credential refused (401)', final: true };
-      }
-      if (res.status === 410) {
-        this.emit('gone');
-        return { reason: 'runner terminated (410)', final: true };
+      const cls = classifyStatus(res.status);
+      if (cls === 'unauthorized' || cls === 'gone') {
+        this.emit(cls);
+        return { reason: cls === 'gone' ? 'runner terminated (410)' : 'credential refused (401)', final: true };
       }
       if (res.status < 200 || res.status > 299 || !res.body) return { reason: `HTTP ${res.status}` }; // closed below
       const parser = createParser({

@@ -19,7 +19,9 @@ export async function adoptEcsTaskIdentity(env: NodeJS.ProcessEnv, timeoutMs = 6
   if (!base) throw new Error('RUNYARD_RUNNER_IDENTITY is ecs-task-tags but ECS_CONTAINER_METADATA_URI_V4 is not set: not running in an ECS task?');
   const deadline = Date.now() + timeoutMs;
   let last = '';
-  for (let wait = 100; ; wait = Math.min(wait * 2, 1_000)) {
+  // The tag usually lands within a few hundred ms of the task's start: asked often at first.
+  const started = Date.now();
+  for (let wait = 50; ; wait = Date.now() - started < 2_000 ? 50 : Math.min(wait * 2, 1_000)) {
     try {
       const tags = ((await getJson(`${base}/taskWithTags`)) as { TaskTags?: Record<string, string> }).TaskTags ?? {};
       const runnerId = tags[TAG_RUNNER];

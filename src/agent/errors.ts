@@ -16,11 +16,44 @@ export class NetworkError extends Error {
   }
 }
 
+/**
+ * What a failed call to the server means for the agent, the same wherever it happens (after
+ * buildkite-agent's error classes):
+ *
+ *   gone          410  the runner was terminated: stop for good, forget the identity
+ *   unauthorized  401  the credential was refused (revoked, or another agent took this id)
+ *   conflict      409  the claim (job, attempt) is no longer this runner's: drop that job unreported
+ *   retry         no answer, 5xx, 429, 408: the server is down, overloaded or restarting
+ *   fatal         any other answer (400, 403, 404, 413, 422…): the request is wrong; sending it
+ *                 again will not help
+ *
+ * On a job call (start, logs, result) gone and unauthorized also mean the claim is lost.
+ */
+export type ErrorClass = 'gone' | 'unauthorized' | 'conflict' | 'retry' | 'fatal';
+
+export function classify(err: unknown): ErrorClass {
+  if (err instanceof NetworkError) return 'retry';
+  if (err instanceof HttpError) return classifyStatus(err.status);
+  return 'fatal';
+}
+
+/** The class of an HTTP status the server answered with (see classify). */
+export function classifyStatus(status: number): ErrorClass {
+  if (status === 410) return 'gone';
+  if (status === 401) return 'unauthorized';
+  if (status === 409) return 'conflict';
+  if (status >= 500 || status === 429 || status === 408) return 'retry';
+  return 'fatal';
+}
+
 /** Worth retrying: the server is down, overloaded or restarting. */
 export function isRetryable(err: unknown): boolean {
-  if (err instanceof NetworkError) return true;
-  if (err instanceof HttpError) return err.status >= 500 || err.status === 429 || err.status === 408;
-  return false;
+  return classify(err) === 'retry';
+}
+
+/** The status of an answer, for logs (undefined when the server did not answer). */
+export function statusOf(err: unknown): number | undefined {
+  return err instanceof HttpError ? err.status : undefined;
 }
 
 /** Registration was refused for good (revoked token, wrong pool, invalid request). */

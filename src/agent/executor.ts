@@ -22,14 +22,15 @@ import type { Logger } from '../lib/logger.js';
 import { openSealed } from '../lib/sealed.js';
 import { Backoff, type Sleep } from './backoff.js';
 import type { Distribution } from './distribution.js';
-import { HttpError, isRetryable } from './errors.js';
+import { classify, statusOf } from './errors.js';
 import { LineSplitter } from './line-splitter.js';
 import { LogStreamer } from './log-streamer.js';
 import { Masker } from './masker.js';
 import { ProcessGroup, buildScript, type ExitStatus } from './process-group.js';
-import type { ClaimedJob, JobResultBody, RunnerClient } from './runner-client.js';
+import type { ClaimedJob, JobResultBody } from '../protocol/runner.js';
+import type { RunnerClient } from './runner-client.js';
 import type { JobDir, Workspace } from './workspace.js';
-import { jsonProblem } from '../lib/validation.js';
+import { jsonProblem } from '../lib/json-problem.js';
 
 export type KillReason = 'cancelled' | 'timed_out' | 'shutdown' | 'lost' | 'deleted' | 'expired';
 
@@ -287,12 +288,10 @@ export class JobExecution {
         return;
       } catch (err) {
         if (this.abandon.signal.aborted) return;
-        if (err instanceof HttpError && err.status === 409) {
-          this.deps.log.warn({ reason: err.message }, 'start refused: this runner no longer holds the claim; dropping the job');
-          return this.kill('lost');
-        }
-        if (!isRetryable(err)) {
-          this.deps.log.warn({ status: (err as HttpError).status, reason: (err as Error).message }, 'start refused; dropping the job');
+        const cls = classify(err);
+        if (cls !== 'retry') {
+          const why = cls === 'fatal' ? 'start refused; dropping the job' : 'start refused: this runner no longer holds the claim; dropping the job';
+          this.deps.log.warn({ status: statusOf(err), reason: (err as Error).message }, why);
           return this.kill('lost');
         }
         const delayMs = backoff.next();
@@ -336,12 +335,13 @@ export class JobExecution {
         return true;
       } catch (err) {
         if (this.abandon.signal.aborted) return false;
-        if (err instanceof HttpError && err.status === 409) {
-          log.warn({ reason: err.message }, 'result refused: claim lost; dropping it');
+        const cls = classify(err);
+        if (cls === 'fatal') {
+          log.error({ status: statusOf(err), reason: (err as Error).message }, 'result refused; dropping it');
           return false;
         }
-        if (!isRetryable(err)) {
-          log.error({ status: (err as HttpError).status, reason: (err as Error).message }, 'result refused; dropping it');
+        if (cls !== 'retry') {
+          log.warn({ status: statusOf(err), reason: (err as Error).message }, 'result refused: claim lost; dropping it');
           return false;
         }
         const delayMs = backoff.next();

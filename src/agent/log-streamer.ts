@@ -4,7 +4,7 @@
  *   lines ──▶ pending ──(150 ms after the first line, or a full batch)──▶ POST logs seq=n ──▶ n+1
  *                                                                          │
  *             network / 5xx: same batch, same seq, after a backoff ◀───────┤ (the server ignores a
- *             409: claim lost — drop everything, tell the job              │  seq it already has)
+ *             409/410/401: claim lost — drop everything, tell the job      │  seq it already has)
  *             other 4xx: drop this batch, log it, go on                    ┘
  *
  * One batch is in flight at a time, so batches arrive in order. When the backlog grows past the
@@ -14,8 +14,8 @@
 import type { Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import type { Backoff, Sleep } from './backoff.js';
-import { HttpError, isRetryable } from './errors.js';
-import type { LogLine } from './runner-client.js';
+import { classify, statusOf } from './errors.js';
+import type { LogLine } from '../protocol/runner.js';
 
 export interface LogStreamerDeps {
   send: (seq: number, lines: LogLine[]) => Promise<{ cancel: boolean }>;
@@ -25,7 +25,7 @@ export interface LogStreamerDeps {
   log: Logger;
   /** The server asked to cancel the job (answer to a batch). */
   onCancel: () => void;
-  /** The server refused a batch with 409: this runner no longer holds the claim. */
+  /** The server refused a batch with 409 (or 410, 401): this runner no longer holds the claim. */
   onLost: () => void;
   /** Backlog crossed the high-water mark (true) or drained below the low-water mark (false). */
   onPressure?: (paused: boolean) => void;
@@ -137,15 +137,16 @@ export class LogStreamer {
         if (r.cancel) this.deps.onCancel();
         return;
       } catch (err) {
-        if (err instanceof HttpError && err.status === 409) {
-          log.warn({ seq }, 'log batch refused: claim lost; dropping logs');
+        const cls = classify(err);
+        if (cls === 'conflict' || cls === 'gone' || cls === 'unauthorized') {
+          log.warn({ seq, status: statusOf(err) }, 'log batch refused: claim lost; dropping logs');
           this.lost = true;
           this.abandon();
           this.deps.onLost();
           return;
         }
-        if (!isRetryable(err)) {
-          log.error({ seq, lines: lines.length, status: (err as HttpError).status, reason: (err as Error).message }, 'log batch refused; dropping it');
+        if (cls === 'fatal') {
+          log.error({ seq, lines: lines.length, status: statusOf(err), reason: (err as Error).message }, 'log batch refused; dropping it');
           return;
         }
         const delayMs = backoff.next();

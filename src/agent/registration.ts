@@ -10,8 +10,9 @@
  */
 import type { Logger } from '../lib/logger.js';
 import type { Backoff, Sleep } from './backoff.js';
-import { HttpError, RegistrationRefusedError, RunnerGoneError, isRetryable } from './errors.js';
-import type { RegisterRequest, RegisterResponse, RunnerClient } from './runner-client.js';
+import { RegistrationRefusedError, RunnerGoneError, classify, statusOf } from './errors.js';
+import type { RegisterRequest, RegisterResponse } from '../protocol/runner.js';
+import type { RunnerClient } from './runner-client.js';
 
 export interface RegistrationDeps {
   client: RunnerClient;
@@ -35,12 +36,13 @@ export async function registerWithRetry(token: string, body: RegisterRequest, de
       return { ...res, sentAt };
     } catch (err) {
       if (signal.aborted) throw new Error('registration cancelled: the agent is stopping');
-      if (err instanceof HttpError && err.status === 410) throw new RunnerGoneError(`runner ${body.id} was terminated on the server (${err.message}); this identity cannot be used again: start the agent again to register as a new runner (with a new --id if you pass one)`);
-      if (err instanceof HttpError && err.status === 403) throw new RegistrationRefusedError(`registration refused: ${err.message}`);
-      const retry = isRetryable(err) || (err instanceof HttpError && err.status === 401);
-      if (!retry) throw new RegistrationRefusedError(`registration refused (HTTP ${(err as HttpError).status ?? '?'}): ${(err as Error).message}`);
+      const cls = classify(err);
+      const status = statusOf(err);
+      if (cls === 'gone') throw new RunnerGoneError(`runner ${body.id} was terminated on the server (${(err as Error).message}); this identity cannot be used again: start the agent again to register as a new runner (with a new --id if you pass one)`);
+      // 401 is the registration token's, not a credential's: it may not be valid on this server yet
+      if (cls !== 'retry' && cls !== 'unauthorized') throw new RegistrationRefusedError(status === 403 ? `registration refused: ${(err as Error).message}` : `registration refused (HTTP ${status ?? '?'}): ${(err as Error).message}`);
       const delayMs = backoff.next();
-      log.warn({ attempt: backoff.failures, delayMs, status: (err as HttpError).status, reason: (err as Error).message }, 'registration failed; retrying');
+      log.warn({ attempt: backoff.failures, delayMs, status, reason: (err as Error).message }, 'registration failed; retrying');
       await sleep(delayMs, signal);
     }
   }

@@ -5,80 +5,21 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import type {
+  ClaimRequest,
+  ClaimResponse,
+  HeartbeatRequest,
+  HeartbeatResponse,
+  JobResultBody,
+  LogsRequest,
+  LogsResponse,
+  OkResponse,
+  RegisterRequest,
+  RegisterResponse,
+  ResultResponse,
+  StartResponse,
+} from '../protocol/runner.js';
 import { HttpError, NetworkError } from './errors.js';
-
-export interface RunnerConfig {
-  pool: string;
-  maxJobsPerRunner: number;
-  ephemeral: boolean;
-  heartbeatIntervalMs: number;
-  pingIntervalMs: number;
-  idleTimeoutMs: number;
-  jobTimeoutMs: number;
-  setup: string[];
-  env: Record<string, string>;
-  distribution: { digest: string; name: string; size: number } | null;
-  /** The server takes numbered claims and heartbeats listing the unseen ones (absent: older server). */
-  claimSeq?: boolean;
-  /** The runner's lease on its jobs, renewed by answered heartbeats (absent: older server, no lease). */
-  leaseMs?: number;
-  /** SIGTERM-to-SIGKILL grace for jobs whose lease ran out. */
-  leaseKillGraceMs?: number;
-  /** The live control planes' URLs (absent: older server). */
-  servers?: string[];
-}
-
-export interface RegisterRequest {
-  id: string;
-  name: string;
-  version: string;
-  publicKey: string;
-  labels: string[];
-}
-
-export interface RegisterResponse {
-  runner: { id: string; name: string; pool: string; state: string };
-  /** In clear only when this registration bound the runner's key for the first time. */
-  credential?: string;
-  /** The credential sealed to the runner's public key ({credential}); absent from older servers. */
-  sealedCredential?: string;
-  config: RunnerConfig;
-}
-
-/** A job as handed out by `claim`. */
-export interface ClaimedJob {
-  id: number;
-  attempt: number;
-  pool: string;
-  commands: string[];
-  payload: unknown;
-  env: Record<string, string>;
-  /** Sealed to this runner's public key, or null. */
-  secrets: string | null;
-  timeoutMs: number;
-}
-
-export interface HeartbeatResponse {
-  state: string;
-  cancel: number[];
-  lost: number[];
-  servers?: string[];
-}
-
-export interface LogLine {
-  t: number;
-  s: 'o' | 'e' | 's';
-  m: string;
-}
-
-export interface JobResultBody {
-  attempt: number;
-  exitCode: number | null;
-  output?: unknown;
-  error?: string | null;
-  outcome?: 'cancelled' | 'timed_out';
-  durationMs?: number;
-}
 
 /** The control channel's answer: its status and, while open, the event stream's bytes. */
 export interface ControlResponse {
@@ -132,32 +73,32 @@ export class RunnerClient {
     return this.json('POST', '/api/v1/runners/register', body, { token: registrationToken, signal });
   }
 
-  heartbeat(runnerId: string, body: { version: string; jobs: { id: number; attempt: number }[]; abandoned?: number[] }, signal?: AbortSignal): Promise<HeartbeatResponse> {
+  heartbeat(runnerId: string, body: HeartbeatRequest, signal?: AbortSignal): Promise<HeartbeatResponse> {
     return this.json('POST', `/api/v1/runners/${runnerId}/heartbeat`, body, { signal });
   }
 
-  claim(runnerId: string, body: { max: number; waitMs: number; seq?: number }, signal?: AbortSignal): Promise<{ jobs: ClaimedJob[]; stop?: boolean }> {
+  claim(runnerId: string, body: ClaimRequest, signal?: AbortSignal): Promise<ClaimResponse> {
     return this.json('POST', `/api/v1/runners/${runnerId}/claim`, body, { signal, timeoutMs: body.waitMs + 15_000 });
   }
 
-  deregister(runnerId: string, signal?: AbortSignal): Promise<unknown> {
+  deregister(runnerId: string, signal?: AbortSignal): Promise<OkResponse> {
     return this.json('POST', `/api/v1/runners/${runnerId}/deregister`, {}, { signal, timeoutMs: 10_000 });
   }
 
   /** The agent stops for now and keeps its identity (see POST /runners/{id}/offline). */
-  goOffline(runnerId: string, signal?: AbortSignal): Promise<unknown> {
+  goOffline(runnerId: string, signal?: AbortSignal): Promise<OkResponse> {
     return this.json('POST', `/api/v1/runners/${runnerId}/offline`, {}, { signal, timeoutMs: 10_000 });
   }
 
-  startJob(jobId: number, attempt: number, signal?: AbortSignal): Promise<{ state: string; cancel: boolean }> {
+  startJob(jobId: number, attempt: number, signal?: AbortSignal): Promise<StartResponse> {
     return this.json('POST', `/api/v1/jobs/${jobId}/start`, { attempt }, { signal });
   }
 
-  postLogs(jobId: number, body: { attempt: number; seq: number; lines: LogLine[] }, signal?: AbortSignal): Promise<{ cancel: boolean }> {
+  postLogs(jobId: number, body: LogsRequest, signal?: AbortSignal): Promise<LogsResponse> {
     return this.json('POST', `/api/v1/jobs/${jobId}/logs`, body, { signal });
   }
 
-  postResult(jobId: number, body: JobResultBody, signal?: AbortSignal): Promise<{ state: string }> {
+  postResult(jobId: number, body: JobResultBody, signal?: AbortSignal): Promise<ResultResponse> {
     return this.json('POST', `/api/v1/jobs/${jobId}/result`, body, { signal });
   }
 

@@ -1,5 +1,5 @@
 import { Hono } from 'hono';
-import type { ApiContext } from './context.js';
+import type { AppContext } from '../app/context.js';
 import { Authenticator, actorOf, requireAdmin } from './auth.js';
 import { ForbiddenError, UnauthorizedError } from '../lib/errors.js';
 import { StoreUnavailableError, storeError } from '../store/store-errors.js';
@@ -13,10 +13,13 @@ import { eventsRouter } from './events.js';
 import { artifactsRouter } from './artifacts.js';
 import { statsRouter } from './stats.js';
 import { streamRouter } from './stream.js';
+import { pingStore } from '../store/queries/meta.js';
+import { activeJobCounts, liveRunnerCounts } from '../store/queries/gauges.js';
 import { webRouter } from '../web/router.js';
-import { githubWebhookRouter } from '../github/webhook.js';
+import { githubWebhookRouter } from './github-webhook.js';
+import type { GithubSource } from '../github/service.js';
 
-export function createApp(ctx: ApiContext) {
+export function createApp(ctx: AppContext, services: { github: GithubSource }) {
   const app = new Hono<Env>();
   const auth = new Authenticator(ctx);
 
@@ -36,7 +39,7 @@ export function createApp(ctx: ApiContext) {
 
   app.get('/healthz', async (c) => {
     try {
-      await ctx.db.query('select 1');
+      await pingStore(ctx.db);
       return c.json({ status: 'ok', version: ctx.version, store: ctx.db.kind, checks: { store: 'up' } });
     } catch (err) {
       c.header('Retry-After', '2');
@@ -67,17 +70,16 @@ export function createApp(ctx: ApiContext) {
     requireAdmin(c.var.principal);
     return c.json({ classSizes: Object.entries(ctx.classSizes).map(([name, s]) => ({ name, ...s })) });
   });
-  app.route('/webhooks', githubWebhookRouter(ctx)); // signed by GitHub, not bearer-token auth
+  app.route('/webhooks', githubWebhookRouter(ctx, services.github)); // signed by GitHub, not bearer-token auth
   app.route('/api/v1', api);
   app.route('/', webRouter());
   return { app, auth };
 }
 
-async function refreshGauges(ctx: ApiContext) {
+async function refreshGauges(ctx: AppContext) {
+  const [jobs, runners] = await Promise.all([activeJobCounts(ctx.db), liveRunnerCounts(ctx.db)]);
   ctx.metrics.jobsQueued.reset();
-  for (const r of await ctx.db.query(`select pool, state, count(*)::int as n from jobs where state in ('queued', 'claimed', 'running') group by pool, state`))
-    ctx.metrics.jobsQueued.set({ pool: r.pool, state: r.state }, r.n);
+  for (const r of jobs) ctx.metrics.jobsQueued.set({ pool: r.pool, state: r.state }, r.n);
   ctx.metrics.runners.reset();
-  for (const r of await ctx.db.query(`select pool, state, count(*)::int as n from runners where state <> 'terminated' group by pool, state`))
-    ctx.metrics.runners.set({ pool: r.pool, state: r.state }, r.n);
+  for (const r of runners) ctx.metrics.runners.set({ pool: r.pool, state: r.state }, r.n);
 }

@@ -1,10 +1,9 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import type { HttpBindings } from '@hono/node-server';
-import type { ApiContext } from './context.js';
+import type { AppContext } from '../app/context.js';
 import { findTokenBySecret, type TokenRow } from '../store/queries/tokens.js';
 import { ForbiddenError, UnauthorizedError } from '../lib/errors.js';
 import type { Env } from './http.js';
-import { RUNNER_TERMINATED } from '../queue/terminate-runner.js';
 
 export type Principal =
   | { kind: 'admin'; tokenId: string }
@@ -20,11 +19,11 @@ const CACHE_TTL_MS = 5000;
 export class Authenticator {
   private cache = new Map<string, { token: TokenRow | undefined; at: number }>();
 
-  constructor(private ctx: ApiContext) {
-    // Every termination on this server, whoever made it (src/queue/terminate-runner.ts), drops
+  constructor(private ctx: AppContext) {
+    // Every termination on this server, whoever made it (src/app/runners.ts), drops
     // the runner's cached credentials. Other servers' caches may hold it a few seconds more, but
     // every runner call also checks the runner's state in the statement it runs anyway.
-    ctx.bus.on(RUNNER_TERMINATED, (runnerId: string) => this.forgetRunner(runnerId));
+    ctx.bus.on('runner-terminated', (runnerId) => this.forgetRunner(runnerId));
   }
 
   private forgetRunner(runnerId: string): void {

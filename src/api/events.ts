@@ -1,12 +1,12 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
-import type { ApiContext } from './context.js';
+import type { AppContext } from '../app/context.js';
 import { requireAdmin } from './auth.js';
 import { query, type Env } from './http.js';
 import { listEvents } from '../store/queries/events.js';
 import { INT8_MAX, intQuery, safeString } from '../lib/validation.js';
 
-export function eventsRouter(ctx: ApiContext) {
+export function eventsRouter(ctx: AppContext) {
   const app = new Hono<Env>();
   app.get('/', async (c) => {
     requireAdmin(c.var.principal);

@@ -2,7 +2,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { z } from 'zod';
 import { InvalidError, RunyardError, TooLargeError } from '../lib/errors.js';
 import { formatPath } from '../config/load.js';
-import type { ApiContext } from './context.js';
+import type { AppContext } from '../app/context.js';
 import { StoreUnavailableError, storeError } from '../store/store-errors.js';
 import type { Principal } from './auth.js';
 
@@ -15,7 +15,7 @@ export function errorBody(code: string, message: string, field?: string) {
 const storeWarnings = { at: 0, refused: 0 };
 
 /** Maps typed errors to statuses; anything else is a 500 with no stack or detail leaked. */
-export function toErrorResponse(err: unknown, c: Context, log: ApiContext['log']) {
+export function toErrorResponse(err: unknown, c: Context, log: AppContext['log']) {
   err = storeError(err);
   if (err instanceof StoreUnavailableError) {
     // expected during a database restart: a warning now and then (not one per request), and the

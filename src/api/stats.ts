@@ -9,16 +9,15 @@
  */
 import { Hono } from 'hono';
 import { z } from 'zod';
-import type { ApiContext } from './context.js';
+import type { AppContext } from '../app/context.js';
 import { requireAdmin } from './auth.js';
 import { query, type Env } from './http.js';
 import { slug } from '../config/schema.js';
 import { listPools } from '../store/queries/pools.js';
+import { FINAL_STATES as FINAL, overviewCounts, scaleEvents } from '../store/stats.js';
 
 const MINUTE = 60_000;
 const WINDOW_MINUTES = 60;
-const FINAL = ['succeeded', 'failed', 'cancelled', 'timed_out'] as const;
-type FinalState = (typeof FINAL)[number];
 
 export interface PoolStats {
   name: string;
@@ -41,35 +40,14 @@ export interface PoolStats {
   waitingReason: string | null;
 }
 
-export function statsRouter(ctx: ApiContext) {
+export function statsRouter(ctx: AppContext) {
   const app = new Hono<Env>();
 
   app.get('/', async (c) => {
     requireAdmin(c.var.principal);
     const now = ctx.clock.now();
     const since = new Date(now - WINDOW_MINUTES * MINUTE);
-    const [pools, jobRows, runnerRows, waitRows, finishedRows] = await Promise.all([
-      listPools(ctx.db),
-      ctx.db.query<{ pool: string; state: string; n: number; oldest: Date | null }>(
-        `select pool, state, count(*)::int as n, min(queued_at) as oldest from jobs
-         where state in ('queued', 'claimed', 'running') group by pool, state`,
-      ),
-      ctx.db.query<{ pool: string; state: string; n: number; slots: number }>(
-        `select pool, state, count(*)::int as n, coalesce(sum(slots), 0)::int as slots from runners
-         where state <> 'terminated' group by pool, state`,
-      ),
-      ctx.db.query<{ pool: string; ms: number | null }>(
-        `select pool, (avg(extract(epoch from claimed_at - queued_at)) * 1000)::float8 as ms from jobs
-         where claimed_at >= $1 group by pool`,
-        [since],
-      ),
-      // Bucket 0 is the oldest minute of the window, bucket 59 the current one.
-      ctx.db.query<{ bucket: number; state: FinalState; n: number }>(
-        `select floor(extract(epoch from finished_at - $1::timestamptz) / 60)::int as bucket, state, count(*)::int as n from jobs
-         where finished_at >= $1 and finished_at <= $2 group by 1, 2`,
-        [since, new Date(now)],
-      ),
-    ]);
+    const [pools, { jobRows, runnerRows, waitRows, finishedRows }] = await Promise.all([listPools(ctx.db), overviewCounts(ctx.db, since, new Date(now))]);
 
     const byPool = new Map<string, PoolStats>();
     const poolStats = (name: string): PoolStats => {
@@ -155,20 +133,7 @@ export function statsRouter(ctx: ApiContext) {
   app.get('/scaling', async (c) => {
     requireAdmin(c.var.principal);
     const q = query(c, z.object({ pool: slug.optional(), limit: z.coerce.number().int().min(1).max(500).default(50) }));
-    const rows = await ctx.db.query(
-      `select * from (
-         select e.id, e.at, e.kind, e.subject, e.from_state, e.to_state, e.reason, e.actor, r.pool, r.name as runner_name
-         from events e join runners r on e.kind = 'runner' and e.subject = r.id::text
-         where ($1::text is null or r.pool = $1)
-           and (e.to_state is null or e.to_state in ('starting', 'draining', 'offline', 'disabled', 'terminated')
-                or (e.to_state = 'idle' and e.from_state is distinct from 'busy'))
-         union all
-         select e.id, e.at, e.kind, e.subject, e.from_state, e.to_state, e.reason, e.actor, e.subject as pool, null as runner_name
-         from events e
-         where e.kind in ('pool', 'scheduler') and ($1::text is null or e.subject = $1)
-       ) x order by id desc limit $2`,
-      [q.pool ?? null, q.limit],
-    );
+    const rows = await scaleEvents(ctx.db, q.pool, q.limit);
     return c.json({
       events: rows.map((r) => ({
         id: r.id,

@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
-import type { ApiContext } from './context.js';
+import type { AppContext } from '../app/context.js';
 import { actorOf, requireAdmin, type Authenticator } from './auth.js';
 import { readJson, query, validate, type Env } from './http.js';
 import { createToken, listTokens, revokeToken } from '../store/queries/tokens.js';
@@ -10,7 +10,7 @@ import { MAX_OFFSET_MS, duration, safeString } from '../lib/validation.js';
 import { NotFoundError, UnprocessableError } from '../lib/errors.js';
 import { recordEvents } from '../store/queries/events.js';
 
-export function tokensRouter(ctx: ApiContext, auth: Authenticator) {
+export function tokensRouter(ctx: AppContext, auth: Authenticator) {
   const app = new Hono<Env>();
 
   app.post('/', async (c) => {

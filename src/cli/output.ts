@@ -6,6 +6,9 @@
 import type { Command } from 'commander';
 import { parseDuration } from '../lib/duration.js';
 import { ApiClient, CliError } from './client.js';
+import { formatTable } from '../lib/table.js';
+
+export { formatTable };
 
 /** The API client for a command, from the global --server / --token (or what `up` left behind). */
 export function clientOf(cmd: Command): ApiClient {
@@ -98,13 +101,6 @@ export function parsePoolName(raw: string | undefined, what = 'pool'): string | 
 
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
-}
-
-/** Aligned columns, two spaces apart; the last column is not padded. */
-export function formatTable(headers: string[], rows: (string | number | null | undefined)[][]): string {
-  const cells = [headers, ...rows.map((r) => r.map((c) => (c === null || c === undefined || c === '' ? '-' : String(c))))];
-  const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
-  return cells.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n') + '\n';
 }
 
 /** Prints a table, or `empty` when there are no rows. */

@@ -25,7 +25,7 @@ export function registerSimulate(program: Command): void {
     .option('--no-progress', 'no progress lines on standard error')
     .addHelpText('after', '\nExamples:\n  runyard simulate jobs.jsonl --config runyard.yaml --set minIdle=2 --set idleTimeout=15m\n  runyard simulate --from-store --since 24h --start-latency fit --html report.html\n  runyard simulate jobs.csv --config pools.yaml --suggest --slo p95=30s --tz Europe/Berlin')
     .action(async (trace: string | undefined, opts) => {
-      const { runSimulate } = await import('../sim/command.js');
+      const { runSimulate } = await import('./simulate-run.js');
       await runSimulate(trace, opts);
     });
 }

@@ -1,5 +1,5 @@
 import type { Pool } from '../store/queries/pools.js';
-import { baseAllowed } from '../providers/container/dynamic-images.js';
+import { baseAllowed } from '../app/images.js';
 
 /**
  * Picks the pool for a GitHub job's `runs-on` labels. `self-hosted` is implied; `class:<size>`

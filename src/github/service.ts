@@ -10,11 +10,13 @@
  *   reconcile ─▶ missed queued jobs, runners that never got a job, offline leftovers
  */
 import { randomBytes } from 'node:crypto';
-import type { ApiContext } from '../api/context.js';
-import { prepareSpecs, submitJobs } from '../api/jobs.js';
-import { cancelJob, FINAL_STATES, toJob, type Job } from '../queue/jobs.js';
+import type { AppContext } from '../app/context.js';
+import { cancelJob, prepareSpecs, submitJobs } from '../app/jobs.js';
+import { FINAL_STATES, toJob, type Job } from '../queue/job.js';
 import { listPools } from '../store/queries/pools.js';
 import { recordEvents } from '../store/queries/events.js';
+import { githubEventSeen, githubJobRowByRunnerName, markGithubRunnerAssigned, recentGithubRepos, unassignedGithubJobRows } from '../store/queries/github.js';
+import { findJobByIdempotencyKey } from '../queue/read.js';
 import { GithubApiError, GithubClient } from './client.js';
 import { githubSettings, type GithubSettings } from './settings.js';
 import { isSelfHosted, routeLabels } from './routing.js';
@@ -53,27 +55,19 @@ export type QueuedOutcome =
   | { status: 'ignored'; reason: string }
   | { status: 'unroutable'; reason: string };
 
-const sources = new WeakMap<ApiContext, GithubSource>();
-
-/** The one GitHub source of a server (shares the token cache and rate-limit state). */
-export function githubSource(ctx: ApiContext): GithubSource {
-  let s = sources.get(ctx);
-  if (!s) sources.set(ctx, (s = new GithubSource(ctx)));
-  return s;
-}
-
-/** The periodic step: `maintenance.steps.push({ name: 'github', run: (now) => githubReconcile(ctx, now) })`. */
-export async function githubReconcile(ctx: ApiContext, now: number) {
-  if (!githubSettings(ctx.config)) return;
-  return githubSource(ctx).reconcile(now);
-}
-
+/** The GitHub source of a server (one, built by server.ts: it holds the token cache and rate-limit state). */
 export class GithubSource {
   readonly client: GithubClient;
   private lastReconcile = -Infinity;
 
-  constructor(private ctx: ApiContext) {
+  constructor(private ctx: AppContext) {
     this.client = new GithubClient(() => this.settings, ctx.log, () => ctx.clock.now());
+  }
+
+  /** The periodic step (maintenance): a reconcile when GitHub is configured. */
+  async tick(now: number) {
+    if (!githubSettings(this.ctx.config)) return;
+    return this.reconcile(now);
   }
 
   get settings(): GithubSettings {
@@ -87,12 +81,11 @@ export class GithubSource {
   }
 
   async jobByWorkflowJob(id: number): Promise<Job | undefined> {
-    const [row] = await this.ctx.db.query('select * from jobs where idempotency_key = $1', [`github:${id}`]);
-    return row ? toJob(row) : undefined;
+    return findJobByIdempotencyKey(this.ctx.db, `github:${id}`);
   }
 
   async jobByRunnerName(name: string): Promise<Job | undefined> {
-    const [row] = await this.ctx.db.query(`select * from jobs where source = 'github' and payload->'github'->>'runnerName' = $1 order by id desc limit 1`, [name]);
+    const row = await githubJobRowByRunnerName(this.ctx.db, name);
     return row ? toJob(row) : undefined;
   }
 
@@ -176,16 +169,11 @@ export class GithubSource {
   /** The runner named in the event took a GitHub job (it may be another job than its own: runners are fungible). */
   async inProgress(wj: WorkflowJobInfo): Promise<number | null> {
     if (!wj.runnerName) return null;
-    const [row] = await this.ctx.db.query(
-      `update jobs set payload = jsonb_set(jsonb_set(payload, '{github,assignedJobId}', to_jsonb($2::bigint)), '{github,assignedAt}', to_jsonb($3::text))
-       where id = (select id from jobs where source = 'github' and payload->'github'->>'runnerName' = $1 order by id desc limit 1)
-       returning id`,
-      [wj.runnerName, wj.id, new Date(this.ctx.clock.now()).toISOString()],
-    );
-    if (!row) return null;
-    await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'job', subject: String(row.id), reason: `GitHub runner ${wj.runnerName} took GitHub job ${wj.id}`, actor: 'github' }]);
-    this.ctx.bus.emit(`job:${row.id}`);
-    return row.id;
+    const id = await markGithubRunnerAssigned(this.ctx.db, wj.runnerName, wj.id, this.ctx.clock.now());
+    if (id === undefined) return null;
+    await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'job', subject: String(id), reason: `GitHub runner ${wj.runnerName} took GitHub job ${wj.id}`, actor: 'github' }]);
+    this.ctx.bus.emit('job-changed', id);
+    return id;
   }
 
   /**
@@ -205,14 +193,12 @@ export class GithubSource {
 
   private async cancel(job: Job, reason: string) {
     try {
-      const { job: after, signalRunner } = await this.ctx.db.transaction((tx) => cancelJob(tx, this.ctx.clock.now(), job.id, 'github'));
-      if (signalRunner) this.ctx.hub.send(signalRunner, 'cancel', { jobId: job.id });
-      if (after.state === 'cancelled') this.ctx.metrics.jobOutcomes.inc({ pool: after.pool, state: 'cancelled' });
+      await cancelJob(this.ctx, job.id, 'github');
     } catch (err) {
       if ((err as { status?: number }).status !== 409) throw err; // already finished: nothing to cancel
     }
     await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'job', subject: String(job.id), reason, actor: 'github' }]);
-    this.ctx.bus.emit(`job:${job.id}`);
+    this.ctx.bus.emit('job-changed', job.id);
   }
 
   /** Removes a JIT runner from GitHub; one already gone counts as removed. */
@@ -237,10 +223,7 @@ export class GithubSource {
     this.lastReconcile = now;
     const report = { skipped: false, unassigned: [] as number[], queued: [] as number[], removedRunners: [] as string[], errors: [] as string[] };
 
-    const stale = await this.ctx.db.query(
-      `select * from jobs where source = 'github' and state = 'running' and started_at < $1 and coalesce(payload->'github'->>'assignedAt', '') = ''`,
-      [new Date(now - s.assignTimeout)],
-    );
+    const stale = await unassignedGithubJobRows(this.ctx.db, now - s.assignTimeout);
     for (const row of stale) {
       const job = toJob(row);
       const ref = (job.payload as { github?: GithubRef }).github;
@@ -253,12 +236,7 @@ export class GithubSource {
       }
     }
 
-    const known = await this.ctx.db.query<{ repo: string; org: string | null; inst: string | null }>(
-      `select distinct on (payload->'github'->>'repo') payload->'github'->>'repo' as repo, payload->'github'->>'org' as org, payload->'github'->>'installationId' as inst
-       from jobs where source = 'github' and created_at > $1 and payload->'github'->>'repo' is not null
-       order by payload->'github'->>'repo', id desc`,
-      [new Date(now - 7 * 86_400_000)],
-    );
+    const known = await recentGithubRepos(this.ctx.db, now - 7 * 86_400_000);
     const repos = new Map<string, { org: string | null; installationId: number | null }>();
     for (const r of known) repos.set(r.repo, { org: r.org, installationId: r.inst ? Number(r.inst) : null });
     for (const r of s.repositories) if (!repos.has(r)) repos.set(r, { org: null, installationId: null });
@@ -285,8 +263,7 @@ export class GithubSource {
               installationId: info.installationId,
             };
             if (routeLabels(await listPools(this.ctx.db), wj.labels) === undefined) {
-              const seen = await this.ctx.db.query(`select 1 from events where kind = 'github' and subject = $1 limit 1`, [`workflow_job:${wj.id}`]);
-              if (seen.length) continue; // recorded once already
+              if (await githubEventSeen(this.ctx.db, `workflow_job:${wj.id}`)) continue; // recorded once already
             }
             const out = await this.queued(wj);
             if (out.status === 'created') report.queued.push(out.job.id);

@@ -6,6 +6,10 @@
  */
 import { z } from 'zod';
 import { parseDuration, formatDuration } from './duration.js';
+import { jsonProblem, stringProblem } from './json-problem.js';
+
+// zod-free, for the agent (its bundle does not load zod)
+export { JSON_MAX_BYTES, JSON_MAX_DEPTH, jsonProblem, stringProblem } from './json-problem.js';
 
 /** PostgreSQL `int` (int4) columns: attempts, log sequence numbers, exit codes. */
 export const INT4_MAX = 2_147_483_647;
@@ -17,19 +21,6 @@ export const MAX_TIMER_MS = 2_147_483_647;
 export const MAX_OFFSET_MS = 100 * 365 * 86_400_000;
 /** The latest epoch millisecond a JS Date holds. */
 export const MAX_EPOCH_MS = 8.64e15;
-/** Free-form JSON (payload, output): nesting and size caps. */
-export const JSON_MAX_DEPTH = 64;
-export const JSON_MAX_BYTES = 512 * 1024;
-
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-/** Why a string cannot be stored as text or jsonb; undefined when it can. */
-export function stringProblem(s: string): string | undefined {
-  if (s.includes('\u0000')) return 'must not contain NUL (\\u0000) characters';
-  if (LONE_SURROGATE.test(s)) return 'must not contain lone surrogates (invalid UTF-16 such as \\ud800)';
-  return undefined;
-}
-
 const noBadChars = (v: string, ctx: z.RefinementCtx) => {
   const problem = stringProblem(v);
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
@@ -81,46 +72,6 @@ export function duration(opts: { positive?: boolean; max?: number } = {}) {
     }
     return ms;
   });
-}
-
-/**
- * What is wrong with a JSON value, walked without recursion (a value nested 100,000 deep must
- * not overflow the stack): too deep, too large, or a string (or key) that cannot be stored.
- * `path` is where, relative to the value. `strings: false` leaves strings to the caller (the
- * agent replaces bad characters rather than refusing a job's output).
- */
-export function jsonProblem(
-  value: unknown,
-  { maxDepth = JSON_MAX_DEPTH, maxBytes = JSON_MAX_BYTES, strings = true }: { maxDepth?: number; maxBytes?: number; strings?: boolean } = {},
-): { path: (string | number)[]; message: string } | undefined {
-  const stack: { v: unknown; depth: number; path: (string | number)[] }[] = [{ v: value, depth: 0, path: [] }];
-  let bytes = 0;
-  while (stack.length) {
-    const { v, depth, path } = stack.pop()!;
-    if (typeof v === 'string') {
-      bytes += v.length + 3; // about its JSON text: quotes and a comma
-      const problem = strings ? stringProblem(v) : undefined;
-      if (problem) return { path, message: problem };
-    } else if (typeof v === 'number') {
-      bytes += String(v).length + 1;
-      if (!Number.isFinite(v)) return { path, message: 'must be a finite number' };
-    } else if (v === null || typeof v === 'boolean') bytes += 6;
-    else if (typeof v === 'object') {
-      // reported at the value itself: the path down there would be as long as the nesting
-      if (depth >= maxDepth) return { path: [], message: `is nested more than ${maxDepth} levels deep` };
-      bytes += 2;
-      if (Array.isArray(v)) v.forEach((item, i) => stack.push({ v: item, depth: depth + 1, path: [...path, i] }));
-      else
-        for (const [k, item] of Object.entries(v)) {
-          const problem = strings ? stringProblem(k) : undefined;
-          if (problem) return { path: [...path, k], message: `key ${problem}` };
-          bytes += k.length + 4;
-          stack.push({ v: item, depth: depth + 1, path: [...path, k] });
-        }
-    } else return { path, message: `is not a JSON value (${typeof v})` };
-    if (bytes > maxBytes) return { path: [], message: `exceeds ${Math.round(maxBytes / 1024)} KiB` };
-  }
-  return undefined;
 }
 
 /** Any JSON value that fits jsonb, nested at most `maxDepth` deep and about `maxBytes` large. */

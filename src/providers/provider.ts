@@ -41,6 +41,12 @@ export interface Provider {
    * `@<owner>`, so a server only reconciles runners it can see (several servers, one database).
    */
   readonly owner: string;
+  /**
+   * Its runners run on the server's own machine and end with it: a graceful shutdown stops them
+   * and their jobs go back to the queue (the process provider). Runners elsewhere (containers,
+   * pods, tasks, instances) are left running and adopted by the next start.
+   */
+  readonly runsOnServerHost?: boolean;
   create(spec: LaunchSpec): Promise<{ ref: string }>;
   /**
    * Starts several runners of one pool at once, one promise per spec in order (each fails on its

@@ -4,7 +4,7 @@
  * so a job never waits on something that will not come.
  */
 import type { Queryable } from '../store/db.js';
-import type { LogLine } from './jobs.js';
+import type { LogLine } from './job.js';
 
 /** Queued jobs of one pool and image (null: the pool's own image), oldest first. */
 export async function queuedJobIds(q: Queryable, pool: string, image: string | null, limit = 100): Promise<number[]> {

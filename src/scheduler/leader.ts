@@ -1,4 +1,6 @@
-import type { Db } from '../store/db.js';
+import type { Db, Queryable } from '../store/db.js';
+import { advisoryUnlock, tryAdvisoryLock } from '../store/advisory-lock.js';
+import { pingStore } from '../store/queries/meta.js';
 import type { Logger } from '../lib/logger.js';
 
 // Arbitrary constant: the scheduler leader holds this session-level advisory lock.
@@ -10,7 +12,7 @@ const LEADER_LOCK = 7_302_114_002;
  * takes over on its next tick. PGlite is single-process, so there the server is always leader.
  */
 export class LeaderLock {
-  private session: { query(sql: string, params?: unknown[]): Promise<unknown[]>; release(): void } | undefined;
+  private session: (Queryable & { release(): void }) | undefined;
   private leader = false;
 
   constructor(private db: Db, private log: Logger) {}
@@ -24,13 +26,13 @@ export class LeaderLock {
     if (this.db.kind === 'pglite') return (this.leader = true);
     try {
       if (this.session && this.leader) {
-        await this.session.query('select 1');
+        await pingStore(this.session);
         return true;
       }
       this.session ??= await this.db.openSession();
-      const [row] = (await this.session.query('select pg_try_advisory_lock($1) as ok', [LEADER_LOCK])) as { ok: boolean }[];
-      if (row!.ok && !this.leader) this.log.info('became scheduler leader');
-      this.leader = row!.ok;
+      const ok = await tryAdvisoryLock(this.session, LEADER_LOCK);
+      if (ok && !this.leader) this.log.info('became scheduler leader');
+      this.leader = ok;
     } catch (err) {
       if (this.leader) this.log.warn({ err }, 'lost scheduler leadership');
       this.leader = false;
@@ -42,7 +44,7 @@ export class LeaderLock {
 
   async close(): Promise<void> {
     if (this.session) {
-      if (this.leader) await this.session.query('select pg_advisory_unlock($1)', [LEADER_LOCK]).catch(() => {});
+      if (this.leader) await advisoryUnlock(this.session, LEADER_LOCK).catch(() => {});
       this.session.release();
     }
     this.session = undefined;

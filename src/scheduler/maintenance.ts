@@ -1,6 +1,7 @@
-import type { ApiContext } from '../api/context.js';
-import { expireTimedOutJobs, findStuckJobs, recoverJobs, activeJobIdsOfRunner } from '../queue/jobs.js';
-import { findSilentRunners, transitionRunner } from '../store/queries/runners.js';
+import type { AppContext } from '../app/context.js';
+import { countJobsByPool, expireTimedOutJobs, findStuckJobs, recoverJobs, activeJobIdsOfRunner } from '../queue/recover.js';
+import { findSilentRunners } from '../store/queries/runners.js';
+import { moveRunner } from '../store/queries/runner-transitions.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
 
 /** How long past its timeout a job may run before the server records it timed out itself. */
@@ -18,7 +19,7 @@ export interface RecoveryReport {
  * the queue's recovery path; stuck jobs likewise; jobs past their timeout are recorded timed out.
  * Pure store work with the injected clock, so tests drive it by advancing time.
  */
-export async function recover(ctx: ApiContext, now: number): Promise<RecoveryReport> {
+export async function recover(ctx: AppContext, now: number): Promise<RecoveryReport> {
   const { scheduler } = ctx.config;
   await ctx.heartbeats.flush();
   const report: RecoveryReport = { offline: [], requeued: [], failed: [], timedOut: [] };
@@ -27,8 +28,8 @@ export async function recover(ctx: ApiContext, now: number): Promise<RecoveryRep
   };
   for (const r of await findSilentRunners(ctx.db, now - scheduler.offlineAfter)) {
     const moved = await ctx.db.transaction(async (tx) => {
-      const went = await transitionRunner(tx, now, r.id, 'offline', `no heartbeat for ${Math.round(scheduler.offlineAfter / 1000)}s`, { from: ['idle', 'busy', 'draining', 'disabled'] });
-      if (!went) return [];
+      const went = await moveRunner(tx, now, r.id, 'offline', `no heartbeat for ${Math.round(scheduler.offlineAfter / 1000)}s`);
+      if (!went.moved) return [];
       return recoverJobs(tx, now, await activeJobIdsOfRunner(tx, r.id), 'runner went offline', { runnerId: r.id });
     });
     report.offline.push(r.id);
@@ -40,14 +41,11 @@ export async function recover(ctx: ApiContext, now: number): Promise<RecoveryRep
     report.timedOut.push(j.id);
     if (j.runnerId) ctx.hub.send(j.runnerId, 'cancel', { jobId: j.id });
   }
-  if (report.requeued.length) {
-    const pools = await ctx.db.query<{ pool: string; n: number }>('select pool, count(*)::int as n from jobs where id = any($1::bigint[]) group by pool', [report.requeued]);
-    for (const p of pools) ctx.bus.emit('jobs', p.pool, p.n);
-  }
-  for (const id of [...report.requeued, ...report.failed, ...report.timedOut]) ctx.bus.emit(`job:${id}`);
+  for (const p of await countJobsByPool(ctx.db, report.requeued)) ctx.bus.emit('work-queued', p.pool, p.n);
+  for (const id of [...report.requeued, ...report.failed, ...report.timedOut]) ctx.bus.emit('job-changed', id);
   if (report.offline.length || report.requeued.length || report.failed.length || report.timedOut.length) {
     ctx.log.info(report, 'recovery pass');
-    ctx.bus.emit('runners');
+    ctx.bus.emit('runners-changed', 'fleet');
   }
   return report;
 }
@@ -62,7 +60,7 @@ export class Maintenance {
   private closed = false;
   readonly steps: { name: string; run: (now: number) => Promise<unknown> }[] = [];
 
-  constructor(private ctx: ApiContext, private isLeader: () => Promise<boolean> = async () => true) {
+  constructor(private ctx: AppContext, private isLeader: () => Promise<boolean> = async () => true) {
     this.steps.push({ name: 'recover', run: (now) => recover(ctx, now) });
   }
 

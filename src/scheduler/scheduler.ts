@@ -1,17 +1,20 @@
 import { randomUUID } from 'node:crypto';
-import type { ApiContext } from '../api/context.js';
+import type { AppContext } from '../app/context.js';
 import type { LaunchSpec, Provider } from '../providers/provider.js';
-import { decide, type Action, type PoolView, type RunnerView } from './decide.js';
+import { decide, type Action, type PoolView } from './decide.js';
 import { listPools, setWaitingReason } from '../store/queries/pools.js';
-import { providerHint } from '../api/pool-checks.js';
-import { artifactInfo } from '../api/artifacts.js';
-import { insertStartingRunner, setProviderRef, transitionRunner, findRunner } from '../store/queries/runners.js';
+import { providerHint } from '../app/pool-checks.js';
+import { artifactInfo } from '../store/artifacts.js';
+import { insertStartingRunner, setProviderRef, findRunner } from '../store/queries/runners.js';
+import { moveRunner } from '../store/queries/runner-transitions.js';
 import { createToken } from '../store/queries/tokens.js';
-import { terminateRunner } from '../queue/terminate-runner.js';
+import { liveRunnersOfProvider, queuedByPoolAndImage, schedulingRunners, type SchedulingRunner } from '../store/queries/scheduling.js';
+import { activeJobIdsOfRunner } from '../queue/recover.js';
+import { drainRunner, terminateRunner } from '../app/runners.js';
 import { recordEvents } from '../store/queries/events.js';
 import { sleep } from '../lib/clock.js';
 import { appendQueuedLogs, failQueuedJobs, queuedJobIds } from '../queue/waiting.js';
-import { baseAllowed } from '../providers/container/dynamic-images.js';
+import { baseAllowed } from '../app/images.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
 
 /** How often build progress is written to the waiting jobs' logs. */
@@ -51,7 +54,7 @@ export class Scheduler {
   private preparing = new Map<string, Promise<void>>();
 
   constructor(
-    private ctx: ApiContext,
+    private ctx: AppContext,
     private providers: Map<string, Provider>,
     private opts: { serverUrl: () => string; instanceId: string; stopGraceMs?: number; isLeader: () => boolean },
   ) {
@@ -107,44 +110,31 @@ export class Scheduler {
   }
 
   async gather(now: number): Promise<PoolView[]> {
-    void now;
-    const pools = await listPools(this.ctx.db);
-    const runners = await this.ctx.db.query(
-      `select r.*, (select count(*)::int from jobs j where j.runner_id = r.id and j.state in ('claimed', 'running')) as active_jobs
-       from runners r where r.state <> 'terminated'`,
-    );
+    const [pools, runners, queuedRows] = await Promise.all([listPools(this.ctx.db), schedulingRunners(this.ctx.db), queuedByPoolAndImage(this.ctx.db)]);
     const queued = new Map<string, number>();
     const byImage = new Map<string, Record<string, number>>();
-    for (const r of await this.ctx.db.query<{ pool: string; image: string | null; n: number }>(
-      `select pool, image, count(*)::int as n from jobs where state = 'queued' group by pool, image`,
-    )) {
+    for (const r of queuedRows) {
       queued.set(r.pool, (queued.get(r.pool) ?? 0) + r.n);
       if (r.image !== null) byImage.set(r.pool, { ...byImage.get(r.pool), [r.image]: r.n });
     }
-    return pools.map((p) => ({
-      config: p.config,
-      configHash: p.configHash,
-      queued: queued.get(p.name) ?? 0,
-      queuedByImage: byImage.get(p.name) ?? {},
-      runners: runners
-        .filter((r) => r.pool === p.name)
-        .map(
-          (r): RunnerView => ({
-            id: r.id,
-            state: r.state,
-            createdAt: r.created_at.getTime(),
-            idleSince: r.idle_since?.getTime() ?? null,
-            activeJobs: r.active_jobs,
-            slots: r.slots,
-            configHash: r.config_hash,
-            jobsStarted: r.jobs_started,
-            ephemeral: r.ephemeral,
-            provider: r.provider,
-            image: r.image ?? null,
-          }),
-        ),
-      startFailures: this.failureState(p.name, runners.filter((r) => r.pool === p.name)),
-    }));
+    const byPool = new Map<string, SchedulingRunner[]>();
+    for (const r of runners) {
+      const list = byPool.get(r.pool);
+      if (list) list.push(r);
+      else byPool.set(r.pool, [r]);
+    }
+    return pools.map((p) => {
+      const mine = byPool.get(p.name) ?? [];
+      return {
+        config: p.config,
+        configHash: p.configHash,
+        queued: queued.get(p.name) ?? 0,
+        queuedByImage: byImage.get(p.name) ?? {},
+        // a SchedulingRunner is a RunnerView with more fields: no copy of ten thousand rows per pass
+        runners: mine,
+        startFailures: this.failureState(p.name, mine, now),
+      };
+    });
   }
 
   /** Passes and reconciles never overlap: two at once could both start runners for one gap. */
@@ -179,12 +169,12 @@ export class Scheduler {
     return plan;
   }
 
-  private failureState(pool: string, runners: any[]) {
+  private failureState(pool: string, runners: SchedulingRunner[], now: number) {
     const f = this.failures.get(pool) ?? { count: 0, lastAt: 0 };
+    if (f.count === 0) return f;
     // A runner started after the last failure that took a job, or stayed up, proves the pool healthy.
-    const now = this.ctx.clock.now();
-    const healthy = (r: any) => r.registered_at && r.created_at.getTime() > f.lastAt && (r.jobs_started > 0 || now - r.registered_at.getTime() >= EARLY_EXIT_MS);
-    if (f.count > 0 && runners.some(healthy)) {
+    const healthy = (r: SchedulingRunner) => r.registeredAt !== null && r.createdAt > f.lastAt && (r.jobsStarted > 0 || now - r.registeredAt >= EARLY_EXIT_MS);
+    if (runners.some(healthy)) {
       this.failures.delete(pool);
       return { count: 0, lastAt: 0 };
     }
@@ -317,7 +307,7 @@ export class Scheduler {
     const now = this.ctx.clock.now();
     const failed: number[] = [];
     for (const image of [null, ...Object.keys(v.queuedByImage ?? {})] as (string | null)[]) failed.push(...(await failQueuedJobs(this.ctx.db, now, pool, image, reason, 'scheduler')));
-    for (const id of failed) this.ctx.bus.emit(`job:${id}`);
+    for (const id of failed) this.ctx.bus.emit('job-changed', id);
     if (!failed.length) return;
     this.ctx.metrics.jobOutcomes.inc({ pool, state: 'failed' }, failed.length);
     await recordEvents(this.ctx.db, now, [{ kind: 'scheduler', subject: pool, reason: `${reason}; ${failed.length} waiting job(s) failed`, actor: 'scheduler' }]);
@@ -357,7 +347,7 @@ export class Scheduler {
       pending = [];
       writing = writing
         .then(async () => {
-          for (const id of await appendQueuedLogs(this.ctx.db, this.ctx.clock.now(), jobIds, lines)) this.ctx.bus.emit(`log:${id}`);
+          for (const id of await appendQueuedLogs(this.ctx.db, this.ctx.clock.now(), jobIds, lines)) this.ctx.bus.emit('log-appended', id);
         })
         .catch((err) => this.ctx.log.warn({ err, pool, base }, 'could not write image build progress'));
       return writing;
@@ -398,7 +388,7 @@ export class Scheduler {
       await flush();
       const reason = `runner image for base ${base} could not be prepared: ${message}`;
       const failed = await failQueuedJobs(this.ctx.db, this.ctx.clock.now(), pool, base, reason, 'scheduler');
-      for (const id of failed) this.ctx.bus.emit(`job:${id}`);
+      for (const id of failed) this.ctx.bus.emit('job-changed', id);
       if (failed.length) this.ctx.metrics.jobOutcomes.inc({ pool, state: 'failed' }, failed.length);
       await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'scheduler', subject: pool, reason: `${reason}; ${failed.length} waiting job(s) failed`, actor: 'scheduler' }]);
       this.ctx.log.error({ err, pool, base, failed: failed.length }, 'runner image could not be prepared');
@@ -406,8 +396,8 @@ export class Scheduler {
   }
 
   private async drain(runnerId: string, reason: string) {
-    const r = await transitionRunner(this.ctx.db, this.ctx.clock.now(), runnerId, 'draining', reason, { from: ['idle', 'busy', 'disabled'] });
-    if (r) this.ctx.hub.send(runnerId, 'drain');
+    const r = await drainRunner(this.ctx, runnerId, reason);
+    if (!r.moved) this.ctx.log.info({ runnerId, reason: r.refusal }, 'scheduler drain not applied');
   }
 
   /**
@@ -438,10 +428,10 @@ export class Scheduler {
       await this.markTerminated(runnerId, reason);
     } else if (runner.state !== 'draining') {
       const moved = await this.ctx.db.transaction(async (tx) => {
-        const [{ n }] = (await tx.query(`select count(*)::int as n from jobs where runner_id = $1 and state in ('claimed', 'running')`, [runnerId])) as [{ n: number }];
-        const r = await transitionRunner(tx, now, runnerId, 'draining', reason, { from: ['idle', 'disabled'] });
-        if (r && n > 0) throw new AbandonTermination();
-        return r;
+        const active = await activeJobIdsOfRunner(tx, runnerId);
+        const r = await moveRunner(tx, now, runnerId, 'drainIdle', reason);
+        if (r.moved && active.length > 0) throw new AbandonTermination();
+        return r.moved;
       }).catch((err) => (err instanceof AbandonTermination ? undefined : Promise.reject(err)));
       if (!moved) return; // it took a job in the meantime: keep it
       this.ctx.hub.send(runnerId, 'drain');
@@ -476,7 +466,7 @@ export class Scheduler {
       if (r && r.state !== 'terminated') await this.markTerminated(runnerId, `runner process ${detail}${r.state === 'starting' ? ' before registering' : ''}`);
       // a failed start (a pod stuck on its image, say) is explained to the jobs waiting for it
       if (r?.state === 'starting')
-        for (const id of await appendQueuedLogs(this.ctx.db, now, await queuedJobIds(this.ctx.db, r.pool, r.image), [`runner ${r.name} failed to start: ${detail}; runyard tries again`])) this.ctx.bus.emit(`log:${id}`);
+        for (const id of await appendQueuedLogs(this.ctx.db, now, await queuedJobIds(this.ctx.db, r.pool, r.image), [`runner ${r.name} failed to start: ${detail}; runyard tries again`])) this.ctx.bus.emit('log-appended', id);
     } catch (err) {
       this.ctx.log.error({ err, runnerId }, 'could not record runner exit');
     }
@@ -508,10 +498,7 @@ export class Scheduler {
       }
       const alive = new Map(owned.filter((o) => o.alive).map((o) => [o.runnerId, o]));
       // Only runners this provider instance could see: another server's are not ours to judge.
-      const known = await this.ctx.db.query<{ id: string; state: string }>(
-        `select id, state from runners where provider = $1 and state <> 'terminated' and provider_ref like $2`,
-        [provider.name, `%@${provider.owner}`],
-      );
+      const known = await liveRunnersOfProvider(this.ctx.db, provider.name, provider.owner);
       const knownIds = new Set(known.map((k) => k.id));
       for (const k of known) {
         if (alive.has(k.id) || this.inFlight.has(k.id) || this.stopping.has(k.id)) continue;
@@ -531,12 +518,12 @@ export class Scheduler {
   }
 
   /**
-   * On a graceful shutdown, runners this machine runs (the process provider) stop with it: their
-   * jobs go back to the queue for the next start. Runners of a crashed control plane are not
+   * On a graceful shutdown, runners this machine runs (providers with `runsOnServerHost`: the
+   * process provider) stop with it: their jobs go back to the queue for the next start. Runners of a crashed control plane are not
    * stopped (nothing runs this), and a restart adopts them.
    */
   async stopLocalRunners(): Promise<void> {
-    const local = [...this.providers.values()].filter((p) => p.name === 'process');
+    const local = [...this.providers.values()].filter((p) => p.runsOnServerHost);
     for (const provider of local) {
       const owned = await provider.list().catch(() => []);
       for (const r of owned) await this.markTerminated(r.runnerId, 'control plane shut down').catch(() => {});

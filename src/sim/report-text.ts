@@ -1,5 +1,5 @@
 /** The side-by-side table and the JSON form of a report. */
-import { formatTable } from '../cli/output.js';
+import { formatTable } from '../lib/table.js';
 import type { Report } from './compare.js';
 
 export function fmtMs(ms: number): string {

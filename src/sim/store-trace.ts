@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openDb, type Queryable } from '../store/db.js';
 import { listPools } from '../store/queries/pools.js';
+import { claimGaps, jobsCreatedBetween, runnerStartLatencies } from '../store/queries/trace.js';
 import type { TraceJob } from './trace.js';
 import type { Latency } from './provider-model.js';
 import { SpecError } from './spec.js';
@@ -29,11 +30,7 @@ export interface StoreTrace {
 
 /** Reads one window of a store. `q` is an open store (tests), or opened from url / dataDir. */
 export async function readStoreTrace(q: Queryable, since: number, until: number): Promise<StoreTrace> {
-  const rows = await q.query<{ pool: string; labels: string[]; state: string; attempt: number; created_at: Date; claimed_at: Date | null; started_at: Date | null; finished_at: Date | null }>(
-    `select pool, labels, state, attempt, created_at, claimed_at, started_at, finished_at from jobs
-     where created_at >= $1 and created_at < $2 order by created_at, id`,
-    [new Date(since), new Date(until)],
-  );
+  const rows = await jobsCreatedBetween(q, since, until);
   const jobs: TraceJob[] = [];
   let skipped = 0;
   let unfinished = 0;
@@ -55,24 +52,11 @@ export async function readStoreTrace(q: Queryable, since: number, until: number)
   // A runner can take work a little after it registers (control channel, setup, first claim).
   // Where a job was already waiting for it, launch to first claim is measured as it is; for the
   // others that offset is added to launch-to-registration, from the runners that show it.
-  const starts = await q.query<{ registered: number; ready: number | null }>(
-    `select (extract(epoch from r.registered_at - r.created_at) * 1000)::float8 as registered,
-            (select (extract(epoch from min(j.claimed_at) - r.created_at) * 1000)::float8 from jobs j
-              where j.runner_id = r.id and j.attempt = 1 and j.created_at <= r.registered_at
-                and not exists (select 1 from jobs e where e.runner_id = r.id and e.claimed_at < j.claimed_at)) as ready
-     from runners r
-     where r.registered_at is not null and r.created_at >= $1 and r.created_at < $2 and r.provider <> 'manual' order by r.created_at, r.id`,
-    [new Date(since), new Date(until)],
-  );
+  const starts = await runnerStartLatencies(q, since, until);
   const offsets = starts.filter((s) => s.ready !== null).map((s) => s.ready! - s.registered).sort((a, b) => a - b);
   const offset = offsets.length ? offsets[Math.floor(offsets.length / 2)]! : 0;
   // A runner's next claim after a result, where jobs were waiting: the agent's round trip.
-  const gaps = await q.query<{ ms: number }>(
-    `select (extract(epoch from j.claimed_at - prev.finished_at) * 1000)::float8 as ms
-     from jobs j join lateral (select p.finished_at from jobs p where p.runner_id = j.runner_id and p.finished_at <= j.claimed_at order by p.finished_at desc limit 1) prev on true
-     where j.created_at >= $1 and j.created_at < $2 and j.created_at < prev.finished_at and j.attempt = 1`,
-    [new Date(since), new Date(until)],
-  );
+  const gaps = await claimGaps(q, since, until);
   const gapSorted = gaps.map((g) => g.ms).sort((a, b) => a - b);
   const pools = (await listPools(q as never)).map((p) => p.config as unknown as Record<string, unknown>);
   return {

@@ -32,10 +32,6 @@ export interface Db extends Queryable {
 
 const INT8 = 20;
 
-export function withTransaction<T>(db: Db, fn: (tx: Queryable) => Promise<T>): Promise<T> {
-  return db.transaction(fn);
-}
-
 export async function openPostgres(url: string, opts: { max?: number; connectionTimeoutMs?: number } = {}): Promise<Db> {
   const pool = new pg.Pool({
     connectionString: url,

@@ -131,7 +131,7 @@ export async function storeSnapshot(db: Queryable): Promise<Record<string, unkno
   };
 }
 
-/** Refused calls in the audit trail: repeats are one row with a count (src/api/refusal-audit.ts). */
+/** Refused calls in the audit trail: repeats are one row with a count (src/app/refusal-audit.ts). */
 export async function countAuthEvents(db: Queryable): Promise<number> {
   return (await db.query<{ n: number }>(`select coalesce(sum(coalesce((data->>'count')::int, 1)), 0)::int as n from events where kind = 'auth'`))[0]!.n;
 }

@@ -4,8 +4,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Db, Queryable } from '../../src/store/db.js';
-import { claimJobs, enqueue, type ClaimedJob, type Fence, type Job, type JobSpec } from '../../src/queue/jobs.js';
-import { registerRunner, type Runner } from '../../src/store/queries/runners.js';
+import { claimJobs } from '../../src/queue/claim.js';
+import { enqueue } from '../../src/queue/submit.js';
+import type { ClaimedJob, Fence, Job, JobSpec } from '../../src/queue/job.js';
+import type { Runner } from '../../src/store/queries/runners.js';
+import { registerRunner } from '../../src/store/queries/runner-transitions.js';
 import { listEvents, type EventRow } from '../../src/store/queries/events.js';
 
 let poolSeq = 0;

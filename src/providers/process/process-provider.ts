@@ -27,6 +27,7 @@ interface RunnerFile {
  */
 export class ProcessProvider implements Provider {
   readonly name = 'process';
+  readonly runsOnServerHost = true;
   /** This machine and data dir: process runners are only visible to servers sharing both. */
   readonly owner: string;
   private listeners: ((runnerId: string, detail: string) => void)[] = [];

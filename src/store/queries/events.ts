@@ -88,3 +88,14 @@ export async function listEvents(
     data: r.data,
   }));
 }
+
+/** The newest event's id (0 for none): where a reader that wants only news starts. */
+export async function lastEventId(q: Queryable): Promise<number> {
+  const [row] = await q.query<{ id: number | string | null }>('select max(id) as id from events');
+  return Number(row?.id ?? 0);
+}
+
+/** Which subjects changed: kind and subject of up to `limit` events after id `after`, oldest first. */
+export async function eventSubjectsAfter(q: Queryable, after: number, limit: number): Promise<{ id: number | string; kind: string; subject: string }[]> {
+  return q.query(`select id, kind, subject from events where id > $1 order by id limit $2`, [after, limit]);
+}

@@ -100,3 +100,9 @@ export async function getPool(q: Queryable, name: string): Promise<Pool> {
   if (!row) throw new NotFoundError(`pool ${name} not found`);
   return toPool(row);
 }
+
+/** Why a pool's queued jobs wait (null: nothing known, or no such pool). */
+export async function getWaitingReason(q: Queryable, name: string): Promise<string | null> {
+  const [row] = await q.query<{ waiting_reason: string | null }>('select waiting_reason from pools where name = $1', [name]);
+  return row?.waiting_reason ?? null;
+}

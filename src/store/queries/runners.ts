@@ -1,11 +1,6 @@
 /*
- * Runner states:
- *
- *   starting ──register──▶ idle ⇄ busy ──▶ draining ──▶ terminated
- *                            │      │
- *        no heartbeat ──▶ offline   └─ disable ─▶ disabled ─ enable ─▶ idle|busy
- *
- * Every transition is recorded in events with its reason.
+ * Runners: their rows, lookups and heartbeats. Their state changes, each with the states it may
+ * start from, are in ./runner-transitions.ts; every transition is recorded in events with its reason.
  */
 import type { Queryable } from '../db.js';
 import { recordEvents } from './events.js';
@@ -116,61 +111,6 @@ export async function setProviderRef(q: Queryable, id: string, ref: string): Pro
   await q.query('update runners set provider_ref = $2 where id = $1', [id, ref]);
 }
 
-/**
- * Registers (or re-registers after a restart) a runner. A runner the scheduler created is
- * moved from starting to idle; an unknown id (an agent started by hand) is inserted.
- */
-export async function registerRunner(
-  q: Queryable,
-  now: number,
-  r: { id: string; pool: string; name: string; version: string; publicKey: string; labels: string[]; slots: number; configHash: string; ephemeral: boolean },
-): Promise<{ runner: Runner; from: RunnerState | null }> {
-  const [prev] = await q.query('select state from runners where id = $1 for update', [r.id]);
-  const at = new Date(now);
-  const [row] = await q.query(
-    `insert into runners (id, pool, name, state, state_reason, version, labels, public_key, slots, config_hash, ephemeral, provider,
-                          created_at, registered_at, last_heartbeat_at, idle_since, state_changed_at)
-     values ($1, $2, $3, 'idle', 'registered', $4, $5, $6, $7, $8, $9, 'manual', $10, $10, $10, $10, $10)
-     on conflict (id) do update set name = excluded.name, state = coalesce(runners.hold, 'idle'), state_reason = 'registered', version = excluded.version,
-       labels = excluded.labels, public_key = excluded.public_key, slots = excluded.slots,
-       -- a hand-started agent takes the current config when it registers again; a launched one keeps what it was launched with
-       config_hash = case when runners.provider = 'manual' then excluded.config_hash else coalesce(runners.config_hash, excluded.config_hash) end,
-       registered_at = excluded.registered_at,
-       last_heartbeat_at = excluded.last_heartbeat_at, idle_since = excluded.idle_since, state_changed_at = excluded.state_changed_at
-     returning *`,
-    [r.id, r.pool, r.name, r.version, JSON.stringify(r.labels), r.publicKey, r.slots, r.configHash, r.ephemeral, at],
-  );
-  await recordEvents(q, now, [{ kind: 'runner', subject: r.id, from: prev?.state ?? null, to: row.state, reason: prev ? 're-registered' : 'registered', actor: r.id }]);
-  return { runner: toRunner(row), from: prev?.state ?? null };
-}
-
-/**
- * Moves a runner to a new state if it is in one of `from` (or any live state when omitted).
- * Returns the updated runner, or undefined when the transition did not apply.
- */
-export async function transitionRunner(
-  q: Queryable,
-  now: number,
-  id: string,
-  to: RunnerState,
-  reason: string,
-  opts: { from?: RunnerState[]; actor?: string } = {},
-): Promise<Runner | undefined> {
-  const at = new Date(now);
-  const [row] = await q.query(
-    `with prev as (select id, state from runners where id = $1 for update)
-     update runners r set state = $2, state_reason = $3, state_changed_at = $4,
-       idle_since = case when $2 = 'idle' then coalesce(r.idle_since, $4) else null end,
-       terminated_at = case when $2 = 'terminated' then $4 else r.terminated_at end
-     from prev where r.id = prev.id and prev.state <> $2 and prev.state = any($5::text[])
-     returning r.*, prev.state as prev_state`,
-    [id, to, reason, at, opts.from ?? LIVE_STATES],
-  );
-  if (!row) return undefined;
-  await recordEvents(q, now, [{ kind: 'runner', subject: id, from: row.prev_state, to, reason, actor: opts.actor ?? 'scheduler' }]);
-  return toRunner(row);
-}
-
 export interface HeartbeatView {
   state: RunnerState;
   /** the jobs the server believes the runner holds */
@@ -192,7 +132,7 @@ const HEARTBEAT_VIEWS = {
 
 /**
  * What heartbeats answer from, for many runners in one prepared statement (heartbeats arrive
- * thousands of times a second and are read in batches, see src/api/heartbeats.ts).
+ * thousands of times a second and are read in batches, see src/app/heartbeat-buffer.ts).
  */
 export async function heartbeatViews(q: Queryable, ids: string[]): Promise<Map<string, HeartbeatView>> {
   const rows = await q.query<HeartbeatView & { id: string }>(HEARTBEAT_VIEWS, [ids]);
@@ -247,11 +187,4 @@ export async function refreshBusyIdle(q: Queryable, now: number, ids: string | s
 /** Sets or clears an operator's hold (disabled or draining) that survives reconnects. */
 export async function setHold(q: Queryable, id: string, hold: 'disabled' | 'draining' | null): Promise<void> {
   await q.query('update runners set hold = $2 where id = $1', [id, hold]);
-}
-
-/** A runner whose heartbeats resumed returns to its operator hold, else to idle or busy. */
-export async function resumeRunner(q: Queryable, now: number, id: string): Promise<void> {
-  const [row] = await q.query<{ hold: RunnerState | null }>('select hold from runners where id = $1', [id]);
-  await transitionRunner(q, now, id, row?.hold ?? 'idle', 'heartbeats resumed', { from: ['offline'], actor: id });
-  if (!row?.hold) await refreshBusyIdle(q, now, id);
 }

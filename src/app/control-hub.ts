@@ -2,7 +2,9 @@
  * In-process fan-out to runners: their SSE control channels, and claim long-polls parked until
  * work arrives. A wake-up is a function call, not a database round trip.
  */
-export type ControlEvent = 'hello' | 'ping' | 'job' | 'cancel' | 'disable' | 'enable' | 'drain' | 'delete';
+import type { ControlEventName } from '../protocol/runner.js';
+
+export type ControlEvent = ControlEventName;
 /** Sends one event; `frame` is the event already serialised, when the caller has it. */
 export type ControlSend = (event: ControlEvent, data: unknown, frame?: string) => void;
 

@@ -1,7 +1,9 @@
 import type { Db } from '../store/db.js';
 import type { Clock } from '../lib/clock.js';
-import { completeJob, completeJobs, type Completion, type Fence, type Job, type JobResult } from '../queue/jobs.js';
+import { completeJob, completeJobs, type Completion, type JobResult } from '../queue/report.js';
+import type { Fence, Job } from '../queue/job.js';
 import { refreshBusyIdle } from '../store/queries/runners.js';
+import { StoreUnavailableError } from '../store/store-errors.js';
 
 /** More than this many results waiting go in several statements. */
 const MAX_BATCH = 256;
@@ -14,25 +16,36 @@ interface Pending {
 }
 
 /**
- * Runners' results are recorded in batches: one transaction (completeJobs, then the runners'
+ * The job completer (after river's): runners' results are recorded in batches: one transaction (completeJobs, then the runners'
  * busy/idle) for every result that arrived while the previous batch was being written, so a
  * stream of results costs a few statements per batch rather than several each. A lone result
  * is written at once. Each caller gets its own job, or its own error (a lost claim: Conflict).
  */
-export class ResultBatcher {
+export class JobCompleter {
   private pending: Pending[] = [];
-  private draining = false;
+  private draining: Promise<void> | undefined;
+  private closed = false;
 
   constructor(private db: Db, private clock: Clock) {}
 
+  start(): void {
+    this.closed = false;
+  }
+
   complete(fence: Fence, result: JobResult): Promise<Job> {
+    if (this.closed) return Promise.reject(new StoreUnavailableError('the server is shutting down'));
     return new Promise<Job>((resolve, reject) => {
       this.pending.push({ fence, result, resolve, reject });
       if (this.draining) return;
-      this.draining = true;
       // Results read in the same turn of the event loop share the first statement too.
-      setImmediate(() => void this.drain());
+      this.draining = new Promise<void>((done) => setImmediate(() => void this.drain().finally(done)));
     });
+  }
+
+  /** Takes no more results and waits until those already taken are written (before the Db closes). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.draining;
   }
 
   private async drain(): Promise<void> {
@@ -43,7 +56,7 @@ export class ResultBatcher {
         outcomes.forEach((o, i) => ('job' in o ? batch[i]!.resolve(o.job) : batch[i]!.reject(o.error)));
       }
     } finally {
-      this.draining = false;
+      this.draining = undefined;
     }
   }
 

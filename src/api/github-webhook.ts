@@ -1,13 +1,14 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
-import type { ApiContext } from '../api/context.js';
-import { bodyLimit, errorBody } from '../api/http.js';
+import type { AppContext } from '../app/context.js';
+import { bodyLimit, errorBody } from './http.js';
 import { recordEvents } from '../store/queries/events.js';
-import { clientAddress } from '../api/auth.js';
-import { GithubApiError } from './client.js';
-import { githubSettings } from './settings.js';
-import { githubSource, type WorkflowJobInfo } from './service.js';
-import { verifySignature } from './signature.js';
+import { githubEventSeen } from '../store/queries/github.js';
+import { clientAddress } from './auth.js';
+import { GithubApiError } from '../github/client.js';
+import { githubSettings } from '../github/settings.js';
+import type { GithubSource, WorkflowJobInfo } from '../github/service.js';
+import { verifySignature } from '../github/signature.js';
 import { formatPath } from '../config/load.js';
 import { INT8_MAX, boundedInt, githubLogin, githubRepo, labels, safeString } from '../lib/validation.js';
 
@@ -35,9 +36,10 @@ const WEBHOOK_RATE_LIMIT_WAIT_MS = 5_000;
 
 /**
  * `POST /webhooks/github` — outside bearer-token auth; authenticated by the HMAC signature.
- * Mount: `app.route('/webhooks', githubWebhookRouter(ctx))`.
+ * Mount: `app.route('/webhooks', githubWebhookRouter(ctx, source))`. Verification and the mapping
+ * to jobs are in src/github/.
  */
-export function githubWebhookRouter(ctx: ApiContext) {
+export function githubWebhookRouter(ctx: AppContext, source: GithubSource) {
   const app = new Hono();
   const inFlight = new Set<string>();
 
@@ -84,15 +86,14 @@ export function githubWebhookRouter(ctx: ApiContext) {
       const field = formatPath(issue.path);
       const reason = `refused workflow_job ${wj.id}: ${field}: ${issue.message}`;
       ctx.log.warn({ delivery, field }, 'GitHub webhook refused');
-      await githubSource(ctx).record(`delivery:${delivery || '-'}`, reason, { field, outcome: 'refused' });
+      await source.record(`delivery:${delivery || '-'}`, reason, { field, outcome: 'refused' });
       return c.json(errorBody('unprocessable', reason, field), 422);
     }
     const p = checked.data;
     const subject = `delivery:${delivery}`;
     if (delivery) {
       if (inFlight.has(delivery)) return c.json({ duplicate: true, delivery }, 200);
-      const seen = await ctx.db.query(`select 1 from events where kind = 'github' and subject = $1 limit 1`, [subject]);
-      if (seen.length) return c.json({ duplicate: true, delivery }, 200);
+      if (await githubEventSeen(ctx.db, subject)) return c.json({ duplicate: true, delivery }, 200);
       inFlight.add(delivery);
     }
     const info: WorkflowJobInfo = {
@@ -106,7 +107,6 @@ export function githubWebhookRouter(ctx: ApiContext) {
       org: p.organization?.login ?? p.repository.owner?.login ?? null,
       installationId: p.installation?.id ?? null,
     };
-    const source = githubSource(ctx);
     const done = async (outcome: string) => {
       if (delivery)
         await recordEvents(ctx.db, ctx.clock.now(), [{ kind: 'github', subject, reason: `${action} workflow_job ${wj.id}: ${outcome}`, actor: 'github' }]);

@@ -5,7 +5,7 @@
 import type { Queryable } from '../store/db.js';
 import type { PoolConfig } from '../config/schema.js';
 import type { Provider } from '../providers/provider.js';
-import { artifactInfo } from './artifacts.js';
+import { artifactInfo } from '../store/artifacts.js';
 
 /** What to do to get a provider this server lacks. */
 export function providerHint(provider: string): string {

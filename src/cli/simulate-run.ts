@@ -4,20 +4,20 @@
  * depends only on the input and the seed, so two runs give the same bytes.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { bad } from '../cli/output.js';
+import { bad } from './output.js';
 import { parseDuration } from '../lib/duration.js';
 import { routeLabels, isSelfHosted } from '../github/routing.js';
 import type { Pool } from '../store/queries/pools.js';
 import { poolSchema } from '../config/schema.js';
-import { parseTrace, detectFormat, toJsonl, TraceError, type TraceFormat, type TraceJob } from './trace.js';
-import { parseLatency, type Fitted, type Latency } from './provider-model.js';
-import { parseSets, readPools, readSpec, SpecError, type Policy } from './spec.js';
-import { readStoreAt } from './store-trace.js';
-import { compare } from './compare.js';
-import { reportJson, reportTable, fmtMs } from './report-text.js';
-import { reportHtml } from './report-html.js';
-import { parseSlo, suggest, type Suggestion } from './suggest.js';
-import { formatTable } from '../cli/output.js';
+import { parseTrace, detectFormat, toJsonl, TraceError, type TraceFormat, type TraceJob } from '../sim/trace.js';
+import { parseLatency, type Fitted, type Latency } from '../sim/provider-model.js';
+import { parseSets, readPools, readSpec, SpecError, type Policy } from '../sim/spec.js';
+import { readStoreAt } from '../sim/store-trace.js';
+import { compare } from '../sim/compare.js';
+import { reportJson, reportTable, fmtMs } from '../sim/report-text.js';
+import { reportHtml } from '../sim/report-html.js';
+import { parseSlo, suggest, type Suggestion } from '../sim/suggest.js';
+import { formatTable } from './output.js';
 import { validTimeZone } from '../config/min-idle-schedule.js';
 
 export interface SimulateOptions {
