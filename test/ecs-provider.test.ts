@@ -103,7 +103,6 @@ describe('ECS runners under the scheduler', () => {
         scheduler: { tick: '1s', offlineAfter: '1h', stuckAfter: '1h', stopGrace: '3s' },
         pools: [
           { name: 'warm', provider: 'ecs', image: runner.image, class: 'small', maxRunners: 1, maxJobsPerRunner: 2, idleTimeout: '3s', ecs: ecsBlock() },
-          { name: 'warmdist', provider: 'ecs', image: runner.image, maxRunners: 1, maxJobsPerRunner: 2, idleTimeout: '3s', distribution: 'tool.tar.gz', ecs: ecsBlock() },
           { name: 'burst', provider: 'ecs', image: runner.image, maxRunners: 12, ephemeral: true, idleTimeout: '2s', ecs: ecsBlock() },
           { name: 'rolling', provider: 'ecs', image: runner.image, maxRunners: 1, idleTimeout: '1h', ecs: ecsBlock() },
           // one pool per failure: a pool's backoff grows with its streak of failed starts
@@ -164,6 +163,8 @@ describe('ECS runners under the scheduler', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+    const pool = await t.api('POST', '/api/v1/pools', { name: 'warmdist', provider: 'ecs', image: runner.image, maxRunners: 1, maxJobsPerRunner: 2, idleTimeout: '3s', distribution: 'tool.tar.gz', ecs: ecsBlock() });
+    assert.ok(pool.status < 300, JSON.stringify(pool.body));
     const downloads = () => metricValue(t, 'runyard_http_request_duration_seconds_count', { method: 'GET', route: '/api/v1/artifacts/:ref', status: '200' });
     const before = await downloads();
     const cmd = 'cat tool.txt; echo "job-$RUNYARD_JOB_ID"';

@@ -118,19 +118,22 @@ describe('the provider seen through kubectl', () => {
     await waitFor('its secret collected', async () => JSON.parse(await cluster.kubectl('get', 'secrets', '-l', `runyard.runner=${s.runnerId}`, '-o', 'json')).items.length === 0, 20_000, 200);
   });
 
-  test('runners launched together: a pod each and one secret owned by all of them, under each runner\'s key; it goes with the last pod', async () => {
+  test('runners launched together: one secret first (no pod waits for its token), a pod each, then the pods own the secret; it goes with the last pod', async () => {
     const specs = [await spec(), await spec(), await spec()];
     const before = provider.apiCalls();
     const refs = await Promise.all(provider.createMany(specs));
     assert.equal(refs.length, 3);
     const calls = provider.apiCalls();
-    assert.deepEqual([calls['create pod']! - (before['create pod'] ?? 0), calls['create secret']! - (before['create secret'] ?? 0)], [3, 1], 'one call per pod and one for the launch');
+    const since = (op: string) => (calls[op] ?? 0) - (before[op] ?? 0);
+    assert.deepEqual([since('create secret'), since('create pod'), since('patch secret')], [1, 3, 1], 'one call per pod and two for the launch');
     for (const s of specs) await waitFor(`runner ${s.runnerId} registered`, async () => (await t.api('GET', `/api/v1/runners/${s.runnerId}`)).body.runner?.state === 'idle', 60_000);
     const secretName = `runyard-${specs[0]!.runnerId}`;
     const secret = kube.store.get('secrets', 'default', secretName)!;
     const pods = specs.map((s) => kube.store.get('pods', 'default', `runyard-${s.runnerId}`)!);
     assert.deepEqual(secret.metadata.ownerReferences!.map((o) => o.uid).sort(), pods.map((p) => p.metadata.uid).sort(), 'owned by every pod of the launch');
     assert.ok(secret.metadata.ownerReferences!.every((o) => o.controller === false), 'a secret with several owners has no controller');
+    const waited = kube.store.list('events').filter((e: any) => pods.some((p) => p.metadata.name === e.involvedObject?.name) && /not found/.test(e.message ?? ''));
+    assert.deepEqual(waited.map((e: any) => e.message), [], 'no pod waited for its secret (CreateContainerConfigError)');
     for (const [i, s] of specs.entries()) {
       const ref = pods[i]!.spec.containers[0].env.find((e: any) => e.name === 'RUNYARD_REGISTRATION_TOKEN').valueFrom.secretKeyRef;
       assert.deepEqual(ref, { name: secretName, key: `registration-token.${s.runnerId}` });
@@ -163,12 +166,14 @@ describe('the provider seen through kubectl', () => {
     const t0 = Date.now();
     await provider.create(s);
     assert.ok(Date.now() - t0 >= 2_000, 'waited the two Retry-After seconds (and the quota wait)');
-    const calls = kube.calls.filter((c) => c.method === 'POST' && c.path.endsWith('/pods'));
+    // the launch's secret goes first, then its pod: the throttling falls on whichever comes
+    const calls = kube.calls.filter((c) => c.method === 'POST' && (c.path.endsWith('/pods') || c.path.endsWith('/secrets')));
     assert.ok(calls.filter((c) => c.status === 429).length >= 2, 'two throttled');
     assert.ok(calls.some((c) => c.status === 403), 'one over quota');
-    assert.equal(calls.at(-1)!.status, 201, 'then created');
+    assert.equal(calls.filter((c) => c.path.endsWith('/pods')).at(-1)!.status, 201, 'then created');
     const after = provider.apiCalls();
-    assert.ok((after['create pod'] ?? 0) - (before['create pod'] ?? 0) >= 4, 'the retries are counted');
+    const creates = (a: Record<string, number>) => (a['create pod'] ?? 0) + (a['create secret'] ?? 0);
+    assert.ok(creates(after) - creates(before) >= 4, 'the retries are counted');
     await waitFor('registered', async () => (await t.api('GET', `/api/v1/runners/${s.runnerId}`)).body.runner?.state === 'idle', 30_000);
     await provider.terminate(s.runnerId, { graceMs: 5_000 });
   });

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { V1Pod } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import type { ImageRequest, LaunchSpec, Provider, ProviderRunner } from '../provider.js';
 import type { Logger } from '../../lib/logger.js';
 import { LABEL_INSTANCE, LABEL_OWNER, LABEL_POOL, LABEL_RUNNER } from '../container/container-provider.js';
@@ -7,7 +7,7 @@ import { KubeClient, connectionKey, type Connection } from './kube-client.js';
 import { KubeApiError, isConflict, isNotFound } from './kube-errors.js';
 import { PodWatch, type PodEvent } from './pod-watch.js';
 import { judgePod, unschedulableAfter } from './pod-state.js';
-import { buildPod, buildSecret, podName, tokenRef } from './pod-spec.js';
+import { buildPod, buildSecret, podName, secretOwners, tokenRef } from './pod-spec.js';
 import { kubernetesFieldsOf } from './pool-config.js';
 import { ApiCallTally } from '../api-calls.js';
 
@@ -35,8 +35,6 @@ interface Tracked {
   startTimeoutMs: number;
   /** the exit was reported: nothing more is said about this runner */
   reported: boolean;
-  /** when its launch's Secret (its token) was created; Infinity while that call is still coming */
-  tokenAt?: number;
   timer?: NodeJS.Timeout;
   gone: Promise<void>;
   markGone: () => void;
@@ -152,7 +150,7 @@ export class KubernetesProvider implements Provider {
   }
 
   private judge(pod: V1Pod, t: Tracked) {
-    return judgePod(pod, this.now(), { startTimeoutMs: t.startTimeoutMs, settleMs: this.opts.settleMs ?? 10_000, settleFrom: t.tokenAt });
+    return judgePod(pod, this.now(), { startTimeoutMs: t.startTimeoutMs, settleMs: this.opts.settleMs ?? 10_000 });
   }
 
   /** When a pending pod is judged again: where an unschedulable one counts as stuck. */
@@ -185,11 +183,12 @@ export class KubernetesProvider implements Provider {
   }
 
   /**
-   * Launches runners together: every Pod at once (each through the token bucket), then one
-   * Secret with all their registration tokens, owned by all of them. A burst costs one call per
-   * runner plus one, and its Pods all exist before the Secret's call takes a token. A Pod waits
-   * for its Secret as the kubelet does (CreateContainerConfigError, retried), which pod-state.ts
-   * counts as settling, not stuck. Each runner fails on its own; a refused Secret fails them all.
+   * Launches runners together: one Secret with all their registration tokens first, then every
+   * Pod at once (each through the token bucket), then one patch making the Pods the Secret's
+   * owners (the garbage collector deletes it with the last of them). A Pod never waits for its
+   * token (a kubelet that finds a Secret missing retries only after its ~10 s backoff), and a
+   * burst costs one call per runner plus two. Each runner fails on its own; a refused Secret
+   * fails them all.
    */
   createMany(specs: LaunchSpec[]): Promise<{ ref: string }>[] {
     const groups = new Map<string, LaunchSpec[]>();
@@ -214,11 +213,19 @@ export class KubernetesProvider implements Provider {
     const client = this.clientFor(k);
     const conn = connectionKey(k);
     this.watchFor(conn, k.namespace);
+    const secretBody = buildSecret(launch, this.owner);
+    const secretName = secretBody.metadata!.name!;
+    const secret = (async () => {
+      try {
+        await client.call('create secret', `create secret ${k.namespace}/${secretName}`, () => client.api.createNamespacedSecret({ namespace: k.namespace, body: secretBody }));
+      } catch (err) {
+        if (!isConflict(err)) throw this.configError(launch[0]!, err, 'secret'); // 409: a retried launch, it is there
+      }
+    })();
     const pods = launch.map(async (spec) => {
+      await secret;
       if (!spec.pool.image) throw new KubeApiError(`pool ${spec.pool.name} has no image: the kubernetes provider needs one`, 422, 'Invalid', 'image');
       const t = this.track(spec.runnerId, spec.pool.name, conn, k.namespace, spec.pool.startTimeout);
-      // its pod waits for the launch's Secret (CreateContainerConfigError): not stuck while that is coming
-      t.tokenAt = Infinity;
       const pod = buildPod(spec, { owner: this.owner, graceSeconds: Math.ceil(this.opts.stopGraceMs / 1000), token: tokenRef(launch, spec.runnerId) });
       try {
         const made = await client.call('create pod', `create pod ${k.namespace}/${t.pod}`, () => client.api.createNamespacedPod({ namespace: k.namespace, body: pod }));
@@ -233,35 +240,39 @@ export class KubernetesProvider implements Provider {
         return { spec, t, uid: existing.metadata!.uid! };
       }
     });
-    const secret = Promise.allSettled(pods).then(async (settled) => {
-      const made = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-      if (!made.length) return;
-      const tokenArrived = () => {
-        for (const m of made) m.t.tokenAt = this.now();
-      };
-      const body = buildSecret(launch, made.map((m) => ({ runnerId: m.spec.runnerId, uid: m.uid })), this.owner);
-      try {
-        await client.call('create secret', `create secret ${k.namespace}/${body.metadata!.name}`, () => client.api.createNamespacedSecret({ namespace: k.namespace, body }));
-        tokenArrived();
-      } catch (err) {
-        tokenArrived();
-        if (isConflict(err)) return; // a retried launch: it is already there
-        await Promise.all(made.map((m) => this.deletePod(m.t, 0).catch(() => {})));
-        throw this.configError(made[0]!.spec, err);
-      }
-    });
+    // the Pods own the Secret: it goes with the last of them (none made: it goes now)
+    const owned = secret.then(
+      () => Promise.allSettled(pods).then((settled) => this.handOver(client, k.namespace, secretName, settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])))),
+      () => {}, // refused: every pod of the launch fails with its error
+    );
     return pods.map(async (pod) => {
       const { spec, t } = await pod;
-      await secret;
-      this.opts.log.info({ runnerId: spec.runnerId, pod: t.pod, namespace: k.namespace, image: spec.dynamic?.image ?? spec.pool.image, server: client.server }, 'runner pod created');
+      await owned;
+      this.opts.log.info({ runnerId: spec.runnerId, pod: t.pod, namespace: k.namespace, image: spec.dynamic?.image ?? spec.pool.image, server: client.server, launch: launch.length }, 'runner pod created');
       return { ref: this.ref(k.namespace, t.pod) };
     });
   }
 
+  /** Makes the launch's pods the owners of its Secret (one patch), or deletes it when none was made. */
+  private async handOver(client: KubeClient, namespace: string, secretName: string, made: { spec: LaunchSpec; uid: string }[]) {
+    try {
+      if (!made.length) {
+        await client.call('delete secret', `delete secret ${namespace}/${secretName}`, () => client.api.deleteNamespacedSecret({ name: secretName, namespace }));
+        return;
+      }
+      const ownerReferences = secretOwners(made.map((m) => ({ runnerId: m.spec.runnerId, uid: m.uid })));
+      await client.call('patch secret', `patch secret ${namespace}/${secretName}`, () =>
+        client.api.patchNamespacedSecret({ name: secretName, namespace, body: { metadata: { ownerReferences } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)),
+      );
+    } catch (err) {
+      if (!isNotFound(err)) this.opts.log.warn({ err, secret: secretName, namespace }, 'could not hand the launch secret to its pods; it stays until deleted');
+    }
+  }
+
   /** 422 is the pool's fault: say which field the API named, and which pool to fix. */
-  private configError(spec: LaunchSpec, err: unknown): Error {
+  private configError(spec: LaunchSpec, err: unknown, what = 'pod'): Error {
     const e = err as KubeApiError;
-    if (e?.code === 422) return new KubeApiError(`pool ${spec.pool.name}: the kubernetes API rejected its pod${e.field ? ` (field ${e.field})` : ''}; fix the pool's kubernetes block or image: ${e.message}`, 422, 'Invalid', e.field, false, { cause: err });
+    if (e?.code === 422) return new KubeApiError(`pool ${spec.pool.name}: the kubernetes API rejected its ${what}${e.field ? ` (field ${e.field})` : ''}; fix the pool's kubernetes block or image: ${e.message}`, 422, 'Invalid', e.field, false, { cause: err });
     return e;
   }
 

@@ -1,11 +1,11 @@
 /*
  * The objects runners are made of: a Pod per runner running the agent, and a Secret with the
- * registration tokens of the runners launched together (owned by their Pods, so it goes with the
- * last of them). Pure functions from the launch specs.
+ * registration tokens of the runners launched together (owned by their Pods once they exist, so
+ * it goes with the last of them). Pure functions from the launch specs.
  */
 import type { V1Container, V1Pod, V1Secret } from '@kubernetes/client-node';
 import type { LaunchSpec } from '../provider.js';
-import { AGENT_DIR, AGENT_ENTRYPOINT } from '../container/dynamic-images.js';
+import { AGENT_DIR, AGENT_ENTRYPOINT, AGENT_RUNTIME_PATHS } from '../container/dynamic-images.js';
 import { CONTAINER_STATE_DIR, CONTAINER_WORK_DIR, LABEL_BASE, LABEL_INSTANCE, LABEL_OWNER, LABEL_POOL, LABEL_RUNNER } from '../container/container-provider.js';
 import { kubernetesFieldsOf } from './pool-config.js';
 import { launchedAgentPassEnv } from '../../lib/base-env.js';
@@ -85,12 +85,13 @@ export function buildPod(spec: LaunchSpec, opts: { owner: string; graceSeconds: 
   };
   const initContainers: V1Container[] = [...(tspec.initContainers ?? [])];
   if (spec.dynamic) {
-    // copies the bundle with the bundle's own node: the runner image needs no cp
+    // copies what the agent runs on with the bundle's own node (the runner image needs no cp)
     const [loader, , libs, node] = AGENT_ENTRYPOINT;
+    const copy = `const fs = require('fs'); for (const p of ${JSON.stringify(AGENT_RUNTIME_PATHS)}) fs.cpSync(${JSON.stringify(AGENT_DIR + '/')} + p, ${JSON.stringify(BUNDLE_MOUNT + '/')} + p, { recursive: true })`;
     initContainers.push({
       name: 'runyard-agent-bundle',
       image: spec.pool.image!,
-      command: [loader!, '--library-path', libs!, node!, '-e', `require('fs').cpSync(${JSON.stringify(AGENT_DIR)}, ${JSON.stringify(BUNDLE_MOUNT)}, { recursive: true })`],
+      command: [loader!, '--library-path', libs!, node!, '-e', copy],
       volumeMounts: [{ name: 'runyard-agent', mountPath: BUNDLE_MOUNT }],
     });
   }
@@ -126,30 +127,28 @@ export function buildPod(spec: LaunchSpec, opts: { owner: string; graceSeconds: 
 }
 
 /**
- * The registration tokens of runners launched together, in one Secret owned by all their Pods:
- * one API call for the launch instead of one per runner, and the garbage collector deletes it
- * when the last of those Pods is gone (a runner launched alone: with its Pod).
+ * The registration tokens of runners launched together, in one Secret created before their Pods
+ * (a Pod never waits for its token), then handed to them (secretOwners): one call for the launch
+ * instead of one per runner, and the garbage collector deletes it with the last of those Pods.
  */
-export function buildSecret(launch: readonly LaunchSpec[], pods: readonly { runnerId: string; uid: string }[], owner: string): V1Secret {
+export function buildSecret(launch: readonly LaunchSpec[], owner: string): V1Secret {
   const first = launch[0]!;
   const k = kubernetesFieldsOf(first.pool);
-  const { name } = tokenRef(launch, first.runnerId);
   const data: Record<string, string> = {};
-  for (const p of pods) data[tokenRef(launch, p.runnerId).key] = Buffer.from(launch.find((s) => s.runnerId === p.runnerId)!.registrationToken).toString('base64');
+  for (const s of launch) data[tokenRef(launch, s.runnerId).key] = Buffer.from(s.registrationToken).toString('base64');
   return {
     apiVersion: 'v1',
     kind: 'Secret',
     type: 'Opaque',
-    metadata: {
-      name,
-      namespace: k.namespace,
-      // the runner label names the launch's first runner; instance, owner and pool are all of theirs
-      labels: runnerLabels(first, owner),
-      // an object has at most one controller: a Secret shared by several Pods has none
-      ownerReferences: pods.map((p) => ({ apiVersion: 'v1', kind: 'Pod', name: podName(p.runnerId), uid: p.uid, controller: pods.length === 1, blockOwnerDeletion: true })),
-    },
+    // the runner label names the launch's first runner; instance, owner and pool are all of theirs
+    metadata: { name: tokenRef(launch, first.runnerId).name, namespace: k.namespace, labels: runnerLabels(first, owner) },
     data,
   };
+}
+
+/** The launch Secret's owners: its Pods. An object has at most one controller: one shared by several Pods has none. */
+export function secretOwners(pods: readonly { runnerId: string; uid: string }[]) {
+  return pods.map((p) => ({ apiVersion: 'v1', kind: 'Pod', name: podName(p.runnerId), uid: p.uid, controller: pods.length === 1, blockOwnerDeletion: true }));
 }
 
 /** An image reference as a label value (no '/' or ':'), truncated to 63 characters. */

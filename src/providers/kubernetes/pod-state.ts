@@ -30,10 +30,9 @@ const time = (t: unknown) => (t ? new Date(t as string).getTime() : NaN);
 
 /**
  * `startTimeoutMs`: how long a pod may stay unschedulable; `settleMs`: how long a transient
- * waiting reason may last before it counts as stuck, from `settleFrom` (when what the pod waits
- * for was created: its launch's Secret; default its own creation; Infinity while still coming).
+ * waiting reason may last before it counts as stuck.
  */
-export function judgePod(pod: V1Pod, now: number, opts: { startTimeoutMs: number; settleMs: number; settleFrom?: number }): PodVerdict {
+export function judgePod(pod: V1Pod, now: number, opts: { startTimeoutMs: number; settleMs: number }): PodVerdict {
   const st = pod.status ?? {};
   const name = pod.metadata?.name;
   if (pod.metadata?.deletionTimestamp) {
@@ -50,7 +49,7 @@ export function judgePod(pod: V1Pod, now: number, opts: { startTimeoutMs: number
   for (const c of [...(st.initContainerStatuses ?? []), ...(st.containerStatuses ?? [])]) {
     const w = c.state?.waiting;
     if (w?.reason && STUCK_REASONS.has(w.reason)) {
-      if (TRANSIENT_FIRST.has(w.reason) && !(now - Math.max(created, opts.settleFrom ?? created) >= opts.settleMs)) continue;
+      if (TRANSIENT_FIRST.has(w.reason) && now - created < opts.settleMs) continue;
       return { kind: 'stuck', reason: w.reason, detail: `pod ${name} is stuck: ${w.reason}${w.message ? `: ${w.message}` : ''}` };
     }
   }

@@ -353,6 +353,21 @@ export class FakeKube {
     const causes = this.validate(resource, merged);
     if (causes.length) return this.send(res, 422, S.invalid(RESOURCES[resource]!.kind, name, causes));
     this.send(res, 200, this.store.update(resource, merged));
+    this.collectOrphan(resource, merged);
+  }
+
+  /** An object given owners that are all gone already is garbage too (the collector checks every owner it is told of). */
+  private collectOrphan(resource: string, o: KubeObject) {
+    const refs = o.metadata.ownerReferences;
+    if (!refs?.length) return;
+    const live = new Set<string>();
+    for (const r of Object.keys(RESOURCES)) for (const x of this.store.list(r)) live.add(x.metadata.uid!);
+    if (refs.some((r) => live.has(r.uid))) return;
+    if (resource === 'pods') this.deletePod(o, undefined);
+    else {
+      this.store.remove(resource, o.metadata.namespace, o.metadata.name);
+      this.collect(o.metadata.uid!);
+    }
   }
 
   private evict(res: ServerResponse, ns: string, name: string, body: any) {
