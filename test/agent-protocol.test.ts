@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { Agent, type AgentOptions } from '../src/agent/agent.js';
 import type { ExecutionSummary } from '../src/agent/executor.js';
 import type { RunnerConfig } from '../src/protocol/runner.js';
-import { FakeRunyard, error, type Endpoint, type FakeCall } from './helpers/fake-runyard.js';
+import { FakeRunyard, error, type Endpoint, type FakeCall, type Reply } from './helpers/fake-runyard.js';
 
 const cleanup: (() => Promise<void> | void)[] = [];
 
@@ -60,7 +60,7 @@ function finished(agent: Agent, id: number): Promise<ExecutionSummary> {
 
 const refusal = (status: number) => ({ status, body: error(status === 410 ? 'gone' : status === 409 ? 'conflict' : 'unauthorized', `refused with ${status}`) });
 
-describe('agent against a fake runyard', () => {
+describe('agent against a fake runyard', { timeout: 120_000 }, () => {
   test('registers, claims with a seq, starts, streams logs and reports the result', async () => {
     const f = await fake();
     const { agent } = agentOn(f);
@@ -75,6 +75,26 @@ describe('agent against a fake runyard', () => {
     const lines = f.callsTo('logs').flatMap((c) => c.body.lines.map((l: any) => l.m));
     assert.ok(lines.includes('hello from the job'), `log lines: ${JSON.stringify(lines)}`);
     assert.equal(f.callsTo('result')[0]?.body.exitCode, 0);
+  });
+
+  test('the first claim goes out while the control channel is still opening, before any heartbeat; a failed first connection stops claiming until it is up', async () => {
+    const f = await fake({ heartbeatIntervalMs: 100 });
+    const { agent } = agentOn(f);
+    let release!: (r: Reply) => void;
+    f.respondOnce('control', () => new Promise<Reply>((r) => (release = r)));
+    await agent.start();
+    const first = await f.waitFor('claim');
+    const opening = await f.waitFor('control');
+    assert.equal(opening.reply, undefined, 'the channel has not been answered yet');
+    assert.equal(first.clientGone, false, 'the claim is waiting for work');
+    assert.equal(f.callsTo('heartbeat').length, 0, 'no heartbeat before the first claim');
+    release({ status: 503, body: error('unavailable', 'starting') });
+    await first.gone; // the claim in flight is given up
+    const second = await f.next('claim');
+    assert.ok(f.callsTo('control').length >= 2, 'claims again only after a new connection');
+    assert.ok(f.calls.indexOf(second) > f.calls.indexOf(f.callsTo('control')[1]!));
+    const job = f.enqueue({ commands: ['true'] });
+    assert.equal((await finished(agent, job.id)).reported, true);
   });
 
   test('a claim answered after the agent gave up is never started, and the next heartbeat lists its seq', async () => {
@@ -101,6 +121,25 @@ describe('agent against a fake runyard', () => {
     assert.ok(!f.callsTo('start').some((c) => c.jobId === 900), 'job 900 was never started');
     const seqs = f.callsTo('claim').map((c) => c.body.seq);
     assert.equal(new Set(seqs).size, seqs.length, 'every claim request has its own seq');
+  });
+
+  test('control events: disable gives up the claim in flight, enable claims again, cancel stops a running job', async () => {
+    const f = await fake();
+    const { agent } = agentOn(f);
+    await agent.start();
+    await f.waitFor('control');
+    const parked = await f.waitFor('claim');
+    f.control('disable', {});
+    await parked.gone;
+    const again = f.next('claim');
+    f.control('enable', {});
+    await again;
+    const job = f.enqueue({ commands: ['echo running', 'sleep 60'] });
+    await f.waitFor('logs', (c) => c.jobId === job.id && c.body.lines.some((l: { m: string }) => l.m === 'running'));
+    f.control('cancel', { jobId: job.id });
+    const s = await finished(agent, job.id);
+    assert.equal(s.outcome, 'cancelled');
+    assert.equal(f.callsTo('result').find((c) => c.jobId === job.id)?.body.outcome, 'cancelled');
   });
 
   for (const [endpoint, status] of [['heartbeat', 410], ['claim', 410]] as [Endpoint, number][]) {

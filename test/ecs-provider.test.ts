@@ -320,7 +320,8 @@ describe('service mode', () => {
   test('one ECS service per pool scales 0 → 3 → 0 with the plan', async () => {
     const desired = () => fake.calls.filter((c) => (c.op === 'UpdateService' || c.op === 'CreateService') && c.input.desiredCount !== undefined).map((c) => c.input.desiredCount);
     const ids: number[] = [];
-    for (let i = 0; i < 3; i++) ids.push((await t.api('POST', '/api/v1/jobs', { pool: 'svc', command: 'sleep 2; echo svc' })).body.job.id);
+    // each job lasts long enough for the third task to come up on a busy machine: one task per job
+    for (let i = 0; i < 3; i++) ids.push((await t.api('POST', '/api/v1/jobs', { pool: 'svc', command: 'sleep 5; echo svc' })).body.job.id);
     const jobs = await Promise.all(ids.map((id) => succeeded(t, id, 90_000)));
     assert.equal(new Set(jobs.map((j) => j.runnerId)).size, 3, 'three service tasks ran the jobs');
     assert.equal(fake.count('CreateService'), 1);

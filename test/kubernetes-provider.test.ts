@@ -388,7 +388,7 @@ describe('kubernetes pool config and an unreachable API', () => {
     const file = join(dir, 'kubeconfig');
     down.url = `http://127.0.0.1:${port}`;
     down.writeKubeconfig(file);
-    const p = new KubernetesProvider({ instanceId: 'i', log: silentLogger, targets: [{ connection: { kubeconfig: file, qps: 50, burst: 100 }, namespace: 'default' }], stopGraceMs: 1_000 });
+    const p = new KubernetesProvider({ instanceId: 'i', log: silentLogger, targets: [{ connection: { kubeconfig: file, qps: 50, burst: 100 }, namespace: 'default' }], stopGraceMs: 1_000, syncTimeoutMs: 2_000 });
     try {
       await assert.rejects(p.list(), (err: Error) => err instanceof KubeApiError && err.retryable && err.message.includes(`kubernetes API at http://127.0.0.1:${port} has not answered`));
       const spec: LaunchSpec = {

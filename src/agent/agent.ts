@@ -96,6 +96,9 @@ export interface AgentEvents {
 /** Unseen claims listed in one heartbeat at most. */
 const MAX_UNSEEN_CLAIMS = 64;
 
+/** The lease guard starts this long after the first claim, unless a job starts it earlier. */
+const GUARD_START_DELAY_MS = 1000;
+
 /** How long one claim long-poll may wait on the server. */
 const CLAIM_WAIT_MS = 20_000;
 const SHUTDOWN = 'agent shutting down';
@@ -210,8 +213,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     try {
       await this.boot();
       void this.claimLoop();
-      // After the first claim is on its way: spawning the guard costs the event loop a few ms.
-      setImmediate(() => this.guard?.start());
+      // The guard (a second Node process) boots while the agent is idle, not beside the first job's
+      // start on a busy machine: a job spawned before then starts it (LeaseGuard.add).
+      void this.sleep(GUARD_START_DELAY_MS, this.over.signal).then(() => {
+        if (!this.over.signal.aborted) this.guard?.start();
+      });
       await this.until(() => !!this.stop && this.jobs.size === 0);
       await Promise.allSettled([...this.running]);
       exit = await this.finish();

@@ -4,7 +4,8 @@
  * Every call has a deadline, so a silent network never hangs a loop.
  */
 import http from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
+import { createRequire } from 'node:module';
 import type {
   ClaimRequest,
   ClaimResponse,
@@ -28,6 +29,9 @@ export interface ControlResponse {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+
+/** node:https (and TLS with it) only for an https server: a few ms of every runner's start otherwise. */
+const loadHttps = (): typeof https => createRequire(import.meta.url)('node:https');
 /** Keep-alive sockets idle this long are closed (Node's server closes them after 5 s). */
 const IDLE_SOCKET_MS = 4000;
 
@@ -58,7 +62,7 @@ export class RunnerClient {
   use(server: string): void {
     const old = this.agent;
     this.base = server.replace(/\/+$/, '');
-    this.transport = new URL(this.base).protocol === 'https:' ? https : http;
+    this.transport = new URL(this.base).protocol === 'https:' ? loadHttps() : http;
     // Idle sockets close before a server or proxy would close them under a request.
     this.agent = new this.transport.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS });
     old?.destroy();

@@ -8,7 +8,8 @@ import { artifactInfo } from '../store/artifacts.js';
 import { insertStartingRunner, setProviderRef, findRunner } from '../store/queries/runners.js';
 import { moveRunner } from '../store/queries/runner-transitions.js';
 import { createToken } from '../store/queries/tokens.js';
-import { liveRunnersOfProvider, queuedByPoolAndImage, schedulingRunners, type SchedulingRunner } from '../store/queries/scheduling.js';
+import { liveRunnersOfProvider, queuedByPoolAndImage, type SchedulingRunner } from '../store/queries/scheduling.js';
+import { RunnerCache } from './runner-cache.js';
 import { activeJobIdsOfRunner } from '../queue/recover.js';
 import { drainRunner, terminateRunner } from '../app/runners.js';
 import { recordEvents } from '../store/queries/events.js';
@@ -16,6 +17,7 @@ import { sleep } from '../lib/clock.js';
 import { appendQueuedLogs, failQueuedJobs, queuedJobIds } from '../queue/waiting.js';
 import { baseAllowed } from '../app/images.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
+import type { Queryable } from '../store/db.js';
 
 /** How often build progress is written to the waiting jobs' logs. */
 const PROGRESS_FLUSH_MS = 500;
@@ -52,6 +54,9 @@ export class Scheduler {
   private images = new Map<string, string>();
   /** runner images being prepared (built or found); their end wakes the scheduler */
   private preparing = new Map<string, Promise<void>>();
+  /** the live runners, read incrementally pass after pass */
+  private runnerCache = new RunnerCache();
+  private session: (Queryable & { release(): void }) | undefined;
 
   constructor(
     private ctx: AppContext,
@@ -110,7 +115,17 @@ export class Scheduler {
   }
 
   async gather(now: number): Promise<PoolView[]> {
-    const [pools, runners, queuedRows] = await Promise.all([listPools(this.ctx.db), schedulingRunners(this.ctx.db), queuedByPoolAndImage(this.ctx.db)]);
+    const q = await this.gatherSession();
+    let read;
+    try {
+      read = await Promise.all([listPools(q), this.runnerCache.read(q), queuedByPoolAndImage(q)]);
+    } catch (err) {
+      // a broken connection is not used again: the next pass opens another
+      this.session?.release();
+      this.session = undefined;
+      throw err;
+    }
+    const [pools, runners, queuedRows] = read;
     const queued = new Map<string, number>();
     const byImage = new Map<string, Record<string, number>>();
     for (const r of queuedRows) {
@@ -137,6 +152,15 @@ export class Scheduler {
     });
   }
 
+  /**
+   * The gather's own connection (the leader's only: passes run there): a pass never waits behind
+   * the claims and results queued for the request pool's connections.
+   */
+  private async gatherSession(): Promise<Queryable> {
+    this.session ??= await this.ctx.db.openSession();
+    return this.session;
+  }
+
   /** Passes and reconciles never overlap: two at once could both start runners for one gap. */
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.serial.then(fn, fn);
@@ -152,8 +176,9 @@ export class Scheduler {
   private async passNow(now: number): Promise<Action[]> {
     const views = await this.gather(now);
     const plan = decide(views, now);
+    const byPool = new Map(views.map((v) => [v.config.name, v]));
     for (const a of plan) {
-      const v = views.find((p) => p.config.name === a.pool)!;
+      const v = byPool.get(a.pool)!;
       this.ctx.log.info(
         { action: a.kind, pool: a.pool, reason: a.reason, ...(a.kind === 'start' ? { count: a.count } : { runnerId: a.runnerId }), queued: v.queued, runners: v.runners.length },
         'scheduler decision',
@@ -537,6 +562,8 @@ export class Scheduler {
     this.closed = true;
     await this.idle();
     await Promise.allSettled([...this.stopping.values()]);
+    this.session?.release();
+    this.session = undefined;
   }
 }
 

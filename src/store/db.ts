@@ -151,13 +151,23 @@ async function makeMemoryTemplate(): Promise<Blob> {
   await fresh.close();
   return blob;
 }
+let memoryTemplateSource = makeMemoryTemplate;
+
+/**
+ * Where the in-memory template comes from: `source` gets the function that makes one (initdb and
+ * migrations). The tests keep it in a file shared by their processes (test/helpers/db.ts).
+ */
+export function setMemoryTemplateSource(source: (make: () => Promise<Blob>) => Promise<Blob>): void {
+  memoryTemplate = undefined;
+  memoryTemplateSource = () => source(makeMemoryTemplate);
+}
 
 export async function openPglite(dataDir: string | undefined): Promise<Db> {
   if (dataDir) {
     mkdirSync(dataDir, { recursive: true });
     return wrapPglite(new PGlite(dataDir, { parsers: PARSERS }));
   }
-  memoryTemplate ??= makeMemoryTemplate();
+  memoryTemplate ??= memoryTemplateSource();
   return wrapPglite(new PGlite({ parsers: PARSERS, loadDataDir: await memoryTemplate }));
 }
 

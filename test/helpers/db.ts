@@ -1,7 +1,45 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
-import { openDb, type Db } from '../../src/store/db.js';
+import { openDb, setMemoryTemplateSource, type Db } from '../../src/store/db.js';
 import { migrate } from '../../src/store/migrate.js';
+
+/**
+ * In-memory stores (memory://) start from a template, an empty migrated database; making one runs
+ * initdb, seconds of CPU in every test process. The template is kept in a file in the temp dir,
+ * named by a hash of what makes it (the store code, its migrations, the PGlite version), and
+ * shared by the test processes; a template of other sources is never used.
+ */
+function shareMemoryTemplate(): void {
+  const store = join(import.meta.dirname, '../../src/store');
+  const h = createHash('sha256');
+  for (const f of ['db.ts', 'migrate.ts', ...readdirSync(join(store, 'migrations')).sort().map((m) => join('migrations', m))]) h.update(f + '\0').update(readFileSync(join(store, f)));
+  h.update(readFileSync(join(import.meta.dirname, '../../node_modules/@electric-sql/pglite/package.json')));
+  const prefix = 'runyard-pglite-template-';
+  const file = join(tmpdir(), `${prefix}${h.digest('hex').slice(0, 16)}.tar`);
+  setMemoryTemplateSource(async (make) => {
+    try {
+      return new Blob([readFileSync(file)]);
+    } catch {
+      // not made yet
+    }
+    const blob = await make();
+    // written whole, then renamed: a process that reads it never sees half a file
+    const part = `${file}.${process.pid}.part`;
+    writeFileSync(part, Buffer.from(await blob.arrayBuffer()));
+    renameSync(part, file);
+    for (const old of readdirSync(tmpdir()).filter((f) => f.startsWith(prefix) && join(tmpdir(), f) !== file))
+      try {
+        if (Date.now() - statSync(join(tmpdir(), old)).mtimeMs > 86_400_000) rmSync(join(tmpdir(), old), { force: true });
+      } catch {
+        // removed meanwhile
+      }
+    return blob;
+  });
+}
+shareMemoryTemplate();
 
 export const PG_ADMIN_URL = process.env.RUNYARD_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export type StoreKind = 'postgres' | 'pglite';

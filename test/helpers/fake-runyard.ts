@@ -20,7 +20,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { sealTo } from '../../src/lib/sealed.js';
-import type { ClaimedJob, ControlEventName, RunnerConfig } from '../../src/protocol/runner.js';
+import type { ClaimedJob, ControlEventData, ControlEventName, RunnerConfig } from '../../src/protocol/runner.js';
 
 export type Endpoint = 'register' | 'control' | 'heartbeat' | 'claim' | 'offline' | 'deregister' | 'start' | 'logs' | 'result';
 
@@ -126,7 +126,7 @@ export class FakeRunyard {
   }
 
   /** Sends a control event to every open channel of this fake. */
-  control<E extends ControlEventName>(event: E, data: unknown = {}): void {
+  control<E extends ControlEventName>(event: E, data: ControlEventData[E]): void {
     for (const res of this.streams) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   }
 

@@ -172,11 +172,56 @@ function shellRootfs(rootfs: string, tools: string[] = []) {
   writeFileSync(join(rootfs, 'etc/group'), 'root:x:0:\n');
 }
 
+/**
+ * Runs `fn` holding a lock file named after `key` in the temp dir, so that test files running at
+ * the same time build an image once, not once each. A lock whose holder died is taken over.
+ */
+function withLock<T>(key: string, fn: () => T): T {
+  const lock = join(tmpdir(), `runyard-test-lock-${createHash('sha256').update(key).digest('hex').slice(0, 16)}`);
+  const deadline = Date.now() + 10 * 60_000;
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      let holder = 0;
+      let age = 0;
+      try {
+        holder = Number(readFileSync(lock, 'utf8')) || 0;
+        age = Date.now() - statSync(lock).mtimeMs;
+      } catch {
+        continue; // released meanwhile
+      }
+      let alive = false;
+      try {
+        alive = holder > 0 && process.kill(holder, 0);
+      } catch {
+        // no such process: the holder died
+      }
+      // an empty file is a holder that has not written its pid yet (or died doing so)
+      if (holder ? !alive : age > 10_000) rmSync(lock, { force: true });
+      else if (Date.now() > deadline) throw new Error(`waited 10 min for ${lock} (held by pid ${holder})`);
+      else Atomics.wait(nap, 0, 0, 100);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
 /** Builds `repo:<tag>` with `fill(rootfs)` unless podman has it; tags of `repo` older than a day are removed. */
 function cachedImage(cli: (...args: string[]) => string, repo: string, tag: string, changes: string[], fill: (rootfs: string) => void): { image: string; built: boolean } {
   const image = `${repo}:${tag}`;
-  const have = cli('images', '--format', '{{.Repository}}:{{.Tag}}', repo).split('\n').map((l) => l.trim()).filter(Boolean);
-  if (have.includes(image)) return { image, built: false };
+  const present = () => cli('images', '--format', '{{.Repository}}:{{.Tag}}', repo).split('\n').map((l) => l.trim()).includes(image);
+  if (present()) return { image, built: false };
+  return withLock(image, () => (present() ? { image, built: false } : buildImage(cli, repo, image, changes, fill)));
+}
+
+function buildImage(cli: (...args: string[]) => string, repo: string, image: string, changes: string[], fill: (rootfs: string) => void): { image: string; built: boolean } {
   const work = mkdtempSync(join(tmpdir(), 'runyard-image-'));
   try {
     const rootfs = join(work, 'rootfs');

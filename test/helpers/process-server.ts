@@ -48,7 +48,7 @@ export class ServerProcess {
       if (code) this.output += `\n[exited with code ${code}]`;
     });
     try {
-      await waitFor(`server on port ${this.opts.port}`, async () => (await fetch(this.url + '/healthz').catch(() => undefined))?.ok, 20_000, 50);
+      await waitFor(`server on port ${this.opts.port}`, async () => (await fetch(this.url + '/healthz').catch(() => undefined))?.ok, 60_000, 50);
     } catch (err) {
       throw new Error(`${(err as Error).message}\n--- server output ---\n${this.output.slice(-3000)}`);
     }

@@ -20,6 +20,8 @@ export interface KubernetesProviderOptions {
   stopGraceMs: number;
   /** How long a transient waiting reason (CreateContainerConfigError) may last before it is stuck (default 10 s). */
   settleMs?: number;
+  /** How long list() waits for the API's first answer before it fails, retryable (default 15 s). */
+  syncTimeoutMs?: number;
   now?: () => number;
   env?: NodeJS.ProcessEnv;
   /** Makes the client of a connection (tests inject their own sleep or logging). */
@@ -289,7 +291,7 @@ export class KubernetesProvider implements Provider {
   async list(): Promise<ProviderRunner[]> {
     const out: ProviderRunner[] = [];
     for (const w of this.watches.values()) {
-      await w.synced();
+      await w.synced(this.opts.syncTimeoutMs);
       for (const pod of w.pods.values()) {
         const runnerId = pod.metadata?.labels?.[LABEL_RUNNER];
         if (!runnerId) continue;
@@ -315,7 +317,7 @@ export class KubernetesProvider implements Provider {
     let t = this.runners.get(runnerId);
     if (!t) {
       for (const w of this.watches.values()) {
-        await w.synced();
+        await w.synced(this.opts.syncTimeoutMs);
         const pod = w.pods.get(podName(runnerId));
         if (pod) {
           const [conn] = [...this.watches.entries()].find(([, v]) => v === w)![0].split('|');

@@ -1,7 +1,7 @@
 /*
- * What a scheduler pass reads: every live runner with what decide() needs of it, and the queue's
- * depth by pool and image. Two statements per pass whatever the fleet's size: the active-job
- * counts come from one grouped read of jobs_active, not a count per runner.
+ * What a scheduler pass reads: the live runners with what decide() needs of them (only the rows
+ * written since its last read, see below), their active jobs in one grouped read of jobs_active
+ * (not a count per runner), and the queue's depth by pool and image.
  */
 import type { Queryable } from '../db.js';
 import type { RunnerState } from './runners.js';
@@ -23,34 +23,63 @@ export interface SchedulingRunner {
   image: string | null;
 }
 
-const SCHEDULING_RUNNERS = {
-  name: 'scheduling_runners',
-  text: `select r.id, r.pool, r.state, r.created_at, r.registered_at, r.idle_since, r.slots, r.config_hash, r.jobs_started, r.ephemeral,
-           r.provider, r.image, coalesce(a.n, 0)::int as active_jobs
-         from runners r
-         left join (select runner_id, count(*)::int as n from jobs where state in ('claimed', 'running') group by runner_id) a on a.runner_id = r.id
-         where r.state <> 'terminated'`,
+/*
+ * A runner row's xmin is the transaction that last wrote it, so the rows written since a read are
+ * those whose xmin is at least that read's snapshot xmin (the oldest transaction still running
+ * then: one that committed after the read has an xmin no lower). xmin is a 32-bit counter; when
+ * it wraps, the caller reads everything again (`wrapped`).
+ */
+const RUNNER_COLUMNS = `r.id, r.pool, r.state, (extract(epoch from r.created_at) * 1000)::float8 as created_ms,
+  (extract(epoch from r.registered_at) * 1000)::float8 as registered_ms, (extract(epoch from r.idle_since) * 1000)::float8 as idle_ms,
+  r.slots, r.config_hash, r.jobs_started, r.ephemeral, r.provider, r.image`;
+
+const ALL_LIVE_RUNNERS = {
+  name: 'scheduling_runners_all',
+  text: `with snap as (select (pg_snapshot_xmin(pg_current_snapshot())::text::bigint % 4294967296) as x)
+         select snap.x as snap_xmin, ${RUNNER_COLUMNS} from snap left join runners r on r.state <> 'terminated'`,
 };
 
-const ms = (d: Date | null) => (d ? d.getTime() : null);
+const RUNNERS_WRITTEN_SINCE = {
+  name: 'scheduling_runners_since',
+  text: `with snap as (select (pg_snapshot_xmin(pg_current_snapshot())::text::bigint % 4294967296) as x)
+         select snap.x as snap_xmin, ${RUNNER_COLUMNS} from snap left join runners r on r.xmin::text::bigint >= $1`,
+};
 
-export async function schedulingRunners(q: Queryable): Promise<SchedulingRunner[]> {
-  const rows = await q.query(SCHEDULING_RUNNERS);
-  return rows.map((r) => ({
-    id: r.id,
-    pool: r.pool,
-    state: r.state,
-    createdAt: r.created_at.getTime(),
-    registeredAt: ms(r.registered_at),
-    idleSince: ms(r.idle_since),
-    activeJobs: r.active_jobs,
-    slots: r.slots,
-    configHash: r.config_hash,
-    jobsStarted: r.jobs_started,
-    ephemeral: r.ephemeral,
-    provider: r.provider,
-    image: r.image ?? null,
-  }));
+const ACTIVE_JOBS_BY_RUNNER = {
+  name: 'active_jobs_by_runner',
+  text: `select runner_id, count(*)::int as n from jobs where state in ('claimed', 'running') and runner_id is not null group by runner_id`,
+};
+
+/** Runner rows for the scheduler: all live ones, or (`since`, a cursor from an earlier read) every one written since, terminated included. */
+export async function schedulingRunnerRows(q: Queryable, since: number | null): Promise<{ runners: SchedulingRunner[]; cursor: number; wrapped: boolean }> {
+  const rows = since === null ? await q.query(ALL_LIVE_RUNNERS) : await q.query(RUNNERS_WRITTEN_SINCE, [since]);
+  const cursor = Number(rows[0]!.snap_xmin);
+  const runners: SchedulingRunner[] = [];
+  for (const r of rows) {
+    if (r.id === null) continue;
+    runners.push({
+      id: r.id,
+      pool: r.pool,
+      state: r.state,
+      createdAt: r.created_ms,
+      registeredAt: r.registered_ms,
+      idleSince: r.idle_ms,
+      activeJobs: 0,
+      slots: r.slots,
+      configHash: r.config_hash,
+      jobsStarted: r.jobs_started,
+      ephemeral: r.ephemeral,
+      provider: r.provider,
+      image: r.image ?? null,
+    });
+  }
+  return { runners, cursor, wrapped: since !== null && cursor < since };
+}
+
+/** Jobs claimed or running, by runner. */
+export async function activeJobsByRunner(q: Queryable): Promise<Map<string, number>> {
+  const rows = await q.query<{ runner_id: string; n: number }>(ACTIVE_JOBS_BY_RUNNER);
+  return new Map(rows.map((r) => [r.runner_id, r.n]));
 }
 
 /** Queued jobs by pool and image (null: the pool's own image). */
