@@ -5,7 +5,7 @@
  */
 import type { V1Container, V1Pod, V1Secret } from '@kubernetes/client-node';
 import type { LaunchSpec } from '../provider.js';
-import { AGENT_DIR, AGENT_ENTRYPOINT, AGENT_RUNTIME_PATHS } from '../container/dynamic-images.js';
+import { AGENT_DIR, AGENT_ENTRYPOINT, AGENT_RUNTIME_DIST_PREFIX, AGENT_RUNTIME_PATHS } from '../container/dynamic-images.js';
 import { CONTAINER_STATE_DIR, CONTAINER_WORK_DIR, LABEL_BASE, LABEL_INSTANCE, LABEL_OWNER, LABEL_POOL, LABEL_RUNNER } from '../container/container-provider.js';
 import { kubernetesFieldsOf } from './pool-config.js';
 import { launchedAgentPassEnv } from '../../lib/base-env.js';
@@ -87,7 +87,13 @@ export function buildPod(spec: LaunchSpec, opts: { owner: string; graceSeconds: 
   if (spec.dynamic) {
     // copies what the agent runs on with the bundle's own node (the runner image needs no cp)
     const [loader, , libs, node] = AGENT_ENTRYPOINT;
-    const copy = `const fs = require('fs'); for (const p of ${JSON.stringify(AGENT_RUNTIME_PATHS)}) fs.cpSync(${JSON.stringify(AGENT_DIR + '/')} + p, ${JSON.stringify(BUNDLE_MOUNT + '/')} + p, { recursive: true })`;
+    const from = JSON.stringify(AGENT_DIR + '/');
+    const to = JSON.stringify(BUNDLE_MOUNT + '/');
+    const copy = [
+      `const fs = require('fs');`,
+      `const dist = fs.readdirSync(${from} + 'app/dist').filter((f) => f.startsWith(${JSON.stringify(AGENT_RUNTIME_DIST_PREFIX)})).map((f) => 'app/dist/' + f);`,
+      `for (const p of [...${JSON.stringify(AGENT_RUNTIME_PATHS)}, ...dist]) fs.cpSync(${from} + p, ${to} + p, { recursive: true, preserveTimestamps: true });`,
+    ].join(' ');
     initContainers.push({
       name: 'runyard-agent-bundle',
       image: spec.pool.image!,
