@@ -25,21 +25,17 @@ export function literals(src: string): { line: number; text: string }[] {
   let prev = '';
   let prevWord = '';
   const n = src.length;
+  /** One character of a literal (an escape: the character it escapes), counting lines. */
+  const take = () => {
+    if (src[i] === '\\') i++;
+    if (src[i] === '\n') line++;
+    return src[i++] ?? '';
+  };
   const readQuoted = (q: string) => {
     const start = line;
     let text = '';
     i++;
-    while (i < n && src[i] !== q) {
-      if (src[i] === '\\') {
-        text += src[i + 1] ?? '';
-        if (src[i + 1] === '\n') line++;
-        i += 2;
-        continue;
-      }
-      if (src[i] === '\n') line++;
-      text += src[i];
-      i++;
-    }
+    while (i < n && src[i] !== q) text += take();
     i++;
     out.push({ line: start, text });
   };
@@ -48,11 +44,6 @@ export function literals(src: string): { line: number; text: string }[] {
     let text = '';
     i++;
     while (i < n && src[i] !== '`') {
-      if (src[i] === '\\') {
-        text += src[i + 1] ?? '';
-        i += 2;
-        continue;
-      }
       if (src[i] === '$' && src[i + 1] === '{') {
         // an expression: skipped to its closing brace (it may hold literals of its own)
         text += '?';
@@ -74,9 +65,7 @@ export function literals(src: string): { line: number; text: string }[] {
         }
         continue;
       }
-      if (src[i] === '\n') line++;
-      text += src[i];
-      i++;
+      text += take();
     }
     i++;
     out.push({ line: start, text });

@@ -118,7 +118,8 @@ export class Scheduler {
     const q = await this.gatherSession();
     let read;
     try {
-      read = await Promise.all([listPools(q), this.runnerCache.read(q), queuedByPoolAndImage(q)]);
+      // one after another: a connection runs one statement at a time
+      read = [await listPools(q), await this.runnerCache.read(q), await queuedByPoolAndImage(q)] as const;
     } catch (err) {
       // a broken connection is not used again: the next pass opens another
       this.session?.release();
