@@ -260,15 +260,21 @@ export class RunyardServer {
     await closed;
   }
 
-  /** Closes what start() brought up, in the reverse order (also after a start that failed half way). */
+  /**
+   * Closes what start() brought up, in the reverse order (also after a start that failed half
+   * way). One that fails does not keep the others open; the first failure is thrown at the end.
+   */
   async close(): Promise<void> {
+    let failure: { err: unknown } | undefined;
     for (const s of this.started.splice(0).reverse()) {
       try {
         await s.close();
       } catch (err) {
         this.log.error({ err, service: s.name }, 'close failed');
+        failure ??= { err };
       }
     }
     this.log.flush?.();
+    if (failure) throw failure.err;
   }
 }
