@@ -33,6 +33,7 @@ import { kubernetesProvidersFor } from './providers/kubernetes/index.js';
 import { ecsProvidersFor } from './providers/ecs/index.js';
 import { ec2ProvidersFor } from './providers/ec2/index.js';
 import type { Provider } from './providers/provider.js';
+import { registerProviderApiCalls } from './providers/api-calls.js';
 import { VERSION } from './version.js';
 import { GithubSource } from './github/service.js';
 import { ServerRegistry } from './app/server-registry.js';
@@ -147,6 +148,7 @@ export class RunyardServer {
 
     this.instanceId = await readInstanceId(this.db);
     for (const p of this.opts.providers ?? this.defaultProviders()) this.providers.set(p.name, p);
+    registerProviderApiCalls(this.metrics.registry, () => this.providers.values());
     this.started.push({
       name: 'providers',
       close: async () => {
