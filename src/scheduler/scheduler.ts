@@ -6,12 +6,10 @@ import { listPools, setWaitingReason } from '../store/queries/pools.js';
 import { providerHint } from '../app/pool-checks.js';
 import { artifactInfo } from '../store/artifacts.js';
 import { insertStartingRunner, setProviderRef, findRunner } from '../store/queries/runners.js';
-import { moveRunner } from '../store/queries/runner-transitions.js';
 import { createToken } from '../store/queries/tokens.js';
 import { liveRunnersOfProvider, queuedByPoolAndImage, type SchedulingRunner } from '../store/queries/scheduling.js';
 import { RunnerCache } from './runner-cache.js';
-import { activeJobIdsOfRunner } from '../queue/recover.js';
-import { drainRunner, terminateRunner } from '../app/runners.js';
+import { drainIdleRunner, drainRunner, terminateRunner } from '../app/runners.js';
 import { recordEvents } from '../store/queries/events.js';
 import { sleep } from '../lib/clock.js';
 import { appendQueuedLogs, failQueuedJobs, queuedJobIds } from '../queue/waiting.js';
@@ -27,8 +25,6 @@ const FOLLOW_UP_GAP_MS = 50;
 const LOAD_PASS_GAP_MS = 250;
 /** A runner that exits this soon after registering without taking a job counts as a failed start. */
 const EARLY_EXIT_MS = 60_000;
-
-class AbandonTermination extends Error {}
 
 /** How long a runner asked to stop may take to finish its jobs before it is killed. */
 const DEFAULT_STOP_GRACE_MS = 30_000;
@@ -436,14 +432,7 @@ export class Scheduler {
       if (runner.state === 'starting') this.recordFailure(runner.pool, now);
       await this.markTerminated(runnerId, reason);
     } else if (runner.state !== 'draining') {
-      const moved = await this.ctx.db.transaction(async (tx) => {
-        const active = await activeJobIdsOfRunner(tx, runnerId);
-        const r = await moveRunner(tx, now, runnerId, 'drainIdle', reason);
-        if (r.moved && active.length > 0) throw new AbandonTermination();
-        return r.moved;
-      }).catch((err) => (err instanceof AbandonTermination ? undefined : Promise.reject(err)));
-      if (!moved) return; // it took a job in the meantime: keep it
-      this.ctx.hub.send(runnerId, 'drain');
+      if (!(await drainIdleRunner(this.ctx, runnerId, reason))) return; // it took a job in the meantime: keep it
     }
     const provider = runner.provider ? this.providers.get(runner.provider) : undefined;
     if (provider) {
