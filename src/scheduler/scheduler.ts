@@ -15,7 +15,7 @@ import { sleep } from '../lib/clock.js';
 import { appendQueuedLogs, failQueuedJobs, queuedJobIds } from '../queue/waiting.js';
 import { baseAllowed } from '../app/images.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
-import type { Queryable } from '../store/db.js';
+import { DedicatedConnection } from '../store/dedicated-connection.js';
 
 /** How often build progress is written to the waiting jobs' logs. */
 const PROGRESS_FLUSH_MS = 500;
@@ -52,13 +52,15 @@ export class Scheduler {
   private preparing = new Map<string, Promise<void>>();
   /** the live runners, read incrementally pass after pass */
   private runnerCache = new RunnerCache();
-  private session: (Queryable & { release(): void }) | undefined;
+  /** the gather's own connection (the leader's only: passes run there), see DedicatedConnection */
+  private gatherConnection: DedicatedConnection;
 
   constructor(
     private ctx: AppContext,
     private providers: Map<string, Provider>,
     private opts: { serverUrl: () => string; instanceId: string; stopGraceMs?: number; isLeader: () => boolean },
   ) {
+    this.gatherConnection = new DedicatedConnection(ctx.db);
     for (const p of providers.values()) p.onExit((id, detail) => void this.runnerExited(id, detail));
   }
 
@@ -111,18 +113,8 @@ export class Scheduler {
   }
 
   async gather(now: number): Promise<PoolView[]> {
-    const q = await this.gatherSession();
-    let read;
-    try {
-      // one after another: a connection runs one statement at a time
-      read = [await listPools(q), await this.runnerCache.read(q), await queuedByPoolAndImage(q)] as const;
-    } catch (err) {
-      // a broken connection is not used again: the next pass opens another
-      this.session?.release();
-      this.session = undefined;
-      throw err;
-    }
-    const [pools, runners, queuedRows] = read;
+    const q = this.gatherConnection;
+    const [pools, runners, queuedRows] = [await listPools(q), await this.runnerCache.read(q), await queuedByPoolAndImage(q)];
     const queued = new Map<string, number>();
     const byImage = new Map<string, Record<string, number>>();
     for (const r of queuedRows) {
@@ -147,15 +139,6 @@ export class Scheduler {
         startFailures: this.failureState(p.name, mine, now),
       };
     });
-  }
-
-  /**
-   * The gather's own connection (the leader's only: passes run there): a pass never waits behind
-   * the claims and results queued for the request pool's connections.
-   */
-  private async gatherSession(): Promise<Queryable> {
-    this.session ??= await this.ctx.db.openSession();
-    return this.session;
   }
 
   /** Passes and reconciles never overlap: two at once could both start runners for one gap. */
@@ -552,8 +535,7 @@ export class Scheduler {
     this.closed = true;
     await this.idle();
     await Promise.allSettled([...this.stopping.values()]);
-    this.session?.release();
-    this.session = undefined;
+    this.gatherConnection.close();
   }
 }
 
