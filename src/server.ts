@@ -33,6 +33,7 @@ import { kubernetesProvidersFor } from './providers/kubernetes/index.js';
 import { ecsProvidersFor } from './providers/ecs/index.js';
 import { ec2ProvidersFor } from './providers/ec2/index.js';
 import type { Provider } from './providers/provider.js';
+import { registerProviderApiCalls } from './providers/api-calls.js';
 import { VERSION } from './version.js';
 import { GithubSource } from './github/service.js';
 import { ServerRegistry } from './app/server-registry.js';
@@ -147,6 +148,7 @@ export class RunyardServer {
 
     this.instanceId = await readInstanceId(this.db);
     for (const p of this.opts.providers ?? (await this.defaultProviders())) this.providers.set(p.name, p);
+    registerProviderApiCalls(this.metrics.registry, () => this.providers.values());
     this.started.push({
       name: 'providers',
       close: async () => {
@@ -260,15 +262,21 @@ export class RunyardServer {
     await closed;
   }
 
-  /** Closes what start() brought up, in the reverse order (also after a start that failed half way). */
+  /**
+   * Closes what start() brought up, in the reverse order (also after a start that failed half
+   * way). One that fails does not keep the others open; the first failure is thrown at the end.
+   */
   async close(): Promise<void> {
+    let failure: { err: unknown } | undefined;
     for (const s of this.started.splice(0).reverse()) {
       try {
         await s.close();
       } catch (err) {
         this.log.error({ err, service: s.name }, 'close failed');
+        failure ??= { err };
       }
     }
     this.log.flush?.();
+    if (failure) throw failure.err;
   }
 }

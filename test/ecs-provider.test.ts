@@ -5,9 +5,9 @@
  * interruption, a kill -9 of the control plane and its restart, and service mode. No task
  * container may be left behind.
  */
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { providerContract } from './helpers/provider-contract.js';
@@ -19,10 +19,11 @@ import { TEST_CREDENTIALS } from './helpers/aws/sigv4.js';
 import { ServerProcess, freePort } from './helpers/process-server.js';
 import { createPgDatabase } from './helpers/db.js';
 import { EcsProvider } from '../src/providers/ecs/ecs-provider.js';
-import { LaunchBucket } from '../src/providers/ecs/launch-bucket.js';
 import { ecsPoolFields } from '../src/providers/ecs/pool-config.js';
 import { configSchema } from '../src/config/schema.js';
 import { silentLogger } from '../src/lib/logger.js';
+import { apiCallsMetric, metricValue } from './helpers/metrics.js';
+import * as tar from 'tar';
 
 // The provider takes the SDK's default credential chain: here, the environment.
 process.env.AWS_ACCESS_KEY_ID = TEST_CREDENTIALS.accessKeyId;
@@ -35,6 +36,13 @@ const runner = ecsRunnerImage(podman);
 // other worktrees' test runs may remove the image from the shared podman store: put it back first
 beforeEach(() => runner.ensure());
 const fake = await FakeEcs.start({ socketPath: podman.socket, clusters: ['default', 'runners'] });
+// every test stops what it started: no task running, no task container left
+afterEach(async () => {
+  const running = () => [...fake.tasks.values()].filter((x) => x.lastStatus !== 'STOPPED').map((x) => `${x.taskArn} ${x.lastStatus}`);
+  await waitFor('no task running and no task container left', async () => running().length === 0 && (await fake.leftovers()).length === 0, 60_000, 200).catch(async (err) => {
+    throw new Error(`${(err as Error).message}: tasks ${running().join(', ')}; containers ${(await fake.leftovers()).join(', ')}`);
+  });
+});
 after(async () => {
   // every test stops what it started: no task container may be left
   const left = await waitFor('no task container left', async () => ((await fake.leftovers()).length === 0 ? [] : undefined), 60_000, 200).catch(async () => fake.leftovers());
@@ -45,22 +53,6 @@ after(async () => {
 });
 
 const ecsBlock = (extra: Record<string, unknown> = {}) => ({ endpoint: fake.url, region: 'us-east-1', cluster: 'runners', subnets: ['subnet-0000000a', 'subnet-0000000b'], securityGroups: ['sg-0000000a'], ...extra });
-
-test('the launch bucket lets a burst go at once, then paces launches at its rate', async () => {
-  let now = 0;
-  const slept: number[] = [];
-  const b = new LaunchBucket(100, 20, () => now, async (ms) => {
-    slept.push(ms);
-    now += ms;
-  });
-  for (let i = 0; i < 10; i++) await b.take(10);
-  assert.equal(now, 0, 'the first 100 launches do not wait');
-  await b.take(10);
-  assert.equal(now, 500, '10 more wait half a second at 20/s');
-  for (let i = 0; i < 19; i++) await b.take(10);
-  assert.equal(now, 10_000, '300 launches take (300 - 100) / 20 = 10 s');
-  assert.equal(LaunchBucket.floorSeconds(300, 100, 20), 10);
-});
 
 test('config load checks class sizes against Fargate and names the field', () => {
   const bad = configSchema.safeParse({ classSizes: { odd: { cpu: 1, memoryMb: 1000 } }, pools: [{ name: 'f', provider: 'ecs', image: 'x', class: 'odd', ecs: { subnets: ['subnet-0000000a'] } }] });
@@ -123,8 +115,10 @@ describe('ECS runners under the scheduler', () => {
   });
   after(() => t.close());
 
-  test('a job scales from zero into a task, a second one reuses the warm task, idle scales back to zero', async () => {
+  test('a job scales from zero into a task, a second one reuses the warm task, idle scales back to zero; /metrics counts the ECS calls', async () => {
     assert.equal(liveTasks('warm').length, 0);
+    const runTasks = () => apiCallsMetric(t, 'ecs', 'RunTask');
+    const runTasksBefore = await runTasks();
     const cmd = 'echo "meta=${ECS_CONTAINER_METADATA_URI_V4:+set}"; echo "job-$RUNYARD_JOB_ID"';
     const { body: first } = await t.api('POST', '/api/v1/jobs', { pool: 'warm', command: cmd });
     const j1 = await succeeded(t, first.job.id);
@@ -135,6 +129,8 @@ describe('ECS runners under the scheduler', () => {
     assert.equal(j2.runnerId, j1.runnerId, 'the warm task took the second job');
     const calls = runTasksOf('warm');
     assert.equal(calls.length, 1, 'one RunTask for both jobs');
+    assert.equal(await runTasks(), runTasksBefore + 1, 'runyard_provider_api_calls_total{provider="ecs",operation="RunTask"} moved by one');
+    assert.ok((await apiCallsMetric(t, 'ecs', 'DescribeTasks')) >= 1, 'the tracking calls are counted too');
     const run = calls[0]!.input;
     assert.equal(run.startedBy, `runyard-${t.server.instanceId}`);
     assert.equal(run.count, 1);
@@ -155,6 +151,37 @@ describe('ECS runners under the scheduler', () => {
     await waitFor('its task stopped', () => liveTasks('warm').length === 0, 30_000, 200);
     const task = [...fake.tasks.values()].find((x) => x.tags.some((g) => g.key === 'runyard.runner' && g.value === j1.runnerId))!;
     assert.equal(task.lastStatus, 'STOPPED');
+  });
+
+  test('a warm task running several jobs fetches the pool distribution once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'runyard-ecs-dist-'));
+    try {
+      writeFileSync(join(dir, 'tool.txt'), 'tool from the distribution\n');
+      await tar.c({ gzip: true, file: join(dir, 'tool.tar.gz'), cwd: dir }, ['tool.txt']);
+      const push = await fetch(`${t.url}/api/v1/artifacts?name=tool.tar.gz`, { method: 'POST', headers: { authorization: `Bearer ${t.token}` }, body: readFileSync(join(dir, 'tool.tar.gz')) });
+      assert.equal(push.status, 201, await push.text());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const pool = await t.api('POST', '/api/v1/pools', { name: 'warmdist', provider: 'ecs', image: runner.image, maxRunners: 1, maxJobsPerRunner: 2, idleTimeout: '3s', distribution: 'tool.tar.gz', ecs: ecsBlock() });
+    assert.ok(pool.status < 300, JSON.stringify(pool.body));
+    const downloads = () => metricValue(t, 'runyard_http_request_duration_seconds_count', { method: 'GET', route: '/api/v1/artifacts/:ref', status: '200' });
+    const before = await downloads();
+    const cmd = 'cat tool.txt; echo "job-$RUNYARD_JOB_ID"';
+    const { body: first } = await t.api('POST', '/api/v1/jobs', { pool: 'warmdist', command: cmd });
+    const j1 = await succeeded(t, first.job.id);
+    // two more at once: the warm task's two slots
+    const { body: more } = await t.api('POST', '/api/v1/jobs/batch', { jobs: [{ pool: 'warmdist', command: cmd }, { pool: 'warmdist', command: cmd }] });
+    const rest = await Promise.all(more.jobs.map((j: { id: number }) => succeeded(t, j.id)));
+    for (const j of [j1, ...rest]) {
+      assert.equal(j.runnerId, j1.runnerId, 'the warm task ran every job');
+      const lines = (await t.api('GET', `/api/v1/jobs/${j.id}/logs`)).body.lines.map((l: { m: string }) => l.m);
+      assert.ok(lines.includes('tool from the distribution'), `job ${j.id} had the distribution in its workdir: ${JSON.stringify(lines)}`);
+    }
+    assert.equal(runTasksOf('warmdist').length, 1, 'one task');
+    assert.equal((await downloads()) - before, 1, 'the distribution was fetched once for three jobs');
+    await waitFor('scaled to zero', async () => (await live(t, 'warmdist')).length === 0, 40_000, 200);
+    await waitFor('its task stopped', () => liveTasks('warmdist').length === 0, 30_000, 200);
   });
 
   test('a burst of 12 jobs launches in two RunTask calls (10 + 2); batch tasks learn their runner from their tags', async () => {

@@ -79,6 +79,8 @@ test('helm template renders valid objects: a Deployment of 2 on PostgreSQL with 
   assert.equal(role.metadata.namespace, 'runners', 'the Role is in the runner namespace');
   assert.deepEqual(role.rules.flatMap((r: any) => r.resources).sort(), ['events', 'pods', 'pods/log', 'secrets']);
   assert.ok(role.rules.every((r: any) => r.apiGroups.length === 1 && r.apiGroups[0] === ''), 'core group only');
+  // what the provider does to a launch's Secret: create it before the pods, patch its owners in, delete it when no pod was made
+  assert.deepEqual(role.rules.find((r: any) => r.resources.includes('secrets')).verbs.sort(), ['create', 'delete', 'get', 'patch']);
   assert.equal(by('RoleBinding').subjects[0].namespace, 'build');
   assert.equal(by('PodDisruptionBudget').spec.minAvailable, 1);
   assert.deepEqual(by('PodDisruptionBudget').spec.selector.matchLabels, dep.spec.selector.matchLabels);

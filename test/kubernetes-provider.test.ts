@@ -19,10 +19,10 @@ import { ServerProcess, freePort } from './helpers/process-server.js';
 import { createPgDatabase } from './helpers/db.js';
 import { KubernetesProvider } from '../src/providers/kubernetes/kubernetes-provider.js';
 import { KubeApiError } from '../src/providers/kubernetes/kube-errors.js';
-import { TokenBucket } from '../src/providers/kubernetes/token-bucket.js';
 import { silentLogger } from '../src/lib/logger.js';
 import { poolSchema } from '../src/config/schema.js';
 import type { LaunchSpec } from '../src/providers/provider.js';
+import { apiCallsMetric } from './helpers/metrics.js';
 
 const podman = await startPodman();
 const cluster = await startFakeCluster(podman, { bookmarkMs: 500 });
@@ -44,15 +44,6 @@ afterEach(assertNothingLeft);
 const kubeBlock = (extra: Record<string, unknown> = {}) => ({ kubeconfig: cluster.kubeconfig, namespace: 'default', qps: 50, burst: 100, ...extra });
 const makeProvider = (instanceId: string, extra: Partial<ConstructorParameters<typeof KubernetesProvider>[0]> = {}) =>
   new KubernetesProvider({ instanceId, log: silentLogger, targets: [{ connection: { kubeconfig: cluster.kubeconfig, qps: 50, burst: 100 }, namespace: 'default' }], stopGraceMs: 5_000, ...extra });
-
-test('a token bucket gives `burst` at once, then `qps` a second', async () => {
-  let now = 0;
-  const b = new TokenBucket(20, 40, () => now, async (ms) => void (now += ms));
-  for (let i = 0; i < 40; i++) await b.take();
-  assert.equal(now, 0, 'the burst costs no time');
-  for (let i = 0; i < 10; i++) await b.take();
-  assert.ok(now >= 500 && now <= 550, `10 more at 20 qps take 0.5 s, took ${now} ms`);
-});
 
 providerContract('kubernetes', {
   // the pool stays on the process provider with maxRunners 0 (the server starts nothing itself);
@@ -127,6 +118,35 @@ describe('the provider seen through kubectl', () => {
     await waitFor('its secret collected', async () => JSON.parse(await cluster.kubectl('get', 'secrets', '-l', `runyard.runner=${s.runnerId}`, '-o', 'json')).items.length === 0, 20_000, 200);
   });
 
+  test('runners launched together: one secret first (no pod waits for its token), a pod each, then the pods own the secret; it goes with the last pod', async () => {
+    const specs = [await spec(), await spec(), await spec()];
+    const before = provider.apiCalls();
+    const refs = await Promise.all(provider.createMany(specs));
+    assert.equal(refs.length, 3);
+    const calls = provider.apiCalls();
+    const since = (op: string) => (calls[op] ?? 0) - (before[op] ?? 0);
+    assert.deepEqual([since('create secret'), since('create pod'), since('patch secret')], [1, 3, 1], 'one call per pod and two for the launch');
+    for (const s of specs) await waitFor(`runner ${s.runnerId} registered`, async () => (await t.api('GET', `/api/v1/runners/${s.runnerId}`)).body.runner?.state === 'idle', 60_000);
+    const secretName = `runyard-${specs[0]!.runnerId}`;
+    const secret = kube.store.get('secrets', 'default', secretName)!;
+    const pods = specs.map((s) => kube.store.get('pods', 'default', `runyard-${s.runnerId}`)!);
+    assert.deepEqual(secret.metadata.ownerReferences!.map((o) => o.uid).sort(), pods.map((p) => p.metadata.uid).sort(), 'owned by every pod of the launch');
+    assert.ok(secret.metadata.ownerReferences!.every((o) => o.controller === false), 'a secret with several owners has no controller');
+    const waited = kube.store.list('events').filter((e: any) => pods.some((p) => p.metadata.name === e.involvedObject?.name) && /not found/.test(e.message ?? ''));
+    assert.deepEqual(waited.map((e: any) => e.message), [], 'no pod waited for its secret (CreateContainerConfigError)');
+    for (const [i, s] of specs.entries()) {
+      const ref = pods[i]!.spec.containers[0].env.find((e: any) => e.name === 'RUNYARD_REGISTRATION_TOKEN').valueFrom.secretKeyRef;
+      assert.deepEqual(ref, { name: secretName, key: `registration-token.${s.runnerId}` });
+      assert.equal(Buffer.from(secret.data[ref.key], 'base64').toString(), s.registrationToken);
+    }
+    await provider.terminate(specs[0]!.runnerId, { graceMs: 0 });
+    await waitFor('the first pod gone', () => !kube.store.get('pods', 'default', `runyard-${specs[0]!.runnerId}`), 20_000);
+    const left = kube.store.get('secrets', 'default', secretName);
+    assert.equal(left?.metadata.ownerReferences?.length, 2, 'the secret stays while two of its pods live, without the gone one');
+    await Promise.all(specs.slice(1).map((s) => provider.terminate(s.runnerId, { graceMs: 0 })));
+    await waitFor('the secret collected with the last pod', () => !kube.store.get('secrets', 'default', secretName), 20_000, 100);
+  });
+
   test('a pod the API rejects (422) is a config error naming the pool and the field; nothing is left', async () => {
     const s = await spec({ kubernetes: kubeBlock({ podTemplate: { spec: { containers: [{ name: 'agent', resources: { limits: { 'ephemeral-storage': 'lots' } } }] } } }) });
     // the template is merged under runyard's own fields: the class size's limits win, the template's extra key stays
@@ -146,12 +166,14 @@ describe('the provider seen through kubectl', () => {
     const t0 = Date.now();
     await provider.create(s);
     assert.ok(Date.now() - t0 >= 2_000, 'waited the two Retry-After seconds (and the quota wait)');
-    const calls = kube.calls.filter((c) => c.method === 'POST' && c.path.endsWith('/pods'));
+    // the launch's secret goes first, then its pod: the throttling falls on whichever comes
+    const calls = kube.calls.filter((c) => c.method === 'POST' && (c.path.endsWith('/pods') || c.path.endsWith('/secrets')));
     assert.ok(calls.filter((c) => c.status === 429).length >= 2, 'two throttled');
     assert.ok(calls.some((c) => c.status === 403), 'one over quota');
-    assert.equal(calls.at(-1)!.status, 201, 'then created');
+    assert.equal(calls.filter((c) => c.path.endsWith('/pods')).at(-1)!.status, 201, 'then created');
     const after = provider.apiCalls();
-    assert.ok((after['create pod'] ?? 0) - (before['create pod'] ?? 0) >= 4, 'the retries are counted');
+    const creates = (a: Record<string, number>) => (a['create pod'] ?? 0) + (a['create secret'] ?? 0);
+    assert.ok(creates(after) - creates(before) >= 4, 'the retries are counted');
     await waitFor('registered', async () => (await t.api('GET', `/api/v1/runners/${s.runnerId}`)).body.runner?.state === 'idle', 30_000);
     await provider.terminate(s.runnerId, { graceMs: 5_000 });
   });
@@ -210,7 +232,9 @@ describe('kubernetes runners under the scheduler', () => {
     kube.faults.slowStartMs = 0;
   });
 
-  test('a job scales the pool from zero and runs inside a pod (its name from the downward API); idle, the pod and its secret are deleted', async () => {
+  test('a job scales the pool from zero and runs inside a pod (its name from the downward API); idle, the pod and its secret are deleted; /metrics counts the API calls', async () => {
+    const creates = async () => apiCallsMetric(t, 'kubernetes', 'create pod');
+    const before = await creates();
     const { body } = await t.api('POST', '/api/v1/jobs', { pool: 'kp', command: 'echo "pod=$POD_NAME ns=$POD_NAMESPACE"' });
     const j = await done(t, body.job.id);
     assert.equal(j.state, 'succeeded', JSON.stringify(j));
@@ -219,8 +243,11 @@ describe('kubernetes runners under the scheduler', () => {
     const [runner] = await t.server.db.query<{ provider: string; provider_ref: string }>(`select provider, provider_ref from runners where id = $1`, [j.runnerId]);
     assert.equal(runner!.provider, 'kubernetes');
     assert.match(runner!.provider_ref, new RegExp(`^kubernetes:default/runyard-${j.runnerId}@[0-9a-f]{12}$`));
+    assert.equal(await creates(), before + 1, 'runyard_provider_api_calls_total{provider="kubernetes",operation="create pod"} moved by one');
+    assert.ok((await apiCallsMetric(t, 'kubernetes', 'create secret')) >= 1);
     // idle for 3 s: scaled to zero
     await waitFor('scaled to zero', async () => (await t.server.db.query(`select 1 from runners where pool = 'kp' and state <> 'terminated'`)).length === 0, 60_000, 200);
+    assert.ok((await apiCallsMetric(t, 'kubernetes', 'delete pod')) >= 1, 'the scale-down delete is counted too');
     await assertNothingLeft();
   });
 

@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { poolSchema } from '../src/config/schema.js';
 import { Simulation, type SimPoolInput } from '../src/sim/simulation.js';
 import { parseTrace, type TraceJob } from '../src/sim/trace.js';
-import { TokenBucket } from '../src/sim/provider-model.js';
+import { TokenBucket } from '../src/lib/token-bucket.js';
 import { runCli } from './helpers/cli.js';
 import { openTestDb } from './helpers/db.js';
 import { launchBrowser, screenshot, watchConsole } from './helpers/browser.js';
@@ -84,7 +84,7 @@ describe('simulator scenarios (computed by hand)', () => {
     const r = run([simPool({ maxRunners: 10 }, { latency: { kind: 'fixed', value: 0 }, apiRate: { perSecond: 1, burst: 1 } })], [job(0, 60_000), job(0, 60_000), job(0, 60_000)]);
     assert.deepEqual([r.wait.p50, r.wait.max], [1_000, 2_000], 'starts at 0, 1 s and 2 s');
     const b = new TokenBucket(2, 2);
-    assert.deepEqual([b.reserve(0), b.reserve(0), b.reserve(0), b.reserve(0)], [0, 0, 500, 1_000]);
+    assert.deepEqual([b.reserve(1, 0), b.reserve(1, 0), b.reserve(1, 0), b.reserve(1, 0)], [0, 0, 500, 1_000]);
   });
 
   test('failed starts back off; a pool whose starts all fail never runs its job', () => {

@@ -72,7 +72,7 @@ await runSection('coldstart', '6. Scale from zero (process provider)', async ({ 
     rows.push({ metric: 'reference: `node -e 0` (Node.js start and exit)', value: bare, unit: 'ms', note: 'median of 7, wall time' });
     rows.push({ metric: 'reference: node importing dist/agent/agent.js only', value: agentOnly, unit: 'ms', note: 'median of 7' });
     rows.push({ metric: 'reference: `runyard agent --help` from the compiled modules (dist/bin/agent-cli.js)', value: unbundled, unit: 'ms', note: 'median of 7' });
-    rows.push({ metric: 'reference: `runyard agent --help` as runners start it (bin/runyard.js → the bundle dist/agent.mjs)', value: bundled, unit: 'ms', note: 'median of 7' });
+    rows.push({ metric: 'reference: `runyard agent --help` as runners start it (bin/runyard.js → the bundle dist/agent.cjs and its code cache)', value: bundled, unit: 'ms', note: 'median of 7' });
     return {
       rows,
       notes: [

@@ -12,7 +12,7 @@ import { startPodman } from '../../test/helpers/podman.js';
 import { ecsRunnerImage } from '../../test/helpers/fake-ecs/runner-image.js';
 import { FakeEcs } from '../../test/helpers/fake-ecs/fake-ecs.js';
 import { TEST_CREDENTIALS } from '../../test/helpers/aws/sigv4.js';
-import { LaunchBucket } from '../../src/providers/ecs/launch-bucket.js';
+import { TokenBucket } from '../../src/lib/token-bucket.js';
 import { coldJob, stopRunner } from '../lib/coldjob.js';
 import { waitFor } from '../lib/fleet.js';
 import { startBenchServer } from '../lib/server.js';
@@ -46,7 +46,7 @@ await runSection('ecs', '9. ECS provider (fake ECS endpoint)', async ({ quick, l
         const ms = runs.at(-1)!.at - t0;
         const first = runs[0]!.at - t0;
         const calls = fake.count('RunTask');
-        const floor = LaunchBucket.floorSeconds(100, burst, rate) * 1000;
+        const floor = TokenBucket.floorMs(100, burst, rate);
         log(`bucket ${burst}/${rate}/s: ${calls} RunTask calls, 100 tasks requested after ${fmt(ms)} ms (floor ${fmt(floor)} ms)`);
         rows.push({ key: true, metric: `burst 300 jobs, maxRunners 100, bucket ${burst} + ${rate}/s: RunTask calls`, value: calls, unit: 'calls', target: '<= 11', met: targetAtMost(calls, 11) });
         rows.push({ metric: `  submit → first RunTask`, value: first, unit: 'ms' });

@@ -4,15 +4,17 @@
  * running, as the fake reports it. (2) Scale from zero through runyard: submit -> the job's first
  * output line, each iteration on a new pool (minIdle 0). runyard's overhead is (2) - (1): agent
  * boot, registration, claim, job spawn, plus the provider's create calls. (3) A burst of 200 jobs
- * on maxRunners 50 with the default rate limit (qps 20, burst 40): time until 50 pods exist,
- * against the token bucket's floor for the calls those starts need; pods are held Pending
- * (Unschedulable) so 50 agents do not swamp the machine. (4) API calls per runner.
+ * (one batch) on maxRunners 50 with the default rate limit (qps 20, burst 40): time until 50
+ * pods exist, against the token bucket's floor for the calls they wait for (the launch's one Secret,
+ * then the 50 pod creates); pods are held Pending (Unschedulable) so 50 agents do not swamp the
+ * machine. (4) API calls per runner.
  */
 import { startPodman } from '../../test/helpers/podman.js';
 import { startFakeCluster } from '../../test/helpers/fake-kube/index.js';
 import type { KubernetesProvider } from '../../src/providers/kubernetes/kubernetes-provider.js';
 import { coldJob, stopRunner } from '../lib/coldjob.js';
 import { waitFor } from '../lib/fleet.js';
+import { TokenBucket } from '../../src/lib/token-bucket.js';
 import { startBenchServer } from '../lib/server.js';
 import { fmt, median, percentile } from '../lib/stats.js';
 import { runSection, targetAtMost, type Row } from '../lib/section.js';
@@ -71,42 +73,48 @@ await runSection('kubernetes', '6c. Kubernetes provider (fake API server, pods o
     rows.push({ key: true, metric: 'kubernetes: submit → job started (first output line), p50', value: median(started), unit: 'ms', runs: started.map((v) => Math.round(v)) });
     rows.push({ key: true, metric: "kubernetes: runyard's overhead above the bare pod start, p50", value: overhead, unit: 'ms', target: '<= 300', met: targetAtMost(overhead, 300) });
 
-    // (3) a burst of 200 jobs on maxRunners 50, pods held Pending
+    // (3) a burst of 200 jobs (one batch) on maxRunners 50, pods held Pending
     kube.faults.unschedulable = true;
     const before = provider.apiCalls();
     await s.http.ok('POST', '/api/v1/pools', { name: 'kube-burst', provider: 'kubernetes', image: image, maxRunners: 50, minIdle: 0, startTimeout: '10m', kubernetes: block });
     await s.server.scheduler.idle();
+    const qps = 20;
+    const burst = 40;
+    const since = (a: Record<string, number>, op: string) => (a[op] ?? 0) - (before[op] ?? 0);
+    let firstCreate = NaN;
     const t0 = performance.now();
-    const ids: number[] = [];
-    await Promise.all(
-      Array.from({ length: 200 }, async () => {
-        const { job } = await s.http.ok('POST', '/api/v1/jobs', { pool: 'kube-burst', command: 'true' });
-        ids.push(job.id);
-      }),
-    );
-    await waitFor('50 pods exist', () => kube.objects('pods', 'runyard.pool=kube-burst').length >= 50, 120_000, 5);
+    const { jobs } = await s.http.ok('POST', '/api/v1/jobs/batch', { jobs: Array.from({ length: 200 }, () => ({ pool: 'kube-burst', command: 'true' })) });
+    const ids: number[] = jobs.map((j: { id: number }) => j.id);
+    await waitFor('50 pods exist', () => {
+      if (Number.isNaN(firstCreate) && since(provider.apiCalls(), 'create pod') > 0) firstCreate = performance.now();
+      return kube.objects('pods', 'runyard.pool=kube-burst').length >= 50;
+    }, 120_000, 2);
     const to50 = performance.now() - t0;
     const mid = provider.apiCalls();
-    const startCalls = (mid['create pod'] ?? 0) - (before['create pod'] ?? 0) + ((mid['create secret'] ?? 0) - (before['create secret'] ?? 0));
-    // the bucket's floor: 50 pod creates at least, the first 40 from the burst, the rest at 20 a second
-    const floorCalls = 50;
-    const floor = (Math.max(0, floorCalls - 40) / 20) * 1000;
-    rows.push({ key: true, metric: 'burst of 200 on maxRunners 50: time until 50 pods exist', value: to50, unit: 'ms', target: `<= ${fmt(1.2 * floor)} (1.2 × the bucket floor ${fmt(floor)} ms)`, met: targetAtMost(to50, 1.2 * floor) });
+    // every call through the bucket until the 50th pod existed (list and watch restarts too)
+    const callsTo50 = Object.keys(mid).reduce((n, op) => n + since(mid, op), 0);
+    // the floor: the calls the 50th pod must wait for, the launch's Secret and the 50 pod creates,
+    // the first 40 from the burst, the rest at 20 a second (the owner patch comes after)
+    const floor = TokenBucket.floorMs(51, burst, qps);
+    rows.push({ key: true, metric: 'burst of 200 on maxRunners 50: submit → 50 pods exist', value: to50, unit: 'ms', target: `<= ${fmt(1.2 * floor)} (1.2 × the bucket floor: 1 Secret + 50 pod creates at qps ${qps}, burst ${burst} = ${fmt(floor)} ms)`, met: targetAtMost(to50, 1.2 * floor) });
+    rows.push({ metric: '  of which submit → first pod create (submit, scheduler pass, 50 runner rows)', value: firstCreate - t0, unit: 'ms' });
+    rows.push({ metric: '  API calls through the bucket until the 50th pod existed', value: callsTo50, unit: 'calls' });
     for (const id of ids) await s.http.ok('POST', `/api/v1/jobs/${id}/cancel`, {});
     kube.faults.unschedulable = false;
     const runners = (await s.server.db.query<{ id: string }>(`select id from runners where pool = 'kube-burst'`)).map((r) => r.id);
     for (const id of runners) await s.http.ok('POST', `/api/v1/runners/${id}/terminate`, {}).catch(() => {});
     await waitFor('burst pods gone', () => kube.objects('pods', 'runyard.pool=kube-burst').length === 0, 180_000, 100);
     const endCalls = provider.apiCalls();
-    const perRunnerOps = ['create pod', 'create secret', 'delete pod', 'read pod'];
-    const perRunner = perRunnerOps.reduce((n, op) => n + (endCalls[op] ?? 0) - (before[op] ?? 0), 0) / runners.length;
-    rows.push({ key: true, metric: 'API calls per runner (create pod, create secret, delete pod)', value: perRunner, unit: 'calls', target: '<= 4', met: targetAtMost(perRunner, 4) });
+    const perRunnerOps = ['create pod', 'read pod', 'delete pod', 'create secret', 'patch secret', 'delete secret'];
+    const perRunner = perRunnerOps.reduce((n, op) => n + since(endCalls, op), 0) / runners.length;
+    rows.push({ key: true, metric: 'API calls per runner (create and delete pod, its share of the launch Secret’s create and patch)', value: perRunner, unit: 'calls', target: '<= 4', met: targetAtMost(perRunner, 4) });
     rows.push({ metric: 'API calls per server: lists + watches over the whole section', value: (endCalls['list pods'] ?? 0) + (endCalls['watch pods'] ?? 0), unit: 'calls' });
+    const startCalls = since(mid, 'create pod') + since(mid, 'create secret');
     return {
       rows,
       notes: [
         `${iterations} iterations each of a bare pod and of a scale-from-zero job through the fake API server (loopback HTTP, client-node 1.4.0) on podman (runc); image ${image} present. The fake's readiness probes run every 100 ms.`,
-        `Burst: ${runners.length} runners started for 200 queued jobs, ${startCalls} create calls until the 50th pod existed; pods held Pending (Unschedulable) so the figure is the API path, not 50 agents booting on 2 cores.`,
+        `Burst: 200 jobs in one batch; ${runners.length} runners started, ${startCalls} create calls (pods and the launch's Secret) until the 50th pod existed; pods held Pending (Unschedulable) so the figure is the API path, not 50 agents booting on 2 cores. The floor counts the launch's Secret and the 50 pod creates: runners launched together share one Secret, created before their pods and handed to them by one patch afterwards.`,
       ],
       details: [
         {

@@ -3,12 +3,10 @@ import { z } from 'zod';
 import type { AppContext } from '../app/context.js';
 import { actorOf, requireAdmin, type Authenticator } from './auth.js';
 import { readJson, query, validate, type Env } from './http.js';
-import { createToken, listTokens, revokeToken } from '../store/queries/tokens.js';
-import { getPool } from '../store/queries/pools.js';
+import { listTokens } from '../store/queries/tokens.js';
+import { createRegistrationToken, revoke } from '../app/tokens.js';
 import { slug } from '../config/schema.js';
 import { MAX_OFFSET_MS, duration, safeString } from '../lib/validation.js';
-import { NotFoundError, UnprocessableError } from '../lib/errors.js';
-import { recordEvents } from '../store/queries/events.js';
 
 export function tokensRouter(ctx: AppContext, auth: Authenticator) {
   const app = new Hono<Env>();
@@ -18,18 +16,7 @@ export function tokensRouter(ctx: AppContext, auth: Authenticator) {
     // expiresIn 0 would otherwise read as "no expiry"; now + expiresIn must be a valid timestamp
     const expiresIn = duration({ positive: true, max: MAX_OFFSET_MS });
     const body = await readJson(c, z.strictObject({ pool: slug, description: safeString({ max: 500 }).optional(), expiresIn: expiresIn.optional() }));
-    await getPool(ctx.db, body.pool).catch((err) => {
-      throw err instanceof NotFoundError ? new UnprocessableError(`unknown pool ${body.pool}`, 'pool') : err;
-    });
-    const now = ctx.clock.now();
-    const { token, secret } = await createToken(ctx.db, now, {
-      kind: 'registration',
-      pool: body.pool,
-      description: body.description,
-      expiresAt: body.expiresIn ? now + body.expiresIn : null,
-    });
-    await recordEvents(ctx.db, now, [{ kind: 'token', subject: token.id, reason: 'registration token created', actor: actorOf(c.var.principal), data: { pool: body.pool } }]);
-    return c.json({ token, secret }, 201);
+    return c.json(await createRegistrationToken(ctx, body, actorOf(c.var.principal)), 201);
   });
 
   app.get('/', async (c) => {
@@ -40,11 +27,8 @@ export function tokensRouter(ctx: AppContext, auth: Authenticator) {
 
   app.delete('/:id', async (c) => {
     requireAdmin(c.var.principal);
-    const now = ctx.clock.now();
     const id = validate(safeString({ min: 1, max: 100 }), c.req.param('id'), 'id');
-    const t = await revokeToken(ctx.db, now, id);
-    if (!t) throw new NotFoundError(`token ${c.req.param('id')} not found`);
-    await recordEvents(ctx.db, now, [{ kind: 'token', subject: t.id, reason: 'revoked', actor: actorOf(c.var.principal) }]);
+    const t = await revoke(ctx, id, actorOf(c.var.principal));
     auth.invalidate();
     return c.json({ token: t });
   });

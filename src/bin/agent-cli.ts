@@ -7,4 +7,5 @@ import { baseProgram, run } from './program.js';
 
 const program = baseProgram();
 registerAgent(program);
-await run(program);
+// not awaited: the bundle of this entry is CommonJS (no top-level await); run() handles every error
+void run(program);

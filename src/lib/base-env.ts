@@ -20,3 +20,15 @@ export function baseEnv(env: NodeJS.ProcessEnv, extra: readonly string[] = []): 
   for (const [k, v] of Object.entries(env)) if (v !== undefined && allowed(k)) out[k] = v;
   return out;
 }
+
+/**
+ * RUNYARD_PASS_ENV for an agent a provider launches, one rule for all of them. In a container
+ * or pod the runner has to itself (`container`, `kubernetes`) the environment is the image's,
+ * the pool's and the platform's (the downward API), nothing of the control plane's: jobs may
+ * have all of it (an image's JAVA_HOME and the like; RUNYARD_* is removed by the executor). An
+ * ECS task's jobs get what ECS gives the task by name (its metadata endpoint, the task role's
+ * credentials endpoint, the region). A pool's own `env` may set RUNYARD_PASS_ENV over it.
+ */
+export function launchedAgentPassEnv(runtime: 'container' | 'ecs-task'): { RUNYARD_PASS_ENV: string } {
+  return { RUNYARD_PASS_ENV: runtime === 'container' ? '*' : 'ECS_CONTAINER_METADATA_URI*,AWS_CONTAINER_CREDENTIALS_*,AWS_EXECUTION_ENV,AWS_REGION,AWS_DEFAULT_REGION' };
+}

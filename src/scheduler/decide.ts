@@ -3,23 +3,11 @@
  * No I/O and no clock reads here — `now` is an argument — so it is tested with tables of cases.
  */
 import type { PoolConfig } from '../config/schema.js';
-import type { RunnerState } from '../store/queries/runners.js';
+import type { SchedulingRunner } from '../store/queries/scheduling.js';
 import { scheduledMinIdle } from '../config/min-idle-schedule.js';
 
-export interface RunnerView {
-  id: string;
-  state: RunnerState;
-  createdAt: number;
-  idleSince: number | null;
-  activeJobs: number;
-  slots: number;
-  configHash: string | null;
-  jobsStarted: number;
-  ephemeral: boolean;
-  provider: string | null;
-  /** the dynamic base image it runs; null for the pool's own image */
-  image: string | null;
-}
+/** A runner as decide() sees it: what the gather reads of it, less what only the scheduler uses. */
+export type RunnerView = Omit<SchedulingRunner, 'pool' | 'registeredAt'>;
 
 export interface PoolView {
   config: PoolConfig;

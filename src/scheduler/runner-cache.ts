@@ -23,7 +23,8 @@ export class RunnerCache {
   /** The live runners now, each with its active jobs. */
   async read(q: Queryable): Promise<SchedulingRunner[]> {
     const full = this.cursor === null || performance.now() - this.fullAt >= FULL_READ_EVERY_MS;
-    const [rows, active] = await Promise.all([schedulingRunnerRows(q, full ? null : this.cursor), activeJobsByRunner(q)]);
+    const rows = await schedulingRunnerRows(q, full ? null : this.cursor);
+    const active = await activeJobsByRunner(q);
     if (rows.wrapped) {
       this.cursor = null;
       return this.read(q);

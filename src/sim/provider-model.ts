@@ -83,19 +83,3 @@ export function describeLatency(l: Latency): string {
     }
   }
 }
-
-/** A provider API limit; reserving a token that is not there yet gives the time it will be. */
-export class TokenBucket {
-  private tokens: number;
-  private at = -Infinity;
-  constructor(private perSecond: number, private burst: number) {
-    this.tokens = burst;
-  }
-  /** Takes one token; returns when the call it stands for may happen (now, or later). */
-  reserve(now: number): number {
-    if (this.at !== -Infinity) this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSecond);
-    this.at = now;
-    this.tokens -= 1;
-    return this.tokens >= 0 ? now : now + Math.ceil((-this.tokens / this.perSecond) * 1000);
-  }
-}

@@ -19,7 +19,8 @@ import { decide, type Action, type PoolView, type RunnerView } from '../schedule
 import type { PoolConfig } from '../config/schema.js';
 import { EventHeap, type TimedEvent } from './event-heap.js';
 import { Prng } from './prng.js';
-import { sampleLatency, TokenBucket, type Latency } from './provider-model.js';
+import { sampleLatency, type Latency } from './provider-model.js';
+import { TokenBucket } from '../lib/token-bucket.js';
 import type { TraceJob } from './trace.js';
 import { summarize, type PolicyFigures } from './figures.js';
 
@@ -311,7 +312,7 @@ export class Simulation {
     this.liveTotal++;
     if (this.liveTotal > this.peakTotal) this.peakTotal = this.liveTotal;
     if (p.live.length > p.peak) p.peak = p.live.length;
-    const at = p.bucket ? p.bucket.reserve(this.now) : this.now;
+    const at = p.bucket ? p.bucket.reserve(1, this.now) : this.now;
     this.heap.push({ t: at, kind: 'launch', r });
   }
 

@@ -8,6 +8,7 @@ import { dynamicImageContainerfile, dynamicImageTag } from './dynamic-images.js'
 import type { Logger } from '../../lib/logger.js';
 import type { Config } from '../../config/schema.js';
 import { sleep } from '../../lib/clock.js';
+import { launchedAgentPassEnv } from '../../lib/base-env.js';
 
 export const LABEL_INSTANCE = 'runyard.instance';
 export const LABEL_OWNER = 'runyard.owner';
@@ -146,9 +147,8 @@ export class ContainerProvider implements Provider {
   async create(spec: LaunchSpec): Promise<{ ref: string }> {
     if (!spec.pool.image) throw new ContainerEngineError(`pool ${spec.pool.name} has no image: the container provider needs one`);
     const env: Record<string, string> = {
-      // The container's environment is the image's and the pool's, nothing of the control plane's:
-      // jobs may have all of it (an image's JAVA_HOME and the like), RUNYARD_* excepted.
-      RUNYARD_PASS_ENV: '*',
+      // the container's environment is the image's and the pool's: jobs may have all of it (base-env.ts)
+      ...launchedAgentPassEnv('container'),
       ...spec.pool.env,
       RUNYARD_SERVER: spec.serverUrl,
       RUNYARD_REGISTRATION_TOKEN: spec.registrationToken,

@@ -13,6 +13,17 @@ export const AGENT_DIR = '/opt/runyard';
 /** How a runner image starts the agent: through the bundle's own loader, so the base's libc does not matter. */
 export const AGENT_ENTRYPOINT = [`${AGENT_DIR}/node/lib/ld.so`, '--library-path', `${AGENT_DIR}/node/lib`, `${AGENT_DIR}/node/bin/node`, `${AGENT_DIR}/app/bin/runyard.js`, 'agent'];
 
+/**
+ * What of the bundle the agent needs at run time, relative to AGENT_DIR: Node (binary, libraries,
+ * loader), the entry scripts (app/bin), package.json (the version, the module type) and the
+ * one-file agent with its code cache (app/dist/agent.*: it falls back to dist/bin only when that
+ * is missing). A Kubernetes init container copies only these, not the control plane's dist/ and
+ * node_modules (thousands of files).
+ */
+export const AGENT_RUNTIME_PATHS = ['node', 'app/bin', 'app/package.json'];
+/** Files at the top of app/dist/ whose names start with this are the agent's too. */
+export const AGENT_RUNTIME_DIST_PREFIX = 'agent.';
+
 /** Images built for dynamic jobs are tagged `<repo>:<key>`; the key is a digest of base and agent. */
 export const DYNAMIC_IMAGE_REPO = 'localhost/runyard-dynamic';
 

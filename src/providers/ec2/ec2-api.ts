@@ -15,6 +15,7 @@ import {
   type InstanceStatus,
 } from '@aws-sdk/client-ec2';
 import type { Logger } from '../../lib/logger.js';
+import { ApiCallTally } from '../api-calls.js';
 
 export const THROTTLING = new Set(['RequestLimitExceeded', 'Throttling', 'ThrottlingException', 'RequestThrottled', 'EC2ThrottledException']);
 const TRANSIENT_CODES = new Set(['InternalError', 'Unavailable', 'ServiceUnavailable', 'TimeoutError', 'RequestTimeout']);
@@ -64,6 +65,8 @@ export class Ec2Api {
   readonly where: string;
   /** calls answered RequestLimitExceeded (or another throttling code), for tests and logs */
   throttled = 0;
+  /** calls made, by operation (every attempt; a paginated describe counts once) */
+  readonly tally = new ApiCallTally();
 
   constructor(private opts: Ec2ApiOptions) {
     this.client = new EC2Client({ region: opts.region, endpoint: opts.endpoint, credentials: opts.credentials, maxAttempts: 1 });
@@ -75,6 +78,7 @@ export class Ec2Api {
     const max = this.opts.maxAttempts ?? 8;
     const base = this.opts.baseDelayMs ?? 250;
     for (let attempt = 1; ; attempt++) {
+      this.tally.count(what);
       try {
         return await fn(this.client);
       } catch (err) {

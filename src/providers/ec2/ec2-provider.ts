@@ -18,6 +18,7 @@ import { CAPACITY, Ec2Api, Ec2ApiError, type Ec2ApiOptions } from './ec2-api.js'
 import { instanceTypesFor, type Ec2PoolFields } from './pool-config.js';
 import { userData } from './user-data.js';
 import { pickWarm, refreshPlan, releaseDecision, type PoolInstance, type WarmPolicy } from './warm-pool.js';
+import { ApiCallTally } from '../api-calls.js';
 
 export const TAG = {
   instance: 'runyard:instance',
@@ -103,6 +104,11 @@ export class Ec2Provider implements Provider {
     this.clock = opts.clock ?? systemClock;
     this.sleep = opts.sleep ?? ((ms) => realSleep(ms));
     for (const p of opts.pools ?? []) if (p.provider === 'ec2' && p.ec2) this.learn(p);
+  }
+
+  /** API calls made so far, by operation, over every region and endpoint (runyard_provider_api_calls_total). */
+  apiCalls(): Record<string, number> {
+    return ApiCallTally.sum([...this.apis.values()].map((a) => a.tally));
   }
 
   private learn(pool: PoolConfig): Ec2Api {

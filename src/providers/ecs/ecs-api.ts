@@ -2,6 +2,7 @@ import { ECSClient } from '@aws-sdk/client-ecs';
 import { sleep as realSleep } from '../../lib/clock.js';
 import type { Logger } from '../../lib/logger.js';
 import type { EcsPoolFields } from './pool-config.js';
+import { ApiCallTally } from '../api-calls.js';
 
 /** An ECS call failed: the message names the operation and ECS's own error. */
 export class EcsApiError extends Error {
@@ -34,6 +35,8 @@ export interface EcsApiOptions {
  */
 export class EcsApi {
   readonly client: ECSClient;
+  /** calls sent, by operation (every attempt) */
+  readonly tally = new ApiCallTally();
   private readonly sleep: (ms: number) => Promise<void>;
 
   constructor(
@@ -58,6 +61,7 @@ export class EcsApi {
   async send<O>(what: string, command: { readonly input: object }): Promise<O> {
     const attempts = this.opts.attempts ?? 6;
     for (let attempt = 1; ; attempt++) {
+      this.tally.count(what);
       try {
         return (await this.client.send(command as never)) as O;
       } catch (err) {

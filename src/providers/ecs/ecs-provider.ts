@@ -20,7 +20,8 @@ import type { PoolConfig } from '../../config/schema.js';
 import type { Logger } from '../../lib/logger.js';
 import { sleep as realSleep } from '../../lib/clock.js';
 import { EcsApi, EcsApiError } from './ecs-api.js';
-import { LaunchBucket } from './launch-bucket.js';
+import { TokenBucket } from '../../lib/token-bucket.js';
+import { ApiCallTally } from '../api-calls.js';
 import { ecsFields, taskDefinitionFor, TAG_CONFIG_HASH, TAG_INSTANCE, TAG_POOL, TAG_RUNNER } from './task-definition.js';
 import type { EcsPoolFields } from './pool-config.js';
 import { EcsService } from './ecs-service.js';
@@ -78,7 +79,7 @@ export class EcsProvider implements Provider {
   readonly batchSize = RUN_TASK_MAX;
   readonly owner: string;
   private apis = new Map<string, EcsApi>();
-  private buckets = new Map<string, LaunchBucket>();
+  private buckets = new Map<string, TokenBucket>();
   private definitions = new Map<string, Promise<string>>();
   private watched = new Map<string, Watched>();
   private listeners: ((runnerId: string, detail: string) => void)[] = [];
@@ -126,12 +127,18 @@ export class EcsProvider implements Provider {
     return w;
   }
 
-  private bucket(pool: string, fields: EcsPoolFields): LaunchBucket {
+  /** API calls made so far, by operation, over every endpoint (runyard_provider_api_calls_total). */
+  apiCalls(): Record<string, number> {
+    return ApiCallTally.sum([...this.apis.values()].map((a) => a.tally));
+  }
+
+  private bucket(pool: string, fields: EcsPoolFields): TokenBucket {
     // Fargate's bucket is per account and region: pools on one endpoint share theirs.
     const key = `${EcsApi.key(fields)}|${fields.launchBurst}|${fields.launchRate}`;
     let b = this.buckets.get(key);
     if (!b) {
-      b = new LaunchBucket(fields.launchBurst, fields.launchRate, undefined, this.sleep);
+      // shaped like Fargate's launch limit: one token per task, a call's `count` at a time
+      b = new TokenBucket(fields.launchRate, fields.launchBurst, { sleep: this.sleep });
       this.buckets.set(key, b);
     }
     void pool;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { RegisterTaskDefinitionCommandInput } from '@aws-sdk/client-ecs';
 import type { ClassSize, PoolConfig } from '../../config/schema.js';
 import { taskSize, usesFargate, type EcsPoolFields } from './pool-config.js';
+import { launchedAgentPassEnv } from '../../lib/base-env.js';
 
 export const TAG_INSTANCE = 'runyard.instance';
 export const TAG_POOL = 'runyard.pool';
@@ -29,9 +30,8 @@ export function taskDefinitionFor(pool: PoolConfig, classSize: ClassSize | undef
   const e = ecsFields(pool);
   const fargate = usesFargate(e);
   const size = taskSize(classSize);
-  // Jobs see only an allowlist of the agent's env: in a task they also get what ECS gives it
-  // (task metadata, the task role's credentials endpoint, the region), unless the pool says otherwise.
-  const passEnv = { RUNYARD_PASS_ENV: 'ECS_CONTAINER_METADATA_URI*,AWS_CONTAINER_CREDENTIALS_*,AWS_EXECUTION_ENV,AWS_REGION,AWS_DEFAULT_REGION' };
+  // jobs see an allowlist of the agent's env, plus what ECS gives the task (base-env.ts)
+  const passEnv = launchedAgentPassEnv('ecs-task');
   const environment = Object.entries({ ...passEnv, ...pool.env, ...extraEnv, RUNYARD_STATE_DIR: TASK_STATE_DIR, RUNYARD_WORK_DIR: TASK_WORK_DIR, RUNYARD_INSTANCE_ID: instanceId })
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([name, value]) => ({ name, value }));

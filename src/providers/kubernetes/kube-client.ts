@@ -2,8 +2,9 @@ import { existsSync } from 'node:fs';
 import { CoreV1Api, KubeConfig, Watch } from '@kubernetes/client-node';
 import type { Logger } from '../../lib/logger.js';
 import { sleep as realSleep } from '../../lib/clock.js';
-import { TokenBucket } from './token-bucket.js';
+import { TokenBucket } from '../../lib/token-bucket.js';
 import { KubeApiError, statusOf } from './kube-errors.js';
+import { ApiCallTally } from '../api-calls.js';
 
 export interface Connection {
   /** A kubeconfig file; undefined: in-cluster when there, else $KUBECONFIG or ~/.kube/config. */
@@ -30,8 +31,8 @@ export class KubeClient {
   readonly watcher: Watch;
   readonly server: string;
   readonly bucket: TokenBucket;
-  /** API calls made, by operation (list, watch, create pod, …). */
-  readonly calls = new Map<string, number>();
+  /** API calls made, by operation (list pods, watch pods, create pod, …). */
+  readonly tally = new ApiCallTally();
   private readonly config: KubeConfig;
 
   constructor(
@@ -60,18 +61,16 @@ export class KubeClient {
     this.server = cluster.server;
     this.api = this.config.makeApiClient(CoreV1Api);
     this.watcher = new Watch(this.config);
-    this.bucket = new TokenBucket(connection.qps, connection.burst);
+    this.bucket = new TokenBucket(connection.qps, connection.burst); // client-go's qps/burst
   }
 
   count(op: string) {
-    this.calls.set(op, (this.calls.get(op) ?? 0) + 1);
+    this.tally.count(op);
   }
 
   /** Total calls, or those of the operations named. */
   total(...ops: string[]): number {
-    let n = 0;
-    for (const [op, c] of this.calls) if (!ops.length || ops.includes(op)) n += c;
-    return n;
+    return this.tally.total(...ops);
   }
 
   /**

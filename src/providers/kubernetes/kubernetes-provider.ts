@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { V1Pod } from '@kubernetes/client-node';
+import { PatchStrategy, setHeaderOptions, type V1Pod } from '@kubernetes/client-node';
 import type { ImageRequest, LaunchSpec, Provider, ProviderRunner } from '../provider.js';
 import type { Logger } from '../../lib/logger.js';
 import { LABEL_INSTANCE, LABEL_OWNER, LABEL_POOL, LABEL_RUNNER } from '../container/container-provider.js';
@@ -7,8 +7,9 @@ import { KubeClient, connectionKey, type Connection } from './kube-client.js';
 import { KubeApiError, isConflict, isNotFound } from './kube-errors.js';
 import { PodWatch, type PodEvent } from './pod-watch.js';
 import { judgePod, unschedulableAfter } from './pod-state.js';
-import { buildPod, buildSecret, podName } from './pod-spec.js';
+import { buildPod, buildSecret, podName, secretOwners, tokenRef } from './pod-spec.js';
 import { kubernetesFieldsOf } from './pool-config.js';
+import { ApiCallTally } from '../api-calls.js';
 
 export interface KubernetesProviderOptions {
   instanceId: string;
@@ -40,6 +41,9 @@ interface Tracked {
   gone: Promise<void>;
   markGone: () => void;
 }
+
+/** Runners whose tokens share one Secret at most: it stays small (a Secret holds up to 1 MiB). */
+const LAUNCH_MAX = 100;
 
 /** How long terminate waits for the pod to be gone beyond its grace. */
 const DELETE_SLACK_MS = 30_000;
@@ -95,9 +99,7 @@ export class KubernetesProvider implements Provider {
 
   /** API calls made so far, by operation, over every connection. */
   apiCalls(): Record<string, number> {
-    const out: Record<string, number> = {};
-    for (const c of this.clients.values()) for (const [op, n] of c.calls) out[op] = (out[op] ?? 0) + n;
-    return out;
+    return ApiCallTally.sum([...this.clients.values()].map((c) => c.tally));
   }
 
   onExit(listener: (runnerId: string, detail: string) => void): void {
@@ -123,13 +125,13 @@ export class KubernetesProvider implements Provider {
     const t = this.track(runnerId, labels[LABEL_POOL] ?? '', conn, namespace, this.runners.get(runnerId)?.startTimeoutMs ?? 60_000);
     if (type === 'DELETED') {
       clearTimeout(t.timer);
-      const verdict = judgePod(pod, this.now(), { startTimeoutMs: t.startTimeoutMs, settleMs: this.opts.settleMs ?? 10_000 });
+      const verdict = this.judge(pod, t);
       this.report(t, verdict.kind === 'terminating' || verdict.kind === 'ended' ? verdict.detail : `pod ${t.pod} was deleted`);
       this.runners.delete(runnerId);
       t.markGone();
       return;
     }
-    const verdict = judgePod(pod, this.now(), { startTimeoutMs: t.startTimeoutMs, settleMs: this.opts.settleMs ?? 10_000 });
+    const verdict = this.judge(pod, t);
     if (verdict.kind === 'ended' || verdict.kind === 'stuck') {
       clearTimeout(t.timer);
       if (verdict.kind === 'stuck') this.opts.log.warn({ runnerId, pod: t.pod, namespace, reason: verdict.reason }, 'runner pod stuck; deleting it');
@@ -147,6 +149,10 @@ export class KubernetesProvider implements Provider {
       clearTimeout(t.timer);
       t.timer = undefined;
     }
+  }
+
+  private judge(pod: V1Pod, t: Tracked) {
+    return judgePod(pod, this.now(), { startTimeoutMs: t.startTimeoutMs, settleMs: this.opts.settleMs ?? 10_000 });
   }
 
   /** When a pending pod is judged again: where an unschedulable one counts as stuck. */
@@ -174,43 +180,101 @@ export class KubernetesProvider implements Provider {
     }
   }
 
-  async create(spec: LaunchSpec): Promise<{ ref: string }> {
-    if (!spec.pool.image) throw new KubeApiError(`pool ${spec.pool.name} has no image: the kubernetes provider needs one`, 422, 'Invalid', 'image');
-    const k = kubernetesFieldsOf(spec.pool);
+  create(spec: LaunchSpec): Promise<{ ref: string }> {
+    return this.createMany([spec])[0]!;
+  }
+
+  /**
+   * Launches runners together: one Secret with all their registration tokens first, then every
+   * Pod at once (each through the token bucket), then one patch making the Pods the Secret's
+   * owners (the garbage collector deletes it with the last of them). A Pod never waits for its
+   * token (a kubelet that finds a Secret missing retries only after its ~10 s backoff), and a
+   * burst costs one call per runner plus two. Each runner fails on its own; a refused Secret
+   * fails them all.
+   */
+  createMany(specs: LaunchSpec[]): Promise<{ ref: string }>[] {
+    const groups = new Map<string, LaunchSpec[]>();
+    for (const spec of specs) {
+      const k = kubernetesFieldsOf(spec.pool);
+      const key = `${connectionKey(k)}|${k.namespace}`;
+      groups.set(key, [...(groups.get(key) ?? []), spec]);
+    }
+    const out = new Map<string, Promise<{ ref: string }>>();
+    for (const group of groups.values())
+      for (let i = 0; i < group.length; i += LAUNCH_MAX) {
+        const launch = group.slice(i, i + LAUNCH_MAX);
+        const results = this.launch(launch);
+        launch.forEach((spec, j) => out.set(spec.runnerId, results[j]!));
+      }
+    return specs.map((s) => out.get(s.runnerId)!);
+  }
+
+  /** One launch: runners of one connection and namespace. */
+  private launch(launch: LaunchSpec[]): Promise<{ ref: string }>[] {
+    const k = kubernetesFieldsOf(launch[0]!.pool);
     const client = this.clientFor(k);
     const conn = connectionKey(k);
     this.watchFor(conn, k.namespace);
-    const t = this.track(spec.runnerId, spec.pool.name, conn, k.namespace, spec.pool.startTimeout);
-    const pod = buildPod(spec, { owner: this.owner, graceSeconds: Math.ceil(this.opts.stopGraceMs / 1000) });
-    let uid: string;
-    try {
-      const made = await client.call('create pod', `create pod ${k.namespace}/${t.pod}`, () => client.api.createNamespacedPod({ namespace: k.namespace, body: pod }));
-      uid = made.metadata!.uid!;
-    } catch (err) {
-      if (!isConflict(err)) {
-        this.runners.delete(spec.runnerId);
-        throw this.configError(spec, err);
+    const secretBody = buildSecret(launch, this.owner);
+    const secretName = secretBody.metadata!.name!;
+    const secret = (async () => {
+      try {
+        await client.call('create secret', `create secret ${k.namespace}/${secretName}`, () => client.api.createNamespacedSecret({ namespace: k.namespace, body: secretBody }));
+      } catch (err) {
+        if (!isConflict(err)) throw this.configError(launch[0]!, err, 'secret'); // 409: a retried launch, it is there
       }
-      // 409: a retried create; the pod is already there
-      const existing = await client.call('read pod', `read pod ${k.namespace}/${t.pod}`, () => client.api.readNamespacedPod({ name: t.pod, namespace: k.namespace }));
-      uid = existing.metadata!.uid!;
-    }
-    try {
-      await client.call('create secret', `create secret ${k.namespace}/${t.pod}`, () => client.api.createNamespacedSecret({ namespace: k.namespace, body: buildSecret(spec, { uid, owner: this.owner }) }));
-    } catch (err) {
-      if (!isConflict(err)) {
-        await this.deletePod(t, 0).catch(() => {});
-        throw this.configError(spec, err);
+    })();
+    const pods = launch.map(async (spec) => {
+      await secret;
+      if (!spec.pool.image) throw new KubeApiError(`pool ${spec.pool.name} has no image: the kubernetes provider needs one`, 422, 'Invalid', 'image');
+      const t = this.track(spec.runnerId, spec.pool.name, conn, k.namespace, spec.pool.startTimeout);
+      const pod = buildPod(spec, { owner: this.owner, graceSeconds: Math.ceil(this.opts.stopGraceMs / 1000), token: tokenRef(launch, spec.runnerId) });
+      try {
+        const made = await client.call('create pod', `create pod ${k.namespace}/${t.pod}`, () => client.api.createNamespacedPod({ namespace: k.namespace, body: pod }));
+        return { spec, t, uid: made.metadata!.uid! };
+      } catch (err) {
+        if (!isConflict(err)) {
+          this.runners.delete(spec.runnerId);
+          throw this.configError(spec, err);
+        }
+        // 409: a retried create; the pod is already there
+        const existing = await client.call('read pod', `read pod ${k.namespace}/${t.pod}`, () => client.api.readNamespacedPod({ name: t.pod, namespace: k.namespace }));
+        return { spec, t, uid: existing.metadata!.uid! };
       }
+    });
+    // the Pods own the Secret: it goes with the last of them (none made: it goes now)
+    const owned = secret.then(
+      () => Promise.allSettled(pods).then((settled) => this.handOver(client, k.namespace, secretName, settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])))),
+      () => {}, // refused: every pod of the launch fails with its error
+    );
+    return pods.map(async (pod) => {
+      const { spec, t } = await pod;
+      await owned;
+      this.opts.log.info({ runnerId: spec.runnerId, pod: t.pod, namespace: k.namespace, image: spec.dynamic?.image ?? spec.pool.image, server: client.server, launch: launch.length }, 'runner pod created');
+      return { ref: this.ref(k.namespace, t.pod) };
+    });
+  }
+
+  /** Makes the launch's pods the owners of its Secret (one patch), or deletes it when none was made. */
+  private async handOver(client: KubeClient, namespace: string, secretName: string, made: { spec: LaunchSpec; uid: string }[]) {
+    try {
+      if (!made.length) {
+        await client.call('delete secret', `delete secret ${namespace}/${secretName}`, () => client.api.deleteNamespacedSecret({ name: secretName, namespace }));
+        return;
+      }
+      const ownerReferences = secretOwners(made.map((m) => ({ runnerId: m.spec.runnerId, uid: m.uid })));
+      await client.call('patch secret', `patch secret ${namespace}/${secretName}`, () =>
+        client.api.patchNamespacedSecret({ name: secretName, namespace, body: { metadata: { ownerReferences } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)),
+      );
+    } catch (err) {
+      if (!isNotFound(err)) this.opts.log.warn({ err, secret: secretName, namespace }, 'could not hand the launch secret to its pods; it stays until deleted');
     }
-    this.opts.log.info({ runnerId: spec.runnerId, pod: t.pod, namespace: k.namespace, image: spec.dynamic?.image ?? spec.pool.image, server: client.server }, 'runner pod created');
-    return { ref: this.ref(k.namespace, t.pod) };
   }
 
   /** 422 is the pool's fault: say which field the API named, and which pool to fix. */
-  private configError(spec: LaunchSpec, err: unknown): Error {
+  private configError(spec: LaunchSpec, err: unknown, what = 'pod'): Error {
     const e = err as KubeApiError;
-    if (e?.code === 422) return new KubeApiError(`pool ${spec.pool.name}: the kubernetes API rejected its pod${e.field ? ` (field ${e.field})` : ''}; fix the pool's kubernetes block or image: ${e.message}`, 422, 'Invalid', e.field, false, { cause: err });
+    if (e?.code === 422) return new KubeApiError(`pool ${spec.pool.name}: the kubernetes API rejected its ${what}${e.field ? ` (field ${e.field})` : ''}; fix the pool's kubernetes block or image: ${e.message}`, 422, 'Invalid', e.field, false, { cause: err });
     return e;
   }
 

@@ -1,12 +1,14 @@
 /*
- * The objects one runner is made of: a Pod running the agent and a Secret with its registration
- * token (owned by the Pod, so it goes with it). Pure functions from the launch spec.
+ * The objects runners are made of: a Pod per runner running the agent, and a Secret with the
+ * registration tokens of the runners launched together (owned by their Pods once they exist, so
+ * it goes with the last of them). Pure functions from the launch specs.
  */
 import type { V1Container, V1Pod, V1Secret } from '@kubernetes/client-node';
 import type { LaunchSpec } from '../provider.js';
-import { AGENT_DIR, AGENT_ENTRYPOINT } from '../container/dynamic-images.js';
+import { AGENT_DIR, AGENT_ENTRYPOINT, AGENT_RUNTIME_DIST_PREFIX, AGENT_RUNTIME_PATHS } from '../container/dynamic-images.js';
 import { CONTAINER_STATE_DIR, CONTAINER_WORK_DIR, LABEL_BASE, LABEL_INSTANCE, LABEL_OWNER, LABEL_POOL, LABEL_RUNNER } from '../container/container-provider.js';
 import { kubernetesFieldsOf } from './pool-config.js';
+import { launchedAgentPassEnv } from '../../lib/base-env.js';
 
 export const AGENT_CONTAINER = 'agent';
 /** The agent's /livez and /readyz port inside the pod. */
@@ -15,8 +17,17 @@ export const TOKEN_KEY = 'registration-token';
 /** Where the init container puts the agent bundle for a dynamic image's main container. */
 const BUNDLE_MOUNT = '/runyard-agent';
 
-/** The pod (and secret) name of a runner: deterministic, so a retried create finds it (409). */
+/** The pod name of a runner: deterministic, so a retried create finds it (409). */
 export const podName = (runnerId: string) => `runyard-${runnerId}`;
+
+/**
+ * Where a runner's registration token is: the Secret of its launch (named after the launch's
+ * first runner, so a retried launch finds it) under the runner's own key. A runner launched alone
+ * has the Secret of its pod's name and the key `registration-token`.
+ */
+export function tokenRef(launch: readonly Pick<LaunchSpec, 'runnerId'>[], runnerId: string): { name: string; key: string } {
+  return { name: podName(launch[0]!.runnerId), key: launch.length === 1 ? TOKEN_KEY : `${TOKEN_KEY}.${runnerId}` };
+}
 
 export function runnerLabels(spec: Pick<LaunchSpec, 'instanceId' | 'runnerId' | 'pool'>, owner: string): Record<string, string> {
   return { [LABEL_INSTANCE]: spec.instanceId, [LABEL_OWNER]: owner, [LABEL_POOL]: spec.pool.name, [LABEL_RUNNER]: spec.runnerId };
@@ -30,7 +41,7 @@ export function resourcesOf(classSize: LaunchSpec['classSize']) {
   return { requests: q, limits: q };
 }
 
-export function buildPod(spec: LaunchSpec, opts: { owner: string; graceSeconds: number }): V1Pod {
+export function buildPod(spec: LaunchSpec, opts: { owner: string; graceSeconds: number; token?: { name: string; key: string } }): V1Pod {
   const k = kubernetesFieldsOf(spec.pool);
   const name = podName(spec.runnerId);
   const template = k.podTemplate ?? {};
@@ -39,15 +50,15 @@ export function buildPod(spec: LaunchSpec, opts: { owner: string; graceSeconds: 
   const env = [
     ...Object.entries(spec.pool.env).map(([n, value]) => ({ name: n, value })),
     { name: 'RUNYARD_SERVER', value: spec.serverUrl },
-    { name: 'RUNYARD_REGISTRATION_TOKEN', valueFrom: { secretKeyRef: { name, key: TOKEN_KEY } } },
+    { name: 'RUNYARD_REGISTRATION_TOKEN', valueFrom: { secretKeyRef: opts.token ?? tokenRef([spec], spec.runnerId) } },
     { name: 'RUNYARD_RUNNER_ID', value: spec.runnerId },
     { name: 'RUNYARD_RUNNER_NAME', value: spec.name },
     { name: 'RUNYARD_STATE_DIR', value: CONTAINER_STATE_DIR },
     { name: 'RUNYARD_WORK_DIR', value: CONTAINER_WORK_DIR },
     { name: 'RUNYARD_INSTANCE_ID', value: spec.instanceId },
     { name: 'RUNYARD_HEALTH_PORT', value: String(HEALTH_PORT) },
-    // the pod's environment is the image's, the pool's and the downward API's: jobs get it all, as in the container provider
-    { name: 'RUNYARD_PASS_ENV', value: '*' },
+    // the pod's environment is the image's, the pool's and the downward API's: jobs get it all (base-env.ts)
+    { name: 'RUNYARD_PASS_ENV', value: launchedAgentPassEnv('container').RUNYARD_PASS_ENV },
     // the pod's own address: probes reach it there, and nothing else on a shared network can collide
     { name: 'RUNYARD_HEALTH_HOST', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
     // the downward API, for jobs that want to know where they run
@@ -74,12 +85,19 @@ export function buildPod(spec: LaunchSpec, opts: { owner: string; graceSeconds: 
   };
   const initContainers: V1Container[] = [...(tspec.initContainers ?? [])];
   if (spec.dynamic) {
-    // copies the bundle with the bundle's own node: the runner image needs no cp
+    // copies what the agent runs on with the bundle's own node (the runner image needs no cp)
     const [loader, , libs, node] = AGENT_ENTRYPOINT;
+    const from = JSON.stringify(AGENT_DIR + '/');
+    const to = JSON.stringify(BUNDLE_MOUNT + '/');
+    const copy = [
+      `const fs = require('fs');`,
+      `const dist = fs.readdirSync(${from} + 'app/dist').filter((f) => f.startsWith(${JSON.stringify(AGENT_RUNTIME_DIST_PREFIX)})).map((f) => 'app/dist/' + f);`,
+      `for (const p of [...${JSON.stringify(AGENT_RUNTIME_PATHS)}, ...dist]) fs.cpSync(${from} + p, ${to} + p, { recursive: true, preserveTimestamps: true });`,
+    ].join(' ');
     initContainers.push({
       name: 'runyard-agent-bundle',
       image: spec.pool.image!,
-      command: [loader!, '--library-path', libs!, node!, '-e', `require('fs').cpSync(${JSON.stringify(AGENT_DIR)}, ${JSON.stringify(BUNDLE_MOUNT)}, { recursive: true })`],
+      command: [loader!, '--library-path', libs!, node!, '-e', copy],
       volumeMounts: [{ name: 'runyard-agent', mountPath: BUNDLE_MOUNT }],
     });
   }
@@ -114,22 +132,29 @@ export function buildPod(spec: LaunchSpec, opts: { owner: string; graceSeconds: 
   };
 }
 
-/** The registration token's Secret, owned by its Pod: the garbage collector deletes it with the Pod. */
-export function buildSecret(spec: LaunchSpec, pod: { uid: string; owner: string }): V1Secret {
-  const k = kubernetesFieldsOf(spec.pool);
-  const name = podName(spec.runnerId);
+/**
+ * The registration tokens of runners launched together, in one Secret created before their Pods
+ * (a Pod never waits for its token), then handed to them (secretOwners): one call for the launch
+ * instead of one per runner, and the garbage collector deletes it with the last of those Pods.
+ */
+export function buildSecret(launch: readonly LaunchSpec[], owner: string): V1Secret {
+  const first = launch[0]!;
+  const k = kubernetesFieldsOf(first.pool);
+  const data: Record<string, string> = {};
+  for (const s of launch) data[tokenRef(launch, s.runnerId).key] = Buffer.from(s.registrationToken).toString('base64');
   return {
     apiVersion: 'v1',
     kind: 'Secret',
     type: 'Opaque',
-    metadata: {
-      name,
-      namespace: k.namespace,
-      labels: runnerLabels(spec, pod.owner),
-      ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name, uid: pod.uid, controller: true, blockOwnerDeletion: true }],
-    },
-    data: { [TOKEN_KEY]: Buffer.from(spec.registrationToken).toString('base64') },
+    // the runner label names the launch's first runner; instance, owner and pool are all of theirs
+    metadata: { name: tokenRef(launch, first.runnerId).name, namespace: k.namespace, labels: runnerLabels(first, owner) },
+    data,
   };
+}
+
+/** The launch Secret's owners: its Pods. An object has at most one controller: one shared by several Pods has none. */
+export function secretOwners(pods: readonly { runnerId: string; uid: string }[]) {
+  return pods.map((p) => ({ apiVersion: 'v1', kind: 'Pod', name: podName(p.runnerId), uid: p.uid, controller: pods.length === 1, blockOwnerDeletion: true }));
 }
 
 /** An image reference as a label value (no '/' or ':'), truncated to 63 characters. */

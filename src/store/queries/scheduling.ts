@@ -20,6 +20,7 @@ export interface SchedulingRunner {
   jobsStarted: number;
   ephemeral: boolean;
   provider: string | null;
+  /** the dynamic base image it runs; null for the pool's own image */
   image: string | null;
 }
 
@@ -82,9 +83,28 @@ export async function activeJobsByRunner(q: Queryable): Promise<Map<string, numb
   return new Map(rows.map((r) => [r.runner_id, r.n]));
 }
 
-/** Queued jobs by pool and image (null: the pool's own image). */
+/*
+ * Queued jobs by pool and image. Those that asked for a dynamic image are counted exactly (an
+ * index holds only them); a pool's own-image queue is counted up to twice what its runners could
+ * hold at once (maxRunners × slots per runner, see QUEUE_COUNT_CAP): beyond that decide() plans
+ * the same (every free slot is taken and the pool is started up to maxRunners either way), and a
+ * queue of 100,000 costs a bounded index read instead of a scan on every pass.
+ */
+const QUEUED_BY_POOL_IMAGE = {
+  name: 'queued_by_pool_image',
+  text: `select j.pool, j.image, count(*)::int as n from jobs j where j.state = 'queued' and j.image is not null group by j.pool, j.image
+         union all
+         select p.name, null, (select count(*)::int from (
+             select 1 from jobs j where j.state = 'queued' and j.pool = p.name and j.image is null
+             limit 2 * greatest(coalesce((p.config->>'maxRunners')::int, 0), 1)
+                 * case when coalesce((p.config->>'ephemeral')::boolean, false) then 1 else greatest(coalesce((p.config->>'maxJobsPerRunner')::int, 1), 1) end
+           ) own)
+         from pools p`,
+};
+
+/** Queued jobs by pool and image (null: the pool's own image); own-image counts are capped as above. */
 export async function queuedByPoolAndImage(q: Queryable): Promise<{ pool: string; image: string | null; n: number }[]> {
-  return q.query({ name: 'queued_by_pool_image', text: `select pool, image, count(*)::int as n from jobs where state = 'queued' group by pool, image` });
+  return (await q.query<{ pool: string; image: string | null; n: number }>(QUEUED_BY_POOL_IMAGE)).filter((r) => r.n > 0);
 }
 
 /** A provider's live runners this server can see (its provider_ref ends in `@owner`), for reconcile. */

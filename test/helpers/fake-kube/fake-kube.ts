@@ -353,6 +353,21 @@ export class FakeKube {
     const causes = this.validate(resource, merged);
     if (causes.length) return this.send(res, 422, S.invalid(RESOURCES[resource]!.kind, name, causes));
     this.send(res, 200, this.store.update(resource, merged));
+    this.collectOrphan(resource, merged);
+  }
+
+  /** An object given owners that are all gone already is garbage too (the collector checks every owner it is told of). */
+  private collectOrphan(resource: string, o: KubeObject) {
+    const refs = o.metadata.ownerReferences;
+    if (!refs?.length) return;
+    const live = new Set<string>();
+    for (const r of Object.keys(RESOURCES)) for (const x of this.store.list(r)) live.add(x.metadata.uid!);
+    if (refs.some((r) => live.has(r.uid))) return;
+    if (resource === 'pods') this.deletePod(o, undefined);
+    else {
+      this.store.remove(resource, o.metadata.namespace, o.metadata.name);
+      this.collect(o.metadata.uid!);
+    }
   }
 
   private evict(res: ServerResponse, ns: string, name: string, body: any) {
@@ -407,17 +422,26 @@ export class FakeKube {
     return marked;
   }
 
-  /** The garbage collector: objects whose owner is gone go too (background propagation). */
+  /**
+   * The garbage collector (background propagation): an object whose owners are all gone goes
+   * too; one that still has an owner loses only its reference to the one that went.
+   */
   private collect(ownerUid: string) {
+    const live = new Set<string>();
+    for (const resource of Object.keys(RESOURCES)) for (const o of this.store.list(resource)) live.add(o.metadata.uid!);
     for (const resource of Object.keys(RESOURCES))
-      for (const o of this.store.list(resource))
-        if (o.metadata.ownerReferences?.some((r) => r.uid === ownerUid)) {
-          if (resource === 'pods') this.deletePod(o, undefined);
-          else {
-            this.store.remove(resource, o.metadata.namespace, o.metadata.name);
-            this.collect(o.metadata.uid!);
-          }
+      for (const o of this.store.list(resource)) {
+        const refs = o.metadata.ownerReferences;
+        if (!refs?.some((r) => r.uid === ownerUid)) continue;
+        const left = refs.filter((r) => r.uid !== ownerUid && live.has(r.uid));
+        if (left.length) {
+          this.store.update(resource, { ...o, metadata: { ...o.metadata, ownerReferences: left } });
+        } else if (resource === 'pods') this.deletePod(o, undefined);
+        else {
+          this.store.remove(resource, o.metadata.namespace, o.metadata.name);
+          this.collect(o.metadata.uid!);
         }
+      }
   }
 
   /** An Event about a pod, as the scheduler and kubelet record them (kubectl describe shows them). */
