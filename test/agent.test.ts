@@ -493,6 +493,8 @@ describe('runyard agent', () => {
     const pidFile = join(tmp, 'phoenix-pid');
     const job = await submit(t, { pool: 'phoenix', command: `echo $RUNYARD_ATTEMPT >> ${marker}; [ "$RUNYARD_ATTEMPT" -gt 1 ] || { sleep 1000 & echo $! > ${pidFile}; wait; }` });
     await waitFor('attempt 1 running', () => existsSync(pidFile) && readFileSync(pidFile, 'utf8').trim());
+    // the job runs the moment it is spawned; the agent has recorded its group once it logs the start
+    await first.waitForLog('job started');
     const orphan = Number(readFileSync(pidFile, 'utf8'));
     first.signal('SIGKILL');
     await first.exited;
