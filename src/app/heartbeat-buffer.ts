@@ -3,6 +3,7 @@ import { flushHeartbeats, heartbeatViews, type HeartbeatView } from '../store/qu
 import type { Logger } from '../lib/logger.js';
 import { BatchLoader } from '../lib/batch-loader.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
+import { DedicatedConnection } from '../store/dedicated-connection.js';
 
 /**
  * Heartbeats are coalesced both ways: what they answer from (the runner's state and the jobs the
@@ -16,8 +17,12 @@ export class HeartbeatBuffer {
   private flushing: Promise<void> = Promise.resolve();
   private views: BatchLoader<string, HeartbeatView>;
 
-  constructor(private db: Db, private log: Logger, private intervalMs = 1000) {
-    this.views = new BatchLoader((ids) => heartbeatViews(this.db, ids));
+  /** reads and flushes on a connection of their own: heartbeats never queue behind claims and results */
+  private conn: DedicatedConnection;
+
+  constructor(db: Db, private log: Logger, private intervalMs = 1000) {
+    this.conn = new DedicatedConnection(db);
+    this.views = new BatchLoader((ids) => heartbeatViews(this.conn, ids));
   }
 
   /** The runner's state and active jobs as stored now; undefined for an unknown runner. */
@@ -44,7 +49,7 @@ export class HeartbeatBuffer {
       const beats = [...this.pending.values()];
       this.pending.clear();
       try {
-        await flushHeartbeats(this.db, beats);
+        await flushHeartbeats(this.conn, beats);
       } catch (err) {
         // keep the newest beat of each runner for the next flush
         for (const b of beats) if (!this.pending.has(b.id)) this.pending.set(b.id, b);
@@ -57,5 +62,6 @@ export class HeartbeatBuffer {
   async close(): Promise<void> {
     clearInterval(this.timer);
     await this.flush();
+    this.conn.close();
   }
 }

@@ -73,6 +73,27 @@ export async function drainRunner(
   return r;
 }
 
+class AbandonDrain extends Error {}
+
+/**
+ * The scheduler's stop of a runner without jobs: drained (and told) only if it holds none. If it
+ * claimed a job since the decision, the move fails under the runner's row lock (which claims
+ * also take) and nothing changes; false then.
+ */
+export async function drainIdleRunner(ctx: Pick<AppContext, 'db' | 'clock' | 'hub'>, id: string, reason: string): Promise<boolean> {
+  const now = ctx.clock.now();
+  const moved = await ctx.db
+    .transaction(async (tx) => {
+      const active = await activeJobIdsOfRunner(tx, id);
+      const r = await moveRunner(tx, now, id, 'drainIdle', reason);
+      if (r.moved && active.length > 0) throw new AbandonDrain();
+      return r.moved;
+    })
+    .catch((err) => (err instanceof AbandonDrain ? false : Promise.reject(err)));
+  if (moved) ctx.hub.send(id, 'drain');
+  return moved;
+}
+
 /** The operator's drain. */
 export async function drain(ctx: AppContext, id: string, actor: string): Promise<void> {
   await getRunner(ctx.db, id);

@@ -73,7 +73,7 @@ export interface ClaimedJob extends Job {
  * be prepared: a prepared `*` fails ("cached plan must not change result type") once a migration
  * adds a column under a live connection, as another server's upgrade would.
  */
-export const JOB_COLUMNS = [
+const JOB_COLUMNS = [
   'id', 'pool', 'state', 'commands', 'payload', 'env', 'secret_names', 'labels', 'image', 'source', 'external_id', 'idempotency_key',
   'attempt', 'max_attempts', 'retry_on_failure', 'timeout_ms', 'runner_id', 'cancel_requested', 'exit_code', 'output', 'error',
   'created_at', 'queued_at', 'claimed_at', 'started_at', 'finished_at', 'last_activity_at',

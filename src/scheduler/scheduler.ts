@@ -6,18 +6,16 @@ import { listPools, setWaitingReason } from '../store/queries/pools.js';
 import { providerHint } from '../app/pool-checks.js';
 import { artifactInfo } from '../store/artifacts.js';
 import { insertStartingRunner, setProviderRef, findRunner } from '../store/queries/runners.js';
-import { moveRunner } from '../store/queries/runner-transitions.js';
 import { createToken } from '../store/queries/tokens.js';
 import { liveRunnersOfProvider, queuedByPoolAndImage, type SchedulingRunner } from '../store/queries/scheduling.js';
 import { RunnerCache } from './runner-cache.js';
-import { activeJobIdsOfRunner } from '../queue/recover.js';
-import { drainRunner, terminateRunner } from '../app/runners.js';
+import { drainIdleRunner, drainRunner, terminateRunner } from '../app/runners.js';
 import { recordEvents } from '../store/queries/events.js';
 import { sleep } from '../lib/clock.js';
 import { appendQueuedLogs, failQueuedJobs, queuedJobIds } from '../queue/waiting.js';
 import { baseAllowed } from '../app/images.js';
 import { StoreUnavailableError } from '../store/store-errors.js';
-import type { Queryable } from '../store/db.js';
+import { DedicatedConnection } from '../store/dedicated-connection.js';
 
 /** How often build progress is written to the waiting jobs' logs. */
 const PROGRESS_FLUSH_MS = 500;
@@ -27,8 +25,6 @@ const FOLLOW_UP_GAP_MS = 50;
 const LOAD_PASS_GAP_MS = 250;
 /** A runner that exits this soon after registering without taking a job counts as a failed start. */
 const EARLY_EXIT_MS = 60_000;
-
-class AbandonTermination extends Error {}
 
 /** How long a runner asked to stop may take to finish its jobs before it is killed. */
 const DEFAULT_STOP_GRACE_MS = 30_000;
@@ -56,13 +52,15 @@ export class Scheduler {
   private preparing = new Map<string, Promise<void>>();
   /** the live runners, read incrementally pass after pass */
   private runnerCache = new RunnerCache();
-  private session: (Queryable & { release(): void }) | undefined;
+  /** the gather's own connection (the leader's only: passes run there), see DedicatedConnection */
+  private gatherConnection: DedicatedConnection;
 
   constructor(
     private ctx: AppContext,
     private providers: Map<string, Provider>,
     private opts: { serverUrl: () => string; instanceId: string; stopGraceMs?: number; isLeader: () => boolean },
   ) {
+    this.gatherConnection = new DedicatedConnection(ctx.db);
     for (const p of providers.values()) p.onExit((id, detail) => void this.runnerExited(id, detail));
   }
 
@@ -115,18 +113,8 @@ export class Scheduler {
   }
 
   async gather(now: number): Promise<PoolView[]> {
-    const q = await this.gatherSession();
-    let read;
-    try {
-      // one after another: a connection runs one statement at a time
-      read = [await listPools(q), await this.runnerCache.read(q), await queuedByPoolAndImage(q)] as const;
-    } catch (err) {
-      // a broken connection is not used again: the next pass opens another
-      this.session?.release();
-      this.session = undefined;
-      throw err;
-    }
-    const [pools, runners, queuedRows] = read;
+    const q = this.gatherConnection;
+    const [pools, runners, queuedRows] = [await listPools(q), await this.runnerCache.read(q), await queuedByPoolAndImage(q)];
     const queued = new Map<string, number>();
     const byImage = new Map<string, Record<string, number>>();
     for (const r of queuedRows) {
@@ -151,15 +139,6 @@ export class Scheduler {
         startFailures: this.failureState(p.name, mine, now),
       };
     });
-  }
-
-  /**
-   * The gather's own connection (the leader's only: passes run there): a pass never waits behind
-   * the claims and results queued for the request pool's connections.
-   */
-  private async gatherSession(): Promise<Queryable> {
-    this.session ??= await this.ctx.db.openSession();
-    return this.session;
   }
 
   /** Passes and reconciles never overlap: two at once could both start runners for one gap. */
@@ -453,14 +432,7 @@ export class Scheduler {
       if (runner.state === 'starting') this.recordFailure(runner.pool, now);
       await this.markTerminated(runnerId, reason);
     } else if (runner.state !== 'draining') {
-      const moved = await this.ctx.db.transaction(async (tx) => {
-        const active = await activeJobIdsOfRunner(tx, runnerId);
-        const r = await moveRunner(tx, now, runnerId, 'drainIdle', reason);
-        if (r.moved && active.length > 0) throw new AbandonTermination();
-        return r.moved;
-      }).catch((err) => (err instanceof AbandonTermination ? undefined : Promise.reject(err)));
-      if (!moved) return; // it took a job in the meantime: keep it
-      this.ctx.hub.send(runnerId, 'drain');
+      if (!(await drainIdleRunner(this.ctx, runnerId, reason))) return; // it took a job in the meantime: keep it
     }
     const provider = runner.provider ? this.providers.get(runner.provider) : undefined;
     if (provider) {
@@ -563,8 +535,7 @@ export class Scheduler {
     this.closed = true;
     await this.idle();
     await Promise.allSettled([...this.stopping.values()]);
-    this.session?.release();
-    this.session = undefined;
+    this.gatherConnection.close();
   }
 }
 

@@ -35,7 +35,9 @@ const INT8 = 20;
 export async function openPostgres(url: string, opts: { max?: number; connectionTimeoutMs?: number } = {}): Promise<Db> {
   const pool = new pg.Pool({
     connectionString: url,
-    max: opts.max ?? 10,
+    // 10 for requests, and the two services that keep a connection of their own (scheduler gather,
+    // heartbeats: DedicatedConnection); the scheduler leader's lock takes one more while it leads
+    max: opts.max ?? 12,
     // A server that black-holes connections must not hold requests for minutes: they get a 503.
     connectionTimeoutMillis: opts.connectionTimeoutMs ?? 10_000,
     keepAlive: true,
