@@ -147,7 +147,7 @@ export class RunyardServer {
     for (const pool of this.config.pools) await applyPoolConfig(this.ctx, pool, 'config', 'config');
 
     this.instanceId = await readInstanceId(this.db);
-    for (const p of this.opts.providers ?? this.defaultProviders()) this.providers.set(p.name, p);
+    for (const p of this.opts.providers ?? (await this.defaultProviders())) this.providers.set(p.name, p);
     registerProviderApiCalls(this.metrics.registry, () => this.providers.values());
     this.started.push({
       name: 'providers',
@@ -208,14 +208,14 @@ export class RunyardServer {
     return this;
   }
 
-  private defaultProviders(): Provider[] {
+  private async defaultProviders(): Promise<Provider[]> {
     const args = [this.config, process.env, this.log, this.instanceId] as const;
     return [
       new ProcessProvider(this.dataDir, this.log, this.instanceId),
       ...containerProvidersFor(...args),
-      ...kubernetesProvidersFor(...args),
-      ...ecsProvidersFor(...args),
-      ...ec2ProvidersFor(...args),
+      ...(await kubernetesProvidersFor(...args)),
+      ...(await ecsProvidersFor(...args)),
+      ...(await ec2ProvidersFor(...args)),
     ];
   }
 

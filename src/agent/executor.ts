@@ -214,9 +214,11 @@ export class JobExecution {
     if (!this.deps.leaseHolds()) throw new LeaseLost();
     const group = ProcessGroup.spawn(buildScript(this.job.commands), { cwd: dir.workdir, env });
     this.group = group;
+    // The group is on disk first: the job already runs, and adding it to the guard may start the
+    // guard's process (a while on a busy machine); an agent killed meanwhile leaves it findable.
+    if (group.pid) this.deps.workspace.recordGroup(dir, group.pid);
     if (group.pid) this.deps.guard?.add(group.pid);
     if (!this.deps.leaseHolds()) this.kill('expired');
-    if (group.pid) this.deps.workspace.recordGroup(dir, group.pid);
     const streamer = this.streamer!;
     const out = new LineSplitter((l) => streamer.push('o', l), masker);
     const err = new LineSplitter((l) => streamer.push('e', l), masker);

@@ -1,33 +1,12 @@
 import { Hono } from 'hono';
-import { z } from 'zod';
 import type { AppContext } from '../app/context.js';
 import { bodyLimit, errorBody } from './http.js';
-import { recordEvents } from '../store/queries/events.js';
-import { githubEventSeen } from '../store/queries/github.js';
 import { clientAddress } from './auth.js';
 import { GithubApiError } from '../github/client.js';
 import { githubSettings } from '../github/settings.js';
-import type { GithubSource, WorkflowJobInfo } from '../github/service.js';
+import type { GithubSource } from '../github/service.js';
 import { verifySignature } from '../github/signature.js';
-import { formatPath } from '../config/load.js';
-import { INT8_MAX, boundedInt, githubLogin, githubRepo, labels, safeString } from '../lib/validation.js';
-
-const text = (max: number) => safeString({ max }).nullish();
-const account = z.object({ login: githubLogin.optional() });
-/** The parts of a workflow_job webhook runyard uses, by the rules the API applies to the same values. */
-const workflowJobPayload = z.object({
-  workflow_job: z.object({
-    id: boundedInt(1, INT8_MAX),
-    run_id: boundedInt(1, INT8_MAX).nullish(),
-    labels,
-    runner_name: text(200),
-    status: text(64),
-    conclusion: text(64),
-  }),
-  repository: z.object({ full_name: githubRepo, owner: account.nullish() }),
-  organization: account.nullish(),
-  installation: z.object({ id: boundedInt(1, INT8_MAX) }).nullish(),
-});
+import { parseWorkflowJob } from '../github/webhook-payload.js';
 
 /** GitHub's own cap on webhook payloads is 25 MB; workflow_job payloads are a few KB. */
 const MAX_WEBHOOK_BYTES = 1_048_576;
@@ -41,7 +20,6 @@ const WEBHOOK_RATE_LIMIT_WAIT_MS = 5_000;
  */
 export function githubWebhookRouter(ctx: AppContext, source: GithubSource) {
   const app = new Hono();
-  const inFlight = new Set<string>();
 
   // A signed delivery refused as invalid is recorded too (a 422 for no pool records itself), under
   // its own subject: a redelivery must not look like a duplicate of a refused one.
@@ -49,8 +27,7 @@ export function githubWebhookRouter(ctx: AppContext, source: GithubSource) {
     await next();
     if (c.res.status !== 400 || !c.req.header('x-hub-signature-256')) return;
     const reason = ((await c.res.clone().json().catch(() => undefined)) as { error?: { message?: string } } | undefined)?.error?.message ?? 'invalid webhook';
-    const delivery = (c.req.header('x-github-delivery') ?? '-').slice(0, 100);
-    await recordEvents(ctx.db, ctx.clock.now(), [{ kind: 'github', subject: `refused:${delivery}`, reason: `webhook refused (400): ${reason}`.slice(0, 1000), actor: 'github' }]).catch(() => {});
+    await source.record(`refused:${(c.req.header('x-github-delivery') ?? '-').slice(0, 100)}`, `webhook refused (400): ${reason}`);
   });
 
   app.post('/github', bodyLimit(Math.min(ctx.config.limits.maxBodyBytes, MAX_WEBHOOK_BYTES)), async (c) => {
@@ -79,38 +56,17 @@ export function githubWebhookRouter(ctx: AppContext, source: GithubSource) {
       return c.json(errorBody('invalid', 'workflow_job payload needs workflow_job.id, workflow_job.labels and repository.full_name', 'workflow_job'), 400);
     const action = String(payload.action ?? '');
     if (!['queued', 'in_progress', 'completed'].includes(action)) return c.json({ ignored: true, reason: `action ${action} is not handled` }, 202);
-    // Signed is not the same as sane: the repository names GitHub API paths, labels become a job's.
-    const checked = workflowJobPayload.safeParse(payload);
-    if (!checked.success) {
-      const issue = checked.error.issues[0]!;
-      const field = formatPath(issue.path);
-      const reason = `refused workflow_job ${wj.id}: ${field}: ${issue.message}`;
+    const checked = parseWorkflowJob(payload);
+    if (!('info' in checked)) {
+      const { field } = checked;
+      const reason = `refused workflow_job ${wj.id}: ${field}: ${checked.message}`;
       ctx.log.warn({ delivery, field }, 'GitHub webhook refused');
       await source.record(`delivery:${delivery || '-'}`, reason, { field, outcome: 'refused' });
       return c.json(errorBody('unprocessable', reason, field), 422);
     }
-    const p = checked.data;
-    const subject = `delivery:${delivery}`;
-    if (delivery) {
-      if (inFlight.has(delivery)) return c.json({ duplicate: true, delivery }, 200);
-      if (await githubEventSeen(ctx.db, subject)) return c.json({ duplicate: true, delivery }, 200);
-      inFlight.add(delivery);
-    }
-    const info: WorkflowJobInfo = {
-      id: p.workflow_job.id,
-      runId: p.workflow_job.run_id ?? null,
-      labels: p.workflow_job.labels,
-      runnerName: p.workflow_job.runner_name || null,
-      status: p.workflow_job.status ?? null,
-      conclusion: p.workflow_job.conclusion ?? null,
-      repo: p.repository.full_name,
-      org: p.organization?.login ?? p.repository.owner?.login ?? null,
-      installationId: p.installation?.id ?? null,
-    };
-    const done = async (outcome: string) => {
-      if (delivery)
-        await recordEvents(ctx.db, ctx.clock.now(), [{ kind: 'github', subject, reason: `${action} workflow_job ${wj.id}: ${outcome}`, actor: 'github' }]);
-    };
+    const { info } = checked;
+    if (delivery && !(await source.takeDelivery(delivery))) return c.json({ duplicate: true, delivery }, 200);
+    const done = (outcome: string) => source.deliveryDone(delivery, `${action} workflow_job ${wj.id}: ${outcome}`);
     try {
       if (action === 'queued') {
         const out = await source.queued(info, { maxWaitMs: WEBHOOK_RATE_LIMIT_WAIT_MS });
@@ -134,7 +90,7 @@ export function githubWebhookRouter(ctx: AppContext, source: GithubSource) {
       await source.record(`workflow_job:${wj.id}`, reason, { status: err.status, rateLimited: err.rateLimited });
       return c.json(errorBody(err.rateLimited ? 'rate_limited' : 'bad_gateway', reason), err.rateLimited ? 503 : 502);
     } finally {
-      if (delivery) inFlight.delete(delivery);
+      source.releaseDelivery(delivery);
     }
   });
   return app;

@@ -59,9 +59,31 @@ export type QueuedOutcome =
 export class GithubSource {
   readonly client: GithubClient;
   private lastReconcile = -Infinity;
+  /** webhook deliveries being handled on this server */
+  private inFlight = new Set<string>();
 
   constructor(private ctx: AppContext) {
     this.client = new GithubClient(() => this.settings, ctx.log, () => ctx.clock.now());
+  }
+
+  /**
+   * A webhook delivery is handled once: false for one being handled here or recorded already
+   * (GitHub redelivers). Until releaseDelivery(), a second copy is a duplicate.
+   */
+  async takeDelivery(delivery: string): Promise<boolean> {
+    if (this.inFlight.has(delivery)) return false;
+    if (await githubEventSeen(this.ctx.db, `delivery:${delivery}`)) return false;
+    this.inFlight.add(delivery);
+    return true;
+  }
+
+  releaseDelivery(delivery: string): void {
+    this.inFlight.delete(delivery);
+  }
+
+  /** Records what a delivery did; from then on its redeliveries are duplicates (an empty id records nothing). */
+  async deliveryDone(delivery: string, reason: string): Promise<void> {
+    if (delivery) await recordEvents(this.ctx.db, this.ctx.clock.now(), [{ kind: 'github', subject: `delivery:${delivery}`, reason, actor: 'github' }]);
   }
 
   /** The periodic step (maintenance): a reconcile when GitHub is configured. */
