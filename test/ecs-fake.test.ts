@@ -4,7 +4,7 @@
  * manual state transitions, comparing the response fields runyard reads and the error types.
  * Tasks really run as podman containers. A missing tool (podman, moto_server, aws v2) fails.
  */
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   ECSClient,
@@ -166,6 +166,13 @@ describe('fake ECS tasks run as podman containers', () => {
     ecs.destroy();
     await fake.close();
     assert.deepEqual(await fake.leftovers(), [], 'no task container left');
+  });
+  // after every test: no task still running, no task container left
+  afterEach(async () => {
+    const running = () => [...fake.tasks.values()].filter((x) => x.lastStatus !== 'STOPPED').map((x) => `${x.taskArn} ${x.lastStatus}`);
+    await waitFor('no task running and no task container left', async () => running().length === 0 && (await fake.leftovers()).length === 0, 60_000, 200).catch(async (err) => {
+      throw new Error(`${(err as Error).message}: tasks ${running().join(', ')}; containers ${(await fake.leftovers()).join(', ')}`);
+    });
   });
 
   const run = async (image: string) => {
