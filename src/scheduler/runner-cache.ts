@@ -1,8 +1,8 @@
 /*
  * The live runners as a scheduler pass sees them, kept in memory between passes: each pass reads
  * only the runner rows written since the last one (a fleet of 10,000 idle runners costs a few
- * rows a pass, not 10,000), the active-job counts, which change without their runner's row, and
- * the queue's depth, all in one statement.
+ * rows a pass, not 10,000), the active-job counts, which change without their runner's row, the
+ * pools and the queue's depth, all in one statement.
  * Everything is read again now and then, and when the store's transaction counter wraps.
  */
 import type { Queryable } from '../store/db.js';
@@ -21,8 +21,8 @@ export class RunnerCache {
     this.cursor = null;
   }
 
-  /** The live runners now, each with its active jobs, and the queue's depth (read in the same statement). */
-  async read(q: Queryable): Promise<{ runners: SchedulingRunner[]; queued: SchedulerRead['queued'] }> {
+  /** The live runners now, each with its active jobs, and the pools and the queue's depth (read in the same statement). */
+  async read(q: Queryable): Promise<{ runners: SchedulingRunner[]; pools: SchedulerRead['pools']; queued: SchedulerRead['queued'] }> {
     const full = this.cursor === null || performance.now() - this.fullAt >= FULL_READ_EVERY_MS;
     const read = await schedulerRead(q, full ? null : this.cursor);
     if (read.wrapped) {
@@ -40,6 +40,6 @@ export class RunnerCache {
     this.cursor = read.cursor;
     const runners = [...this.runners.values()];
     for (const r of runners) r.activeJobs = read.active.get(r.id) ?? 0;
-    return { runners, queued: read.queued };
+    return { runners, pools: read.pools, queued: read.queued };
   }
 }

@@ -113,9 +113,7 @@ export class Scheduler {
   }
 
   async gather(now: number): Promise<PoolView[]> {
-    const q = this.gatherConnection;
-    const pools = await listPools(q);
-    const { runners, queued: queuedRows } = await this.runnerCache.read(q);
+    const { runners, pools, queued: queuedRows } = await this.runnerCache.read(this.gatherConnection);
     const queued = new Map<string, number>();
     const byImage = new Map<string, Record<string, number>>();
     for (const r of queuedRows) {
