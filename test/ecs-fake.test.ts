@@ -168,12 +168,7 @@ describe('fake ECS tasks run as podman containers', () => {
     assert.deepEqual(await fake.leftovers(), [], 'no task container left');
   });
   // after every test: no task still running, no task container left
-  afterEach(async () => {
-    const running = () => [...fake.tasks.values()].filter((x) => x.lastStatus !== 'STOPPED').map((x) => `${x.taskArn} ${x.lastStatus}`);
-    await waitFor('no task running and no task container left', async () => running().length === 0 && (await fake.leftovers()).length === 0, 60_000, 200).catch(async (err) => {
-      throw new Error(`${(err as Error).message}: tasks ${running().join(', ')}; containers ${(await fake.leftovers()).join(', ')}`);
-    });
-  });
+  afterEach(() => fake.assertNothingLeft());
 
   const run = async (image: string) => {
     await ecs.send(new RegisterTaskDefinitionCommand({ ...taskDef(image), family: 'life' }));
