@@ -4,7 +4,7 @@
  * manual state transitions, comparing the response fields runyard reads and the error types.
  * Tasks really run as podman containers. A missing tool (podman, moto_server, aws v2) fails.
  */
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   ECSClient,
@@ -167,6 +167,8 @@ describe('fake ECS tasks run as podman containers', () => {
     await fake.close();
     assert.deepEqual(await fake.leftovers(), [], 'no task container left');
   });
+  // after every test: no task still running, no task container left
+  afterEach(() => fake.assertNothingLeft());
 
   const run = async (image: string) => {
     await ecs.send(new RegisterTaskDefinitionCommand({ ...taskDef(image), family: 'life' }));

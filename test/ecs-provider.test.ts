@@ -37,12 +37,7 @@ const runner = ecsRunnerImage(podman);
 beforeEach(() => runner.ensure());
 const fake = await FakeEcs.start({ socketPath: podman.socket, clusters: ['default', 'runners'] });
 // every test stops what it started: no task running, no task container left
-afterEach(async () => {
-  const running = () => [...fake.tasks.values()].filter((x) => x.lastStatus !== 'STOPPED').map((x) => `${x.taskArn} ${x.lastStatus}`);
-  await waitFor('no task running and no task container left', async () => running().length === 0 && (await fake.leftovers()).length === 0, 60_000, 200).catch(async (err) => {
-    throw new Error(`${(err as Error).message}: tasks ${running().join(', ')}; containers ${(await fake.leftovers()).join(', ')}`);
-  });
-});
+afterEach(() => fake.assertNothingLeft());
 after(async () => {
   // every test stops what it started: no task container may be left
   const left = await waitFor('no task container left', async () => ((await fake.leftovers()).length === 0 ? [] : undefined), 60_000, 200).catch(async () => fake.leftovers());

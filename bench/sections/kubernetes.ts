@@ -54,10 +54,20 @@ await runSection('kubernetes', '6c. Kubernetes provider (fake API server, pods o
       const pool = `kube-cold-${i}`;
       await s.http.ok('POST', '/api/v1/pools', { name: pool, provider: 'kubernetes', image: image, maxRunners: 1, maxJobsPerRunner: 1, minIdle: 0, kubernetes: block });
       await s.server.scheduler.idle();
-      const c = await coldJob(s, pool);
+      // when the fake had the pod and its container running, on the same clock as the store's stamps
+      const seen: { pod?: number; running?: number } = {};
+      const watch = setInterval(() => {
+        const pod = kube.objects('pods', `runyard.pool=${pool}`)[0];
+        const at = performance.timeOrigin + performance.now();
+        if (pod) seen.pod ??= at;
+        if (pod?.status?.containerStatuses?.[0]?.state?.running) seen.running ??= at;
+      }, 2);
+      const c = await coldJob(s, pool).finally(() => clearInterval(watch));
       samples.push({
         'submit → runner row created (scheduler pass)': c.runnerCreated - c.t0,
-        'runner created → registered (pod create, container start, agent boot)': c.registered - c.runnerCreated,
+        'runner created → pod exists (the launch Secret, then the Pod: the provider)': (seen.pod ?? NaN) - c.runnerCreated,
+        'pod exists → container running (the fake kubelet on podman)': (seen.running ?? NaN) - (seen.pod ?? NaN),
+        'container running → registered (agent boot and registration)': c.registered - (seen.running ?? NaN),
         'registered → job claimed': c.claimed - c.registered,
         'claimed → first output line': c.firstOutput - c.claimed,
         'submit → job started (first output line)': c.firstOutput - c.t0,
@@ -86,7 +96,7 @@ await runSection('kubernetes', '6c. Kubernetes provider (fake API server, pods o
     const { jobs } = await s.http.ok('POST', '/api/v1/jobs/batch', { jobs: Array.from({ length: 200 }, () => ({ pool: 'kube-burst', command: 'true' })) });
     const ids: number[] = jobs.map((j: { id: number }) => j.id);
     await waitFor('50 pods exist', () => {
-      if (Number.isNaN(firstCreate) && since(provider.apiCalls(), 'create pod') > 0) firstCreate = performance.now();
+      if (Number.isNaN(firstCreate) && since(provider.apiCalls(), 'create secret') > 0) firstCreate = performance.now();
       return kube.objects('pods', 'runyard.pool=kube-burst').length >= 50;
     }, 120_000, 2);
     const to50 = performance.now() - t0;
@@ -97,7 +107,8 @@ await runSection('kubernetes', '6c. Kubernetes provider (fake API server, pods o
     // the first 40 from the burst, the rest at 20 a second (the owner patch comes after)
     const floor = TokenBucket.floorMs(51, burst, qps);
     rows.push({ key: true, metric: 'burst of 200 on maxRunners 50: submit → 50 pods exist', value: to50, unit: 'ms', target: `<= ${fmt(1.2 * floor)} (1.2 × the bucket floor: 1 Secret + 50 pod creates at qps ${qps}, burst ${burst} = ${fmt(floor)} ms)`, met: targetAtMost(to50, 1.2 * floor) });
-    rows.push({ metric: '  of which submit → first pod create (submit, scheduler pass, 50 runner rows)', value: firstCreate - t0, unit: 'ms' });
+    rows.push({ metric: '  of which submit → first API call (one batch of 200 jobs, the scheduler pass, 50 runner rows and tokens)', value: firstCreate - t0, unit: 'ms' });
+    rows.push({ key: true, metric: '  first API call → 50 pods exist / bucket floor (the provider’s share)', value: (to50 - (firstCreate - t0)) / floor, unit: '×', target: '<= 1.2', met: targetAtMost((to50 - (firstCreate - t0)) / floor, 1.2) });
     rows.push({ metric: '  API calls through the bucket until the 50th pod existed', value: callsTo50, unit: 'calls' });
     for (const id of ids) await s.http.ok('POST', `/api/v1/jobs/${id}/cancel`, {});
     kube.faults.unschedulable = false;

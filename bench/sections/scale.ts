@@ -20,30 +20,25 @@ await runSection('scale', '10. Scale: 10,000 runners, 100,000 queued jobs', asyn
   // process runners of its own (the queue would otherwise make it start thousands)
   const s = await startBenchServer({ store: 'postgres', tag: 'scale', config: { pools: [{ name: 'sim', maxRunners: runners }] } });
   const load = new LoadProcess('sim-runners.ts', {}, ['--max-old-space-size=4096']);
-  // Every pass the scheduler runs, timed from its start to its plan applied.
+  // Every pass the scheduler runs, timed from its start to its plan applied, and its gather alone
+  // (the store reads), so a slow pass shows whether it waited for the store.
   const sched = s.server.scheduler as any;
-  const passNow = sched.passNow.bind(sched);
-  const passes: number[] = [];
   let timing = false;
-  sched.passNow = async (now: number) => {
-    const t0 = performance.now();
-    try {
-      return await passNow(now);
-    } finally {
-      if (timing) passes.push(performance.now() - t0);
-    }
+  const timed = (name: 'passNow' | 'gather') => {
+    const fn = sched[name].bind(sched);
+    const times: number[] = [];
+    sched[name] = async (now: number) => {
+      const t0 = performance.now();
+      try {
+        return await fn(now);
+      } finally {
+        if (timing) times.push(performance.now() - t0);
+      }
+    };
+    return times;
   };
-  // ... and its gather alone (store reads), so a slow pass shows whether it waited for the store
-  const gather = sched.gather.bind(sched);
-  const gathers: number[] = [];
-  sched.gather = async (now: number) => {
-    const t0 = performance.now();
-    try {
-      return await gather(now);
-    } finally {
-      if (timing) gathers.push(performance.now() - t0);
-    }
-  };
+  const passes = timed('passNow');
+  const gathers = timed('gather');
   let peakRss = 0;
   const mem = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 250);
   try {

@@ -1,11 +1,12 @@
 /*
  * The live runners as a scheduler pass sees them, kept in memory between passes: each pass reads
  * only the runner rows written since the last one (a fleet of 10,000 idle runners costs a few
- * rows a pass, not 10,000) and the active-job counts, which change without their runner's row.
+ * rows a pass, not 10,000), the active-job counts, which change without their runner's row, the
+ * pools and the queue's depth, all in one statement.
  * Everything is read again now and then, and when the store's transaction counter wraps.
  */
 import type { Queryable } from '../store/db.js';
-import { activeJobsByRunner, schedulingRunnerRows, type SchedulingRunner } from '../store/queries/scheduling.js';
+import { schedulerRead, type SchedulerRead, type SchedulingRunner } from '../store/queries/scheduling.js';
 
 /** How often everything is read again regardless (rows deleted by hand, anything missed). */
 const FULL_READ_EVERY_MS = 60_000;
@@ -20,12 +21,11 @@ export class RunnerCache {
     this.cursor = null;
   }
 
-  /** The live runners now, each with its active jobs. */
-  async read(q: Queryable): Promise<SchedulingRunner[]> {
+  /** The live runners now, each with its active jobs, and the pools and the queue's depth (read in the same statement). */
+  async read(q: Queryable): Promise<{ runners: SchedulingRunner[]; pools: SchedulerRead['pools']; queued: SchedulerRead['queued'] }> {
     const full = this.cursor === null || performance.now() - this.fullAt >= FULL_READ_EVERY_MS;
-    const rows = await schedulingRunnerRows(q, full ? null : this.cursor);
-    const active = await activeJobsByRunner(q);
-    if (rows.wrapped) {
+    const read = await schedulerRead(q, full ? null : this.cursor);
+    if (read.wrapped) {
       this.cursor = null;
       return this.read(q);
     }
@@ -33,13 +33,13 @@ export class RunnerCache {
       this.runners.clear();
       this.fullAt = performance.now();
     }
-    for (const r of rows.runners) {
+    for (const r of read.runners) {
       if (r.state === 'terminated') this.runners.delete(r.id);
       else this.runners.set(r.id, r);
     }
-    this.cursor = rows.cursor;
-    const out = [...this.runners.values()];
-    for (const r of out) r.activeJobs = active.get(r.id) ?? 0;
-    return out;
+    this.cursor = read.cursor;
+    const runners = [...this.runners.values()];
+    for (const r of runners) r.activeJobs = read.active.get(r.id) ?? 0;
+    return { runners, pools: read.pools, queued: read.queued };
   }
 }

@@ -7,7 +7,7 @@ import { providerHint } from '../app/pool-checks.js';
 import { artifactInfo } from '../store/artifacts.js';
 import { insertStartingRunner, setProviderRef, findRunner } from '../store/queries/runners.js';
 import { createToken } from '../store/queries/tokens.js';
-import { liveRunnersOfProvider, queuedByPoolAndImage, type SchedulingRunner } from '../store/queries/scheduling.js';
+import { liveRunnersOfProvider, type SchedulingRunner } from '../store/queries/scheduling.js';
 import { RunnerCache } from './runner-cache.js';
 import { drainIdleRunner, drainRunner, terminateRunner } from '../app/runners.js';
 import { recordEvents } from '../store/queries/events.js';
@@ -113,8 +113,7 @@ export class Scheduler {
   }
 
   async gather(now: number): Promise<PoolView[]> {
-    const q = this.gatherConnection;
-    const [pools, runners, queuedRows] = [await listPools(q), await this.runnerCache.read(q), await queuedByPoolAndImage(q)];
+    const { runners, pools, queued: queuedRows } = await this.runnerCache.read(this.gatherConnection);
     const queued = new Map<string, number>();
     const byImage = new Map<string, Record<string, number>>();
     for (const r of queuedRows) {

@@ -604,6 +604,18 @@ export class FakeEcs {
     return this.containers.leftovers();
   }
 
+  /** Waits until no task is running and no task container is left; fails naming what is (tests' afterEach). */
+  async assertNothingLeft(timeoutMs = 60_000): Promise<void> {
+    const running = () => [...this.tasks.values()].filter((x) => x.lastStatus !== 'STOPPED').map((x) => `${x.taskArn} ${x.lastStatus}`);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const left = await this.leftovers();
+      if (!running().length && !left.length) return;
+      if (Date.now() > deadline) throw new Error(`after ${timeoutMs} ms still running: tasks ${running().join(', ') || 'none'}; containers ${left.join(', ') || 'none'}`);
+      await new Promise((ok) => setTimeout(ok, 200));
+    }
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.serviceTimer);
