@@ -39,6 +39,8 @@ export class Scheduler {
   /** runners being started or stopped right now: reconcile leaves them alone */
   private inFlight = new Set<string>();
   private stopping = new Map<string, Promise<void>>();
+  /** runner exits reported by providers and not yet recorded */
+  private readonly exiting = new Set<Promise<void>>();
   private passing: Promise<void> | undefined;
   private again = false;
   private paced: NodeJS.Timeout | undefined;
@@ -61,7 +63,11 @@ export class Scheduler {
     private opts: { serverUrl: () => string; instanceId: string; stopGraceMs?: number; isLeader: () => boolean },
   ) {
     this.gatherConnection = new DedicatedConnection(ctx.db);
-    for (const p of providers.values()) p.onExit((id, detail) => void this.runnerExited(id, detail));
+    for (const p of providers.values())
+      p.onExit((id, detail) => {
+        const done = this.runnerExited(id, detail).finally(() => this.exiting.delete(done));
+        this.exiting.add(done);
+      });
   }
 
   /**
@@ -493,6 +499,9 @@ export class Scheduler {
         this.ctx.log.warn({ err, provider: provider.name }, 'provider list failed; skipping reconcile');
         continue;
       }
+      // Exits the provider reported while listing are recorded first, with the provider's own
+      // reason (a spot interruption, a task that failed to start), not as "not found" below.
+      await Promise.allSettled([...this.exiting]);
       const alive = new Map(owned.filter((o) => o.alive).map((o) => [o.runnerId, o]));
       // Only runners this provider instance could see: another server's are not ours to judge.
       const known = await liveRunnersOfProvider(this.ctx.db, provider.name, provider.owner);

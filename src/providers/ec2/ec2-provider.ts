@@ -97,6 +97,7 @@ export class Ec2Provider implements Provider {
   private timer?: NodeJS.Timeout;
   private closed = false;
   private polling?: Promise<void>;
+  private pollChain: Promise<void> = Promise.resolve();
   private releases = new Map<string, Promise<void>>();
 
   constructor(private opts: Ec2ProviderOptions) {
@@ -264,14 +265,19 @@ export class Ec2Provider implements Provider {
   }
 
   async list(): Promise<ProviderRunner[]> {
+    const live: { key: string; i: Instance }[] = [];
+    for (const [key, api] of this.apis) for (const i of await api.describe([...this.ownFilters(), { Name: 'instance-state-name', Values: LIVE }])) live.push({ key, i });
+    // Watched instances that ended (and so are missing above) are reported with EC2's reason
+    // first, not as merely "not found".
+    const watchedBefore = new Set(this.watches.keys());
+    await this.pollSerially();
     const out: ProviderRunner[] = [];
-    for (const [key, api] of this.apis) {
-      for (const i of await api.describe([...this.ownFilters(), { Name: 'instance-state-name', Values: LIVE }])) {
-        const runnerId = tagOf(i, TAG.runner);
-        if (!runnerId || this.releasing.has(i.InstanceId!)) continue;
-        if (!this.watches.has(runnerId)) this.watches.set(runnerId, { instance: i.InstanceId!, api: key });
-        out.push({ runnerId, ref: this.ref(i.InstanceId!), pool: tagOf(i, TAG.pool) ?? '', alive: true, startedAt: Number(tagOf(i, TAG.created) ?? i.LaunchTime?.getTime() ?? 0) });
-      }
+    for (const { key, i } of live) {
+      const runnerId = tagOf(i, TAG.runner);
+      if (!runnerId || this.releasing.has(i.InstanceId!)) continue;
+      if (watchedBefore.has(runnerId) && !this.watches.has(runnerId)) continue; // ended since
+      if (!this.watches.has(runnerId)) this.watches.set(runnerId, { instance: i.InstanceId!, api: key });
+      out.push({ runnerId, ref: this.ref(i.InstanceId!), pool: tagOf(i, TAG.pool) ?? '', alive: true, startedAt: Number(tagOf(i, TAG.created) ?? i.LaunchTime?.getTime() ?? 0) });
     }
     return out;
   }
@@ -363,7 +369,7 @@ export class Ec2Provider implements Provider {
     if (this.timer || this.closed) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.polling = this.poll()
+      this.polling = this.pollSerially()
         .catch((err) => this.opts.log.warn({ err }, 'EC2 poll failed; trying again at the next'))
         .finally(() => {
           this.polling = undefined;
@@ -371,6 +377,13 @@ export class Ec2Provider implements Provider {
         });
     }, this.pollMs());
     this.timer.unref();
+  }
+
+  /** One poll at a time (the timer's and list()'s): a second caller waits, then looks afresh. */
+  private pollSerially(): Promise<void> {
+    const run = this.pollChain.then(() => this.poll());
+    this.pollChain = run.catch(() => {});
+    return run;
   }
 
   /**

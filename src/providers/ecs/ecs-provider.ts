@@ -389,10 +389,14 @@ export class EcsProvider implements Provider {
   }
 
   async list(): Promise<ProviderRunner[]> {
-    // watched tasks that stopped are reported with their stop code first, not as merely "not found"
+    const live = await this.liveTasks();
+    // Watched tasks that stopped (and so are missing above) are reported with their stop code
+    // first, not as merely "not found"; a poll already in flight may have looked too early.
+    const watchedBefore = new Set(this.watched.keys());
+    await this.polling?.catch(() => {});
     await this.poll();
     const out: ProviderRunner[] = [];
-    for (const { where, task } of await this.liveTasks()) {
+    for (const { where, task } of live) {
       const tag = (k: string) => task.tags?.find((t) => t.key === k)?.value;
       const runnerId = tag(TAG_RUNNER);
       const startedAt = task.createdAt?.getTime() ?? Date.now();
@@ -402,7 +406,7 @@ export class EcsProvider implements Provider {
         continue;
       }
       if (tag(TAG_INSTANCE) && tag(TAG_INSTANCE) !== this.opts.instanceId) continue;
-      const alive = task.lastStatus !== 'STOPPED' && task.desiredStatus !== 'STOPPED';
+      const alive = task.lastStatus !== 'STOPPED' && task.desiredStatus !== 'STOPPED' && !(watchedBefore.has(runnerId) && !this.watched.has(runnerId));
       const pool = tag(TAG_POOL) ?? '';
       if (alive) {
         this.watch({ runnerId, arn: task.taskArn!, pool, api: where.api, cluster: where.cluster, startedAt });
