@@ -134,7 +134,12 @@ export class TaskContainers {
 
   /** Removes every container of this fake (the tasks' end is still reported). */
   async close(): Promise<void> {
-    for (const id of await this.leftovers().catch(() => [])) await this.docker.getContainer(id).remove({ force: true, v: true }).catch(() => {});
+    // SIGKILL first: a stop still waiting out its stopTimeout (a spot interruption's task) must
+    // not outlive the fake, and a forced remove alone can fail while that stop holds the container
+    for (const id of await this.leftovers().catch(() => [])) {
+      await this.docker.getContainer(id).kill({ signal: 'SIGKILL' }).catch(() => {});
+      await this.docker.getContainer(id).remove({ force: true, v: true }).catch(() => {});
+    }
     this.abort.abort();
     clearInterval(this.poll);
   }
