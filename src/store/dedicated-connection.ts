@@ -6,17 +6,16 @@
  */
 import type { Db, Queryable, Statement } from './db.js';
 import { StoreUnavailableError } from './store-errors.js';
+import { Serial } from '../lib/serial.js';
 
 export class DedicatedConnection implements Queryable {
   private session: (Queryable & { release(): void }) | undefined;
-  private tail: Promise<unknown> = Promise.resolve();
+  private serial = new Serial();
 
   constructor(private db: Db) {}
 
   query<T = Record<string, any>>(sql: Statement, params?: unknown[]): Promise<T[]> {
-    const run = this.tail.then(() => this.run<T>(sql, params));
-    this.tail = run.catch(() => {});
-    return run;
+    return this.serial.run(() => this.run<T>(sql, params));
   }
 
   private async run<T>(sql: Statement, params?: unknown[]): Promise<T[]> {

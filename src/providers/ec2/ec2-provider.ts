@@ -14,6 +14,7 @@ import type { LaunchSpec, Provider, ProviderRunner } from '../provider.js';
 import type { PoolConfig } from '../../config/schema.js';
 import type { Logger } from '../../lib/logger.js';
 import { systemClock, sleep as realSleep, type Clock } from '../../lib/clock.js';
+import { Serial } from '../../lib/serial.js';
 import { CAPACITY, Ec2Api, Ec2ApiError, type Ec2ApiOptions } from './ec2-api.js';
 import { instanceTypesFor, type Ec2PoolFields } from './pool-config.js';
 import { userData } from './user-data.js';
@@ -97,7 +98,8 @@ export class Ec2Provider implements Provider {
   private timer?: NodeJS.Timeout;
   private closed = false;
   private polling?: Promise<void>;
-  private pollChain: Promise<void> = Promise.resolve();
+  /** one poll at a time (the timer's and list()'s): a second caller waits, then looks afresh */
+  private polls = new Serial();
   private releases = new Map<string, Promise<void>>();
 
   constructor(private opts: Ec2ProviderOptions) {
@@ -270,7 +272,7 @@ export class Ec2Provider implements Provider {
     // Watched instances that ended (and so are missing above) are reported with EC2's reason
     // first, not as merely "not found".
     const watchedBefore = new Set(this.watches.keys());
-    await this.pollSerially();
+    await this.polls.run(() => this.poll());
     const out: ProviderRunner[] = [];
     for (const { key, i } of live) {
       const runnerId = tagOf(i, TAG.runner);
@@ -369,7 +371,7 @@ export class Ec2Provider implements Provider {
     if (this.timer || this.closed) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.polling = this.pollSerially()
+      this.polling = this.polls.run(() => this.poll())
         .catch((err) => this.opts.log.warn({ err }, 'EC2 poll failed; trying again at the next'))
         .finally(() => {
           this.polling = undefined;
@@ -377,13 +379,6 @@ export class Ec2Provider implements Provider {
         });
     }, this.pollMs());
     this.timer.unref();
-  }
-
-  /** One poll at a time (the timer's and list()'s): a second caller waits, then looks afresh. */
-  private pollSerially(): Promise<void> {
-    const run = this.pollChain.then(() => this.poll());
-    this.pollChain = run.catch(() => {});
-    return run;
   }
 
   /**
