@@ -214,8 +214,11 @@ describe('dashboard', () => {
     await nav('Jobs').click();
     await page.getByTestId('jobs-table').waitFor();
     await page.getByLabel('State').selectOption('failed');
+    // the failed job is in the unfiltered table too: wait for the filtered rows, not for its number
+    const states = () => page.getByTestId('jobs-table').locator('tbody tr').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.state));
+    await waitFor('the jobs table filtered to failed', async () => ((await states()).every((s) => s === 'failed') ? true : undefined));
     await waitForText(page.getByTestId('jobs-table').locator('tbody'), new RegExp(`#${bad}`));
-    assert.deepEqual(await page.getByTestId('jobs-table').locator('tbody tr').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.state)), ['failed']);
+    assert.deepEqual(await states(), ['failed']);
     await page.getByLabel('State').selectOption('');
     await waitForText(page.getByTestId('jobs-table').locator('tbody'), new RegExp(`#${ok}`));
     await screenshot(page, '13-jobs');
